@@ -1,0 +1,53 @@
+/* CPU feature detection and OpenMP facts, computed once. */
+#include "pl_ctx.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static unsigned long long read_xcr0(void) {
+    unsigned int lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+
+/* AVX2 and FMA in the CPU, and the OS saving ymm state (OSXSAVE, XCR0 bits 1-2). */
+static int cpu_has_avx2_fma(void) {
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+    int fma = (ecx >> 12) & 1, osxsave = (ecx >> 27) & 1, avx = (ecx >> 28) & 1;
+    if (!(fma && osxsave && avx)) return 0;
+    if ((read_xcr0() & 0x6) != 0x6) return 0;
+    if (__get_cpuid_max(0, 0) < 7) return 0;
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    return (ebx >> 5) & 1;
+}
+#else
+static int cpu_has_avx2_fma(void) { return 0; }
+#endif
+
+int pl_detect_isa(void) {
+    static int isa = -1;
+    if (isa < 0) isa = cpu_has_avx2_fma() ? PL_ISA_AVX2 : PL_ISA_GENERIC;
+    return isa;
+}
+
+int pl_openmp_enabled(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int pl_default_threads(void) {
+#ifdef _OPENMP
+    int n = omp_get_max_threads();
+    return n > 0 ? n : 1;
+#else
+    return 1;
+#endif
+}

@@ -1,0 +1,22 @@
+/* Run-time context handed to every kernel: thread budget and instruction-set path.
+ * csrc knows nothing of Python; the Cython runtime module owns the one instance. */
+#ifndef PL_CTX_H
+#define PL_CTX_H
+
+enum pl_isa { PL_ISA_GENERIC = 0, PL_ISA_AVX2 = 1 };
+
+typedef struct {
+    int n_threads;   /* upper bound on OpenMP threads a kernel may use (>= 1) */
+    int isa;         /* enum pl_isa: which micro-kernels to run */
+} pl_ctx;
+
+/* Best instruction set this CPU and OS support (cpuid + xgetbv), detected once. */
+int pl_detect_isa(void);
+
+/* 1 when compiled with OpenMP, else 0. */
+int pl_openmp_enabled(void);
+
+/* Threads OpenMP would use by default (honours OMP_NUM_THREADS); 1 without OpenMP. */
+int pl_default_threads(void);
+
+#endif

@@ -1,0 +1,1 @@
+"""Compiled kernels: thin Cython wrappers over csrc/."""

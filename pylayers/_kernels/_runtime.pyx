@@ -1,0 +1,71 @@
+"""Process-wide kernel settings: thread count and instruction-set path.
+
+Every other wrapper cimports `ctx()` from here so that one setting reaches all
+extension modules."""
+import os
+
+cdef extern from "pl_ctx.h":
+    int pl_detect_isa() nogil
+    int pl_openmp_enabled() nogil
+    int pl_default_threads() nogil
+
+cdef pl_ctx _ctx
+
+ISA_NAMES = {PL_ISA_GENERIC: "generic", PL_ISA_AVX2: "avx2"}
+
+
+cdef const pl_ctx *ctx() noexcept nogil:
+    return &_ctx
+
+
+def openmp_enabled():
+    return bool(pl_openmp_enabled())
+
+
+def detected_kernel_path():
+    """The best path this CPU supports, ignoring overrides."""
+    return ISA_NAMES[pl_detect_isa()]
+
+
+def get_kernel_path():
+    return ISA_NAMES[_ctx.isa]
+
+
+def set_kernel_path(name):
+    """Select 'generic' or 'avx2' micro-kernels ('auto' picks the best available)."""
+    if name == "auto":
+        name = detected_kernel_path()
+    by_name = {v: k for k, v in ISA_NAMES.items()}
+    if name not in by_name:
+        raise ValueError(f"kernel path must be one of 'auto', 'generic', 'avx2'. Received: {name!r}")
+    if by_name[name] > pl_detect_isa():
+        raise ValueError(f"kernel path {name!r} is not supported by this CPU "
+                         f"(best available: {detected_kernel_path()!r})")
+    _ctx.isa = by_name[name]
+
+
+def get_num_threads():
+    return _ctx.n_threads
+
+
+def set_num_threads(n):
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads expects a positive integer. Received: {n!r}")
+    _ctx.n_threads = n if pl_openmp_enabled() else 1
+
+
+def _threads_from_environment():
+    for var in ("PYLAYERS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").split(",")[0].strip()
+        if value:
+            try:
+                n = int(value)
+            except ValueError:
+                raise ValueError(f"{var} must be a positive integer. Received: {value!r}") from None
+            if n >= 1:
+                return n
+    return pl_default_threads()
+
+
+set_num_threads(_threads_from_environment())
+set_kernel_path(os.environ.get("PYLAYERS_KERNEL", "auto"))
