@@ -1,8 +1,32 @@
-"""pylayers: Keras-compatible neural networks for the CPU with compiled kernels."""
+"""pylayers: Keras-compatible neural networks for the CPU with compiled kernels.
+
+`import pylayers as keras` gives the Keras 3 names: Sequential, Model, Input, Layer,
+layers, ops, activations, initializers, regularizers, constraints, optimizers, losses,
+metrics, callbacks, datasets, utils, backend. Submodules load on first use."""
+import importlib
+
 from pylayers._kernels._runtime import (get_kernel_path, get_num_threads, openmp_enabled,
                                         set_kernel_path, set_num_threads)
 
 __version__ = "0.1.0"
+
+_SUBMODULES = {"activations", "backend", "callbacks", "constraints", "datasets", "initializers",
+               "layers", "losses", "metrics", "models", "ops", "optimizers", "regularizers",
+               "saving", "testing", "utils"}
+_NAMES = {"Sequential": "pylayers.models", "Model": "pylayers.models",
+          "Input": "pylayers.layers", "Layer": "pylayers.layers", "Variable": "pylayers.ops"}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"pylayers.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
+    raise AttributeError(f"module 'pylayers' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES | set(_NAMES))
 
 
 def show_config(print_it=True):

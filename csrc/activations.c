@@ -1,0 +1,115 @@
+/* Activation forward (with bias) and backward as single passes over (m, n) arrays. */
+#include <math.h>
+#include "activations.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define SELU_ALPHA 1.6732632423543772f
+#define SELU_SCALE 1.0507009873554805f
+#define PARALLEL_MIN_WORK 32768L
+
+int pl_elementwise_threads(const pl_ctx *ctx, long work) {
+    if (work < PARALLEL_MIN_WORK || ctx->n_threads < 2) return 1;
+    long by_work = work / PARALLEL_MIN_WORK;
+    return by_work < ctx->n_threads ? (int)by_work : ctx->n_threads;
+}
+
+static float act_forward(float z, int act, float alpha) {
+    switch (act) {
+    case PL_ACT_RELU: return z > 0.0f ? z : 0.0f;
+    case PL_ACT_SIGMOID: return 1.0f / (1.0f + expf(-z));
+    case PL_ACT_TANH: return tanhf(z);
+    case PL_ACT_ELU: return z > 0.0f ? z : alpha * expm1f(z);
+    case PL_ACT_SELU: return z > 0.0f ? SELU_SCALE * z : SELU_SCALE * SELU_ALPHA * expm1f(z);
+    case PL_ACT_LEAKY_RELU: return z > 0.0f ? z : alpha * z;
+    case PL_ACT_SOFTPLUS: return z > 0.0f ? z + log1pf(expf(-z)) : log1pf(expf(z));
+    case PL_ACT_SOFTSIGN: return z / (1.0f + fabsf(z));
+    case PL_ACT_EXPONENTIAL: return expf(z);
+    default: return z;
+    }
+}
+
+/* d act / d z written in terms of the output y. */
+static float act_derivative(float y, int act, float alpha) {
+    switch (act) {
+    case PL_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
+    case PL_ACT_SIGMOID: return y * (1.0f - y);
+    case PL_ACT_TANH: return 1.0f - y * y;
+    case PL_ACT_ELU: return y > 0.0f ? 1.0f : y + alpha;
+    case PL_ACT_SELU: return y > 0.0f ? SELU_SCALE : y + SELU_SCALE * SELU_ALPHA;
+    case PL_ACT_LEAKY_RELU: return y > 0.0f ? 1.0f : alpha;
+    case PL_ACT_SOFTPLUS: return -expm1f(-y);
+    case PL_ACT_SOFTSIGN: { float r = 1.0f - fabsf(y); return r * r; }
+    case PL_ACT_EXPONENTIAL: return y;
+    default: return 1.0f;
+    }
+}
+
+/* row is (n): row = softmax(row + bias) */
+static void softmax_row(long n, float *row, const float *bias) {
+    float top = -INFINITY, total = 0.0f;
+    for (long j = 0; j < n; j++) {
+        if (bias) row[j] += bias[j];
+        if (row[j] > top) top = row[j];
+    }
+    for (long j = 0; j < n; j++) {
+        row[j] = expf(row[j] - top);
+        total += row[j];
+    }
+    float inv_total = 1.0f / total;
+    for (long j = 0; j < n; j++) row[j] *= inv_total;
+}
+
+void pl_bias_act_forward(const pl_ctx *ctx, long m, long n, float *y,
+                         const float *bias, int act, float alpha) {
+    int nt = pl_elementwise_threads(ctx, m * n);
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long i = 0; i < m; i++) {
+        float *row = y + i * n;
+        if (act == PL_ACT_SOFTMAX) {
+            softmax_row(n, row, bias);
+        } else if (bias) {
+            for (long j = 0; j < n; j++) row[j] = act_forward(row[j] + bias[j], act, alpha);
+        } else if (act != PL_ACT_LINEAR) {
+            for (long j = 0; j < n; j++) row[j] = act_forward(row[j], act, alpha);
+        }
+    }
+}
+
+void pl_act_backward(const pl_ctx *ctx, long m, long n, const float *y,
+                     const float *dy, float *dz, int act, float alpha) {
+    int nt = pl_elementwise_threads(ctx, m * n);
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long i = 0; i < m; i++) {
+        const float *y_row = y + i * n, *dy_row = dy + i * n;
+        float *dz_row = dz + i * n;
+        if (act == PL_ACT_SOFTMAX) {
+            float dot = 0.0f;
+            for (long j = 0; j < n; j++) dot += dy_row[j] * y_row[j];
+            for (long j = 0; j < n; j++) dz_row[j] = y_row[j] * (dy_row[j] - dot);
+        } else {
+            for (long j = 0; j < n; j++)
+                dz_row[j] = dy_row[j] * act_derivative(y_row[j], act, alpha);
+        }
+    }
+}
+
+void pl_bias_grad(const pl_ctx *ctx, long m, long n, const float *dz, float *dbias) {
+    int nt = pl_elementwise_threads(ctx, m * n);
+    if (nt > n / 16) nt = n / 16 > 1 ? (int)(n / 16) : 1;
+    #pragma omp parallel num_threads(nt) if(nt > 1)
+    {
+        int t = 0, count = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        count = omp_get_num_threads();
+#endif
+        long j0 = n * t / count, j1 = n * (t + 1) / count;
+        for (long i = 0; i < m; i++) {
+            const float *row = dz + i * n;
+            for (long j = j0; j < j1; j++) dbias[j] += row[j];
+        }
+    }
+}

@@ -1,0 +1,18 @@
+#ifndef PL_DENSE_H
+#define PL_DENSE_H
+#include "pl_ctx.h"
+
+/* x (m, k), w (k, n), bias (n) or NULL -> y (m, n) = act(x @ w + bias). */
+void pl_dense_forward(const pl_ctx *ctx, long m, long n, long k, const float *x,
+                      const float *w, const float *bias, int act, float alpha, float *y);
+
+/* Given y (m, n) from the forward and dy (m, n):
+ *   dz = dy * act'(y)           (dz (m, n) scratch; may alias dy)
+ *   dw (k, n) += x^T @ dz       (skipped when dw is NULL: frozen weights)
+ *   dbias (n) += colsum(dz)     (skipped when NULL)
+ *   dx (m, k)  = dz @ w^T       (skipped when NULL: first layer) */
+void pl_dense_backward(const pl_ctx *ctx, long m, long n, long k, const float *x,
+                       const float *w, const float *y, const float *dy, int act, float alpha,
+                       float *dz, float *dw, float *dbias, float *dx);
+
+#endif

@@ -1,0 +1,97 @@
+"""Thin wrappers over csrc/dense.c and csrc/activations.c (float32, C-contiguous)."""
+from pylayers._kernels._runtime cimport ctx, pl_ctx
+
+cdef extern from "activations.h":
+    void pl_bias_act_forward(const pl_ctx *ctx, long m, long n, float *y,
+                             const float *bias, int act, float alpha) nogil
+    void pl_act_backward(const pl_ctx *ctx, long m, long n, const float *y,
+                         const float *dy, float *dz, int act, float alpha) nogil
+
+cdef extern from "dense.h":
+    void pl_dense_forward(const pl_ctx *ctx, long m, long n, long k, const float *x,
+                          const float *w, const float *bias, int act, float alpha,
+                          float *y) nogil
+    void pl_dense_backward(const pl_ctx *ctx, long m, long n, long k, const float *x,
+                           const float *w, const float *y, const float *dy, int act,
+                           float alpha, float *dz, float *dw, float *dbias, float *dx) nogil
+
+# Codes of csrc/activations.h enum pl_act.
+ACTIVATION_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4, "elu": 5,
+                    "selu": 6, "leaky_relu": 7, "softplus": 8, "softsign": 9, "exponential": 10}
+
+
+cdef const float *const_or_null_1d(const float[::1] a):
+    return NULL if a is None or a.shape[0] == 0 else &a[0]
+
+
+cdef float *data_or_null_1d(float[::1] a):
+    return NULL if a is None or a.shape[0] == 0 else &a[0]
+
+
+cdef float *data_or_null_2d(float[:, ::1] a):
+    return NULL if a is None or a.shape[0] * a.shape[1] == 0 else &a[0, 0]
+
+
+def _check(name, array, shape):
+    if array is not None and tuple(array.shape[:len(shape)]) != shape:
+        raise ValueError(f"{name} has shape {tuple(array.shape)}; expected {shape}")
+
+
+def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] bias,
+                  int act, float alpha, float[:, ::1] y):
+    """y (m, n) = act(x (m, k) @ w (k, n) + bias (n))."""
+    cdef long m = x.shape[0], k = x.shape[1], n = w.shape[1]
+    _check("w", w, (k, n))
+    _check("y", y, (m, n))
+    _check("bias", bias, (n,))
+    cdef const float *bias_ptr = const_or_null_1d(bias)
+    if m == 0 or n == 0:
+        return
+    with nogil:
+        pl_dense_forward(ctx(), m, n, k, &x[0, 0] if k else NULL, &w[0, 0] if k else NULL,
+                         bias_ptr, act, alpha, &y[0, 0])
+
+
+def dense_backward(const float[:, ::1] x, const float[:, ::1] w, const float[:, ::1] y,
+                   const float[:, ::1] dy, int act, float alpha, float[:, ::1] dz,
+                   float[:, ::1] dw, float[::1] dbias, float[:, ::1] dx):
+    """dz = dy*act'(y); dw += x^T dz; dbias += colsum dz; dx = dz w^T (None skips)."""
+    cdef long m = x.shape[0], k = x.shape[1], n = w.shape[1]
+    for name, array, shape in (("w", w, (k, n)), ("y", y, (m, n)), ("dy", dy, (m, n)),
+                               ("dz", dz, (m, n)), ("dw", dw, (k, n)), ("dbias", dbias, (n,)),
+                               ("dx", dx, (m, k))):
+        _check(name, array, shape)
+    cdef float *dw_ptr = data_or_null_2d(dw)
+    cdef float *dbias_ptr = data_or_null_1d(dbias)
+    cdef float *dx_ptr = data_or_null_2d(dx)
+    if m == 0 or n == 0:
+        if dx is not None and m and k:
+            dx[:, :] = 0
+        return
+    with nogil:
+        pl_dense_backward(ctx(), m, n, k, &x[0, 0] if k else NULL, &w[0, 0] if k else NULL,
+                          &y[0, 0], &dy[0, 0], act, alpha, &dz[0, 0], dw_ptr, dbias_ptr,
+                          dx_ptr if k else NULL)
+
+
+def bias_act_forward(float[:, ::1] y, const float[::1] bias, int act, float alpha):
+    """In place: y (m, n) = act(y + bias)."""
+    cdef long m = y.shape[0], n = y.shape[1]
+    _check("bias", bias, (n,))
+    cdef const float *bias_ptr = const_or_null_1d(bias)
+    if m == 0 or n == 0:
+        return
+    with nogil:
+        pl_bias_act_forward(ctx(), m, n, &y[0, 0], bias_ptr, act, alpha)
+
+
+def act_backward(const float[:, ::1] y, const float[:, ::1] dy, float[:, ::1] dz,
+                 int act, float alpha):
+    """dz (m, n) = dy * act'(y); dz may be dy."""
+    cdef long m = y.shape[0], n = y.shape[1]
+    _check("dy", dy, (m, n))
+    _check("dz", dz, (m, n))
+    if m == 0 or n == 0:
+        return
+    with nogil:
+        pl_act_backward(ctx(), m, n, &y[0, 0], &dy[0, 0], &dz[0, 0], act, alpha)

@@ -1,0 +1,34 @@
+"""Session state shared by all layers: default-name counters (dense, dense_1, ...)."""
+import collections
+import re
+import threading
+
+_lock = threading.Lock()
+_name_counts = collections.defaultdict(int)
+
+
+def unique_name(prefix):
+    """prefix, then prefix_1, prefix_2, ... (Keras' default naming)."""
+    with _lock:
+        count = _name_counts[prefix]
+        _name_counts[prefix] += 1
+    return prefix if count == 0 else f"{prefix}_{count}"
+
+
+def snake_case(class_name):
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def clear_session():
+    """Reset default-name counters, as keras.backend.clear_session() does."""
+    with _lock:
+        _name_counts.clear()
+
+
+def floatx():
+    return "float32"
+
+
+def epsilon():
+    return 1e-7

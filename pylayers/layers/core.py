@@ -1,0 +1,356 @@
+"""Core layers: Dense, Activation, Flatten, Reshape, Dropout, ActivityRegularization, Lambda.
+
+Each layer's `call` is written with pylayers.ops: the float64 reference and the path for
+symbolic shapes. Dense and Activation override `_forward` with fused C kernels."""
+import numpy as np
+
+from pylayers import activations, ops
+from pylayers._kernels import dense as dense_kernels
+from pylayers.layers.layer import Layer
+from pylayers.ops import Tape
+from pylayers.ops.mode import reference_mode_on
+from pylayers.utils.rng import global_rng
+
+LINEAR = dense_kernels.ACTIVATION_CODES["linear"]
+
+
+def _serialize(obj):
+    from pylayers.saving.serialization import serialize_keras_object
+    return serialize_keras_object(obj)
+
+
+def grad_buffer(variable):
+    """The Variable's gradient accumulator, allocated (zeroed) on first use."""
+    if variable.grad is None:
+        variable.grad = np.zeros_like(variable.value)
+    return variable.grad
+
+
+def as_rows(x, width):
+    """x (..., width) as a C-contiguous float32 (rows, width) array (no copy when possible)."""
+    return np.ascontiguousarray(x, dtype=np.float32).reshape(-1, width)
+
+
+def activation_backward_fn(activation, z):
+    """y = activation(z) with a tape; returns (y, backward(dy) -> dz) for any callable."""
+    with Tape() as tape:
+        leaf = tape.leaf(z)
+        out = activation(leaf)
+    if not isinstance(out, ops.Tensor):
+        return np.asarray(out, dtype=z.dtype), lambda dy: np.zeros_like(z)
+    return out.data, lambda dy: tape.backward(out, dy, [leaf])[0]
+
+
+class Dense(Layer):
+    """y = activation(x @ kernel + bias) on the last axis of inputs of any rank."""
+
+    def __init__(self, units, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError("Received an invalid value for `units`, expected a positive "
+                             f"integer. Received: units={units}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = kernel_regularizer
+        self.bias_regularizer = bias_regularizer
+        self.kernel_constraint = kernel_constraint
+        self.bias_constraint = bias_constraint
+        self.input_spec_ndim = 2
+        self._fused = activations.fused_code(self.activation)
+
+    def build(self, input_shape):
+        in_dim = input_shape[-1]
+        if in_dim is None:
+            raise ValueError(f"Layer '{self.name}': the last dimension of the input must be "
+                             f"known to build a Dense layer. Received: input_shape={input_shape}")
+        self.kernel = self.add_weight(name="kernel", shape=(in_dim, self.units),
+                                      initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        self.bias = (self.add_weight(name="bias", shape=(self.units,),
+                                     initializer=self.bias_initializer,
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint)
+                     if self.use_bias else None)
+        self.built = True
+
+    def _check_input(self, input_shape):
+        super()._check_input(input_shape)
+        if self.built and input_shape[-1] != self.kernel.shape[0]:
+            raise ValueError(f"Input 0 of layer '{self.name}' is incompatible with the layer: "
+                             f"expected axis -1 of input shape to have value "
+                             f"{self.kernel.shape[0]}, but received input with shape "
+                             f"{tuple(input_shape)}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def output_activation(self):
+        return activations.serialize(self.activation)
+
+    def call(self, inputs):
+        y = ops.matmul(inputs, self.kernel)
+        if self.use_bias:
+            y = ops.add(y, self.bias)
+        return self.activation(y)
+
+    def _forward(self, inputs, training=False):
+        if reference_mode_on():
+            return super()._forward(inputs, training)
+        self._step_losses = []
+        in_dim = self.kernel.shape[0]
+        x = as_rows(inputs, in_dim)
+        y = np.empty((x.shape[0], self.units), dtype=np.float32)
+        code, alpha = self._fused or (LINEAR, 0.0)
+        bias = self.bias.value if self.use_bias else None
+        dense_kernels.dense_forward(x, self.kernel.value, bias, code, alpha, y)
+        act_backward = None
+        if self._fused is None:
+            y, act_backward = activation_backward_fn(self.activation, y)
+        out_shape = np.shape(inputs)[:-1] + (self.units,)
+
+        def backprop(dy, need_dx=True, from_preactivation=False):
+            dy = as_rows(dy, self.units)
+            dy_code = code
+            if from_preactivation:
+                dy_code = LINEAR
+            elif act_backward is not None:
+                dy = as_rows(act_backward(dy.reshape(y.shape)), self.units)
+            train = self.trainable
+            dz = np.empty_like(dy) if dy_code != LINEAR else dy
+            dx = np.empty_like(x) if need_dx else None
+            dense_kernels.dense_backward(
+                x, self.kernel.value, y, dy, dy_code, alpha, dz,
+                grad_buffer(self.kernel) if train else None,
+                grad_buffer(self.bias) if train and self.use_bias else None, dx)
+            return dx.reshape(np.shape(inputs)) if need_dx else None
+        return y.reshape(out_shape), backprop
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "units": self.units, "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": _serialize(self.kernel_initializer),
+            "bias_initializer": _serialize(self.bias_initializer),
+            "kernel_regularizer": _serialize(self.kernel_regularizer),
+            "bias_regularizer": _serialize(self.bias_regularizer),
+            "activity_regularizer": _serialize(self.activity_regularizer),
+            "kernel_constraint": _serialize(self.kernel_constraint),
+            "bias_constraint": _serialize(self.bias_constraint)})
+        return config
+
+
+class ElementwiseActivation(Layer):
+    """Base of layers that apply one activation elementwise (fused C when available)."""
+
+    def activation_fn(self, x):
+        raise NotImplementedError
+
+    def fused(self):
+        """(C code, alpha) or None."""
+        return None
+
+    def call(self, inputs):
+        return self.activation_fn(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def output_activation(self):
+        return None
+
+    def _forward(self, inputs, training=False):
+        fused = self.fused()
+        if reference_mode_on() or fused is None or np.ndim(inputs) == 0:
+            return super()._forward(inputs, training)
+        self._step_losses = []
+        code, alpha = fused
+        shape = np.shape(inputs)
+        width = shape[-1] if shape[-1] else 1
+        y = np.array(inputs, dtype=np.float32, order="C").reshape(-1, width)
+        dense_kernels.bias_act_forward(y, None, code, alpha)
+
+        def backprop(dy, need_dx=True, from_preactivation=False):
+            if not need_dx:
+                return None
+            dy = as_rows(dy, width)
+            if from_preactivation:
+                return dy.reshape(shape)
+            dx = np.empty_like(dy)
+            dense_kernels.act_backward(y, dy, dx, code, alpha)
+            return dx.reshape(shape)
+        return y.reshape(shape), backprop
+
+
+class Activation(ElementwiseActivation):
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def activation_fn(self, x):
+        return self.activation(x)
+
+    def fused(self):
+        return activations.fused_code(self.activation)
+
+    def output_activation(self):
+        return activations.serialize(self.activation)
+
+    def get_config(self):
+        config = super().get_config()
+        config["activation"] = activations.serialize(self.activation)
+        return config
+
+
+class Flatten(Layer):
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = data_format or "channels_last"
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        size = None if any(d is None for d in rest) else int(np.prod(rest, dtype=np.int64))
+        return (input_shape[0], size)
+
+    def call(self, inputs):
+        if self.data_format == "channels_first" and ops.value_of(inputs).ndim > 2:
+            inputs = ops.transpose(inputs, (0,) + tuple(range(2, np.ndim(ops.value_of(inputs)))) + (1,))
+        return ops.reshape(inputs, (np.shape(ops.value_of(inputs))[0], -1))
+
+    def get_config(self):
+        config = super().get_config()
+        config["data_format"] = self.data_format
+        return config
+
+
+class Reshape(Layer):
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(d) for d in target_shape)
+        if sum(d == -1 for d in self.target_shape) > 1 or any(d < -1 or d == 0 for d in self.target_shape):
+            raise ValueError("The `target_shape` argument must be a tuple of positive integers "
+                             f"with at most one -1. Received: target_shape={target_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + self._resolved(input_shape[1:])
+
+    def _resolved(self, sample_shape):
+        known = int(np.prod([d for d in self.target_shape if d != -1], dtype=np.int64))
+        if any(d is None for d in sample_shape):
+            total = None
+        else:
+            total = int(np.prod(sample_shape, dtype=np.int64))
+        if -1 in self.target_shape:
+            fill = None if total is None else total // known
+            if total is not None and fill * known != total:
+                raise self._mismatch(sample_shape)
+            return tuple(fill if d == -1 else d for d in self.target_shape)
+        if total is not None and total != known:
+            raise self._mismatch(sample_shape)
+        return self.target_shape
+
+    def _mismatch(self, sample_shape):
+        return ValueError(f"Layer '{self.name}': total size of the input shape "
+                          f"{tuple(sample_shape)} does not match target_shape {self.target_shape}")
+
+    def call(self, inputs):
+        shape = np.shape(ops.value_of(inputs))
+        return ops.reshape(inputs, (shape[0],) + self._resolved(shape[1:]))
+
+    def get_config(self):
+        config = super().get_config()
+        config["target_shape"] = self.target_shape
+        return config
+
+
+class Dropout(Layer):
+    """Inverted dropout: during training, kept units are scaled by 1 / (1 - rate)."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError("Invalid value received for argument `rate`. Expected a float value "
+                             f"between 0 and 1. Received: rate={rate}")
+        self.rate = float(rate)
+        self.noise_shape = noise_shape
+        self.seed = seed
+        self._rng = np.random.default_rng(seed) if seed is not None else None
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _keep_mask(self, shape):
+        mask_shape = shape
+        if self.noise_shape is not None:
+            mask_shape = tuple(s if n is None else n for s, n in zip(shape, self.noise_shape))
+        rng = self._rng or global_rng()
+        keep = rng.random(mask_shape, dtype=np.float32) >= self.rate
+        return keep.astype(np.float32) / np.float32(1.0 - self.rate)
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        if self.rate == 1:
+            return ops.multiply(inputs, 0.0)
+        return ops.multiply(inputs, self._keep_mask(np.shape(ops.value_of(inputs))))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed})
+        return config
+
+
+class ActivityRegularization(Layer):
+    """Identity whose output adds (l1*sum|y| + l2*sum(y^2)) / batch_size to the loss."""
+
+    def __init__(self, l1=0.0, l2=0.0, **kwargs):
+        from pylayers import regularizers
+        kwargs.pop("activity_regularizer", None)
+        super().__init__(activity_regularizer=regularizers.L1L2(l1=l1, l2=l2), **kwargs)
+        self.l1, self.l2 = float(l1), float(l2)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def call(self, inputs):
+        return inputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"l1": self.l1, "l2": self.l2})
+        return config
+
+
+class Lambda(Layer):
+    """Wraps an arbitrary function of pylayers.ops as a layer."""
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise TypeError(f"Lambda expects a callable. Received: function={function!r}")
+        self.function = function
+        self.arguments = dict(arguments or {})
+        self._output_shape = output_shape
+
+    def compute_output_shape(self, input_shape):
+        if self._output_shape is None:
+            return super().compute_output_shape(input_shape)
+        if callable(self._output_shape):
+            return tuple(self._output_shape(input_shape))
+        return (input_shape[0],) + tuple(self._output_shape)
+
+    def call(self, inputs):
+        return self.function(inputs, **self.arguments)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"function": getattr(self.function, "__name__", repr(self.function)),
+                       "arguments": self.arguments, "output_shape": self._output_shape})
+        return config

@@ -1,0 +1,3 @@
+"""keras.models: Sequential and Model."""
+from pylayers.models.model import Model
+from pylayers.models.sequential import Sequential

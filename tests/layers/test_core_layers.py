@@ -1,0 +1,188 @@
+"""Core and activation layers: run_layer_test checks, finite-difference gradients in the
+float64 reference, fused kernels against the reference, and clear errors."""
+import inspect
+
+import numpy as np
+import pytest
+
+import pylayers as keras
+from pylayers import layers
+from pylayers.testing import (check_layer_gradients, check_layer_native_matches_reference,
+                              run_layer_test)
+
+rng = np.random.default_rng(0)
+
+
+def away_from_zero(*shape):
+    return np.sign(rng.uniform(-1, 1, size=shape)) * rng.uniform(0.2, 1.5, size=shape)
+
+
+# name -> (factory, input, training). Inputs avoid activation kinks.
+GRADIENT_CASES = {
+    "Dense_relu": (lambda: layers.Dense(4, activation="relu", bias_initializer="ones"),
+                   rng.uniform(0, 1, size=(3, 5)), False),
+    "Dense_softmax": (lambda: layers.Dense(6, activation="softmax"), rng.normal(size=(4, 3)), False),
+    "Dense_sigmoid_3d": (lambda: layers.Dense(3, activation="sigmoid"), rng.normal(size=(2, 3, 4)), False),
+    "Dense_tanh": (lambda: layers.Dense(3, activation="tanh"), rng.normal(size=(5, 2)), False),
+    "Dense_gelu": (lambda: layers.Dense(3, activation="gelu"), rng.normal(size=(4, 2)), False),
+    "Dense_linear_no_bias": (lambda: layers.Dense(3, use_bias=False), rng.normal(size=(4, 2)), False),
+    "Activation_elu": (lambda: layers.Activation("elu"), away_from_zero(3, 4), False),
+    "Activation_swish": (lambda: layers.Activation("swish"), rng.normal(size=(3, 4)), False),
+    "ReLU": (lambda: layers.ReLU(), away_from_zero(3, 4), False),
+    "ReLU_capped": (lambda: layers.ReLU(max_value=1.0, negative_slope=0.1),
+                    np.array([[-1.0, 0.5, 0.8, 1.5]]), False),
+    "LeakyReLU": (lambda: layers.LeakyReLU(negative_slope=0.1), away_from_zero(3, 4), False),
+    "ELU": (lambda: layers.ELU(alpha=0.5), away_from_zero(3, 4), False),
+    "Softmax": (lambda: layers.Softmax(), rng.normal(size=(3, 4)), False),
+    "PReLU": (lambda: layers.PReLU(alpha_initializer="random_uniform"), away_from_zero(3, 2, 4), False),
+    "PReLU_shared": (lambda: layers.PReLU(shared_axes=[1], alpha_initializer="ones"),
+                     away_from_zero(3, 2, 4), False),
+    "Flatten": (lambda: layers.Flatten(), rng.normal(size=(2, 3, 4)), False),
+    "Reshape": (lambda: layers.Reshape((2, -1)), rng.normal(size=(2, 6)), False),
+    "Dropout_training": (lambda: layers.Dropout(0.4), rng.normal(size=(4, 5)), True),
+    "ActivityRegularization": (lambda: layers.ActivityRegularization(l1=0.01, l2=0.1),
+                               away_from_zero(3, 4), True),
+    "Lambda": (lambda: layers.Lambda(lambda x: keras.ops.square(x) * 0.5), rng.normal(size=(2, 3)), False),
+    "Dense_activity_regularized": (lambda: layers.Dense(3, activity_regularizer="l2"),
+                                   rng.normal(size=(4, 2)), True),
+}
+
+NOT_GRADIENT_CHECKED = {"Layer", "Input", "InputLayer", "KerasTensor"}
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENT_CASES))
+def test_layer_gradients_match_finite_differences(name):
+    factory, x, training = GRADIENT_CASES[name]
+    check_layer_gradients(factory(), x, training=training)
+
+
+def test_every_public_layer_has_a_gradient_check():
+    public = {name for name, obj in vars(layers).items() if inspect.isclass(obj) or callable(obj)}
+    checked = {name.split("_")[0] for name in GRADIENT_CASES}
+    assert public - NOT_GRADIENT_CHECKED - checked == set()
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENT_CASES))
+def test_compiled_kernels_match_float64_reference(name):
+    factory, x, training = GRADIENT_CASES[name]
+    check_layer_native_matches_reference(factory(), x, training=training)
+
+
+@pytest.mark.parametrize("cls, kwargs, in_shape, out_shape, n_train", [
+    (layers.Dense, {"units": 3, "activation": "relu"}, (2, 5), (2, 3), 2),
+    (layers.Dense, {"units": 3, "use_bias": False}, (2, 4, 5), (2, 4, 3), 1),
+    (layers.Activation, {"activation": "tanh"}, (2, 5), (2, 5), 0),
+    (layers.Flatten, {}, (2, 3, 4), (2, 12), 0),
+    (layers.Reshape, {"target_shape": (3, 2)}, (2, 6), (2, 3, 2), 0),
+    (layers.Dropout, {"rate": 0.5}, (2, 5), (2, 5), 0),
+    (layers.ActivityRegularization, {"l1": 0.1}, (2, 5), (2, 5), 0),
+    (layers.ReLU, {"max_value": 6.0}, (2, 5), (2, 5), 0),
+    (layers.LeakyReLU, {}, (2, 5), (2, 5), 0),
+    (layers.ELU, {"alpha": 0.5}, (2, 5), (2, 5), 0),
+    (layers.Softmax, {}, (2, 5), (2, 5), 0),
+    (layers.PReLU, {}, (2, 3, 5), (2, 3, 5), 1),
+])
+def test_run_layer_test(cls, kwargs, in_shape, out_shape, n_train):
+    run_layer_test(cls, kwargs, in_shape, out_shape, expected_num_trainable_weights=n_train)
+
+
+def test_dense_keras_defaults_and_layout():
+    keras.utils.set_random_seed(0)
+    dense = layers.Dense(32)
+    dense(np.zeros((1, 10)))
+    kernel, bias = dense.get_weights()
+    assert kernel.shape == (10, 32) and bias.shape == (32,)
+    limit = np.sqrt(6 / (10 + 32))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.8 * limit
+    np.testing.assert_array_equal(bias, 0)
+    assert dense.count_params() == 10 * 32 + 32
+
+
+def test_prelu_parameter_count_and_leaky_relu_default_slope():
+    prelu = layers.PReLU(shared_axes=[1, 2])
+    prelu(np.zeros((1, 4, 5, 3)))
+    assert prelu.count_params() == 3
+    np.testing.assert_allclose(layers.LeakyReLU()(np.array([[-1.0, 2.0]])), [[-0.3, 2.0]])
+
+
+def test_dropout_is_inverted_and_inactive_at_inference():
+    x = np.ones((1000, 50), dtype=np.float32)
+    drop = layers.Dropout(0.2)
+    np.testing.assert_array_equal(drop(x), x)
+    y = drop(x, training=True)
+    assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.8)}
+    assert abs((y == 0).mean() - 0.2) < 0.01
+
+
+def test_dense_on_numpy_returns_float32_from_float64_input():
+    y = layers.Dense(5, activation="relu")(np.random.rand(1, 10))
+    assert isinstance(y, np.ndarray) and y.dtype == np.float32 and y.shape == (1, 5)
+
+
+def test_default_names_count_up():
+    keras.backend.clear_session()
+    assert [layers.Dense(1).name for _ in range(3)] == ["dense", "dense_1", "dense_2"]
+    assert layers.ActivityRegularization().name == "activity_regularization"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"units": -3}, "Received: units=-3"),
+    ({"units": 0}, "Received: units=0"),
+    ({"units": 4, "activation": "nope"}, "nope"),
+    ({"units": 4, "foo": 1}, "foo"),
+])
+def test_dense_rejects_bad_arguments(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        layers.Dense(**kwargs)
+
+
+def test_dense_rejects_wrong_input_width_without_touching_weights():
+    dense = layers.Dense(3)
+    dense(np.zeros((2, 4)))
+    before = dense.get_weights()
+    with pytest.raises(ValueError, match=r"dense.*expected axis -1 of input shape to have value 4.*\(2, 5\)"):
+        dense(np.zeros((2, 5)))
+    for a, b in zip(before, dense.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_set_weights_checks_every_shape_before_assigning():
+    dense = layers.Dense(3)
+    dense(np.zeros((1, 2)))
+    before = dense.get_weights()
+    with pytest.raises(ValueError, match=r"\(3,\).*\(4,\)"):
+        dense.set_weights([np.ones((2, 3)), np.ones(4)])
+    np.testing.assert_array_equal(dense.get_weights()[0], before[0])
+
+
+def test_complex_and_object_inputs_are_type_errors():
+    with pytest.raises(TypeError, match="dense"):
+        layers.Dense(2, name="dense_c")(np.zeros((1, 3), dtype=complex))
+    with pytest.raises(TypeError):
+        layers.Dense(2)(np.array([[object()]], dtype=object))
+
+
+def test_custom_layer_trains_through_ops_with_no_backward():
+    class Scale(layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+        def call(self, inputs):
+            return keras.ops.tanh(inputs * self.w) + self.w
+
+    check_layer_gradients(Scale(), rng.normal(size=(3, 4)))
+
+
+def test_builtin_layer_inside_custom_layer_gets_gradients():
+    class Block(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = layers.Dense(3, activation="tanh")
+
+        def call(self, inputs):
+            return self.inner(inputs) * 2.0
+
+    block = Block()
+    block(np.zeros((1, 4)))
+    assert len(block.trainable_weights) == 2
+    check_layer_gradients(block, rng.normal(size=(3, 4)))
