@@ -150,6 +150,11 @@ def test_zeros_ones_constant():
                                   [[1, 2]] * 3)
 
 
+def test_constant_config_holds_plain_numbers():
+    assert initializers.Constant(np.float32(0.5)).get_config() == {"value": 0.5}
+    assert json.dumps(initializers.Constant([1, 2]).get_config()) == '{"value": [1, 2]}'
+
+
 def test_constant_array_config_round_trip():
     constant = initializers.Constant(np.array([1.0, 2.0]))
     config = constant.get_config()
@@ -285,7 +290,7 @@ def test_bad_arguments_raise_value_error_naming_them(make, message):
         make()
 
 
-@pytest.mark.parametrize("shape", [(None, 3), (-1, 2), "ab", (2.5,)])
+@pytest.mark.parametrize("shape", [(None, 3), (-1, 2), "ab", (2.5,), 4])
 def test_bad_shapes_raise_value_error(shape):
     with pytest.raises(ValueError, match="shape="):
         initializers.GlorotUniform()(shape)

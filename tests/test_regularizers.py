@@ -28,7 +28,8 @@ def away_from_zero(shape, seed):
     return np.where(np.abs(w) < 0.1, 0.5, w)
 
 
-@pytest.mark.parametrize("case", KERAS_CASES, ids=lambda c: c["class_name"] + c["config"].get("mode", ""))
+@pytest.mark.parametrize("case", KERAS_CASES,
+                         ids=lambda c: c["class_name"] + c["config"].get("mode", ""))
 def test_penalty_and_gradient_match_keras(case):
     regularizer = getattr(regularizers, case["class_name"])(**case["config"])
     w = np.array(case["w"], dtype=np.float32)
