@@ -10,6 +10,15 @@ from pylayers.initializers.random_initializers import (GlorotNormal, GlorotUnifo
                                                        RandomUniform, TruncatedNormal,
                                                        VarianceScaling, compute_fans)
 
+__all__ = ["Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Identity",
+           "IdentityInitializer", "Initializer", "LecunNormal", "LecunUniform", "Ones",
+           "Orthogonal", "OrthogonalInitializer", "RandomNormal", "RandomUniform",
+           "TruncatedNormal", "VarianceScaling", "Zeros", "compute_fans", "constant",
+           "deserialize", "get", "glorot_normal", "glorot_uniform", "he_normal",
+           "he_uniform", "identity", "lecun_normal", "lecun_uniform", "ones", "orthogonal",
+           "random_normal", "random_uniform", "serialize", "truncated_normal",
+           "variance_scaling", "zeros"]
+
 # Lower-case spellings, as the functions Keras exports (keras.initializers.he_normal ...).
 constant = Constant
 glorot_normal = GlorotNormal

@@ -39,6 +39,8 @@ class Constant(Initializer):
             return {"value": {"class_name": "__numpy__",
                               "config": {"value": self.value.tolist(),
                                          "dtype": str(self.value.dtype)}}}
+        if isinstance(self.value, np.generic):
+            return {"value": self.value.item()}
         return {"value": self.value}
 
     @classmethod

@@ -24,8 +24,6 @@ class Initializer:
 
 def standardize_shape(shape):
     """`shape` as a tuple of non-negative ints, or a ValueError naming it."""
-    if isinstance(shape, numbers.Integral):
-        shape = (shape,)
     try:
         dims = tuple(shape)
     except TypeError:
