@@ -35,6 +35,7 @@ class Model(Layer):
                             f"Received: metrics={metrics!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
+        self._loss_spec = loss
         self.loss_weights = loss_weights
         self._metric_specs = list(metrics or []) + list(weighted_metrics or [])
         self._compiled_metrics = None
@@ -286,6 +287,26 @@ class Model(Layer):
             return logs
         values = [logs[name] for name in self.metrics_names]
         return values[0] if len(values) == 1 else values
+
+    # ---- saving -------------------------------------------------------------------
+
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Keras 3 `.keras` file: config, weights and optimizer state (atomic write)."""
+        from pylayers.saving import saving_lib
+        saving_lib.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        from pylayers.saving import saving_lib
+        saving_lib.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        from pylayers.saving import saving_lib
+        saving_lib.load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
+    def to_json(self, **kwargs):
+        import json
+        from pylayers.saving import saving_lib
+        return json.dumps(saving_lib.serialize_model(self), default=saving_lib._json_default, **kwargs)
 
     # ---- summary ----------------------------------------------------------------------
 
