@@ -1,19 +1,313 @@
-/* Placeholder reference GEMM (naive triple loop); replaced by the blocked kernel. */
+/* Single-precision GEMM: the BLIS five loops around an MR x NR micro-kernel.
+ *
+ *   jc: columns of C in blocks of nc       (packed B block kc x nc, shared, in L3)
+ *    pc: depth in blocks of kc             (fixed order: the sum order never changes)
+ *     ic: rows of C in blocks of mc        (packed A block mc x kc, per thread, in L2)
+ *      jr: columns in micro-panels of nr   (one B micro-panel stays in L1)
+ *       ir: rows in micro-panels of mr     (micro-kernel: mr x nr tile in registers)
+ *
+ * Threads split the rows (or, for very short C, the columns) of C into ranges
+ * aligned to micro-tiles; every tile of C is computed by exactly one thread with
+ * the same packed data and the same kc order, so the result is bitwise the same
+ * for any thread count.  Small products skip packing and run on one thread. */
+#include <stdint.h>
+#include <stdlib.h>
 #include "gemm.h"
+#include "gemm_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static const pl_gemm_arch generic_arch = {
+    PL_GENERIC_MR, PL_GENERIC_NR, 128, 256, 4096,
+    pl_sgemm_ukernel_generic, pl_sgemm_small_generic};
+
+#ifdef PL_HAVE_X86_KERNELS
+static const pl_gemm_arch avx2_arch = {
+    PL_AVX2_MR, PL_AVX2_NR, 144, 256, 4080,
+    pl_sgemm_ukernel_avx2, pl_sgemm_small_avx2};
+#endif
+
+#define MAX_MR 16
+#define MAX_NR 32
+
+/* Products of at most this many multiply-adds (m*n*k) skip packing. */
+#define SMALL_PRODUCT_WORK (32L * 32 * 32)
+/* A thread is only worth starting for at least this many multiply-adds. */
+#define WORK_PER_THREAD (48L * 48 * 48)
+#define ALIGN_FLOATS 16
+
+static const pl_gemm_arch *arch_for(int isa) {
+#ifdef PL_HAVE_X86_KERNELS
+    if (isa >= PL_ISA_AVX2) return &avx2_arch;
+#endif
+    (void)isa;
+    return &generic_arch;
+}
+
+static long min_long(long x, long y) { return x < y ? x : y; }
+static long round_up(long x, long multiple) { return (x + multiple - 1) / multiple * multiple; }
+
+/* c (m, n) = beta * c; beta == 0 writes zeros without reading c. */
+static void scale_c(long m, long n, float beta, float *c, long ldc) {
+    for (long i = 0; i < m; i++)
+        for (long j = 0; j < n; j++)
+            c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+}
+
+/* The naive triple loop, kept as the readable definition of pl_sgemm and as the
+ * fallback when pack buffers cannot be allocated. */
+void pl_sgemm_ref(int trans_a, int trans_b, long m, long n, long k, float alpha,
+                  const float *a, long lda, const float *b, long ldb,
+                  float beta, float *c, long ldc) {
+    for (long i = 0; i < m; i++)
+        for (long j = 0; j < n; j++) {
+            float acc = 0.0f;
+            for (long p = 0; p < k; p++) {
+                float a_ip = trans_a ? a[p * lda + i] : a[i * lda + p];
+                float b_pj = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+                acc += a_ip * b_pj;
+            }
+            float value = alpha * acc;
+            c[i * ldc + j] = beta == 0.0f ? value : value + beta * c[i * ldc + j];
+        }
+}
+
+/* Pack the (mc, kc) block of op(A) starting at a into mr-row panels:
+ * panel q holds rows q*mr.. as kc columns of mr floats, rows past mc zeroed.
+ * op(A)(i, p) is a[i * lda + p], or a[p * lda + i] when trans_a. */
+static inline __attribute__((always_inline))
+void pack_a_panels(int mr, int trans_a, long mc, long kc, const float *a, long lda, float *dst) {
+    for (long i0 = 0; i0 < mc; i0 += mr) {
+        long rows = min_long(mr, mc - i0);
+        float *panel = dst + i0 * kc;
+        if (trans_a) {
+            for (long p = 0; p < kc; p++) {
+                const float *src = a + p * lda + i0;   // row p of A holds column p of op(A)
+                for (long r = 0; r < rows; r++) panel[p * mr + r] = src[r];
+                for (long r = rows; r < mr; r++) panel[p * mr + r] = 0.0f;
+            }
+        } else {
+            for (long r = 0; r < rows; r++) {
+                const float *src = a + (i0 + r) * lda;
+                for (long p = 0; p < kc; p++) panel[p * mr + r] = src[p];
+            }
+            for (long r = rows; r < mr; r++)
+                for (long p = 0; p < kc; p++) panel[p * mr + r] = 0.0f;
+        }
+    }
+}
+
+static void pack_a(const pl_gemm_arch *arch, int trans_a, long mc, long kc,
+                   const float *a, long lda, float *dst) {
+    if (arch->mr == 6) pack_a_panels(6, trans_a, mc, kc, a, lda, dst);
+    else if (arch->mr == 4) pack_a_panels(4, trans_a, mc, kc, a, lda, dst);
+    else pack_a_panels(arch->mr, trans_a, mc, kc, a, lda, dst);
+}
+
+/* Pack micro-panels [j_begin, j_end) (column offsets, multiples of nr) of the
+ * (kc, nc) block of op(B) starting at b into nr-column panels: panel at column
+ * j0 holds kc rows of nr floats, columns past nc zeroed.
+ * op(B)(p, j) is b[p * ldb + j], or b[j * ldb + p] when trans_b. */
+static inline __attribute__((always_inline))
+void pack_b_panels(int nr, int trans_b, long j_begin, long j_end, long nc, long kc,
+                   const float *b, long ldb, float *dst) {
+    for (long j0 = j_begin; j0 < j_end; j0 += nr) {
+        long cols = min_long(nr, nc - j0);
+        float *panel = dst + j0 * kc;
+        if (!trans_b) {
+            for (long p = 0; p < kc; p++) {
+                const float *src = b + p * ldb + j0;
+                for (long col = 0; col < cols; col++) panel[p * nr + col] = src[col];
+                for (long col = cols; col < nr; col++) panel[p * nr + col] = 0.0f;
+            }
+        } else {
+            for (long col = 0; col < cols; col++) {
+                const float *src = b + (j0 + col) * ldb;   // row j of B is column j of op(B)
+                for (long p = 0; p < kc; p++) panel[p * nr + col] = src[p];
+            }
+            for (long col = cols; col < nr; col++)
+                for (long p = 0; p < kc; p++) panel[p * nr + col] = 0.0f;
+        }
+    }
+}
+
+static void pack_b(const pl_gemm_arch *arch, int trans_b, long j_begin, long j_end, long nc,
+                   long kc, const float *b, long ldb, float *dst) {
+    if (arch->nr == 16) pack_b_panels(16, trans_b, j_begin, j_end, nc, kc, b, ldb, dst);
+    else if (arch->nr == 8) pack_b_panels(8, trans_b, j_begin, j_end, nc, kc, b, ldb, dst);
+    else pack_b_panels(arch->nr, trans_b, j_begin, j_end, nc, kc, b, ldb, dst);
+}
+
+/* One partial tile: the micro-kernel writes a full mr x nr tile into tile_buf,
+ * of which rows x cols are merged into c = tile + beta * c. */
+static void edge_tile(const pl_gemm_arch *arch, long kc, const float *a_panel,
+                      const float *b_panel, long rows, long cols, float alpha, float beta,
+                      float *c, long ldc) {
+    _Alignas(64) float tile_buf[MAX_MR * MAX_NR];
+    arch->ukernel(kc, a_panel, b_panel, tile_buf, arch->nr, alpha, 0.0f);
+    for (long i = 0; i < rows; i++)
+        for (long j = 0; j < cols; j++) {
+            float value = tile_buf[i * arch->nr + j];
+            c[i * ldc + j] = beta == 0.0f ? value : value + beta * c[i * ldc + j];
+        }
+}
+
+/* c block (mc, nc) = alpha * A_packed @ B_packed + beta * c, restricted to the
+ * column micro-panels [j_begin, j_end).  A_packed is (mc, kc) in mr-row panels,
+ * B_packed is (kc, nc) in nr-column panels. */
+static void macro_kernel(const pl_gemm_arch *arch, long mc, long nc, long kc,
+                         long j_begin, long j_end, const float *a_packed,
+                         const float *b_packed, float alpha, float beta, float *c, long ldc) {
+    int mr = arch->mr, nr = arch->nr;
+    for (long jr = j_begin; jr < j_end; jr += nr) {
+        long cols = min_long(nr, nc - jr);
+        const float *b_panel = b_packed + jr * kc;
+        for (long ir = 0; ir < mc; ir += mr) {
+            long rows = min_long(mr, mc - ir);
+            const float *a_panel = a_packed + ir * kc;
+            float *c_tile = c + ir * ldc + jr;
+            if (rows == mr && cols == nr)
+                arch->ukernel(kc, a_panel, b_panel, c_tile, ldc, alpha, beta);
+            else
+                edge_tile(arch, kc, a_panel, b_panel, rows, cols, alpha, beta, c_tile, ldc);
+        }
+    }
+}
+
+/* Everything one call needs, shared read-only by the threads. */
+typedef struct {
+    const pl_gemm_arch *arch;
+    int trans_a, trans_b;
+    long m, n, k;
+    float alpha, beta;
+    const float *a, *b;
+    long lda, ldb, ldc;
+    float *c;
+    long mc, kc, nc;        /* block sizes clipped to the problem */
+    float *b_packed;        /* (kc, nc) shared by all threads */
+    float *a_packed;        /* one (mc, kc) block per thread, a_stride floats apart */
+    long a_stride;
+} gemm_job;
+
+/* Part [begin, end) of n_units units for thread tid of n_parts, contiguous,
+ * scaled to a multiple of unit. */
+static void split_range(long n_units, int tid, int n_parts, long unit, long total,
+                        long *begin, long *end) {
+    long per_part = n_units / n_parts, extra = n_units % n_parts;
+    long first = tid * per_part + min_long(tid, extra);
+    long count = per_part + (tid < extra);
+    *begin = min_long(first * unit, total);
+    *end = min_long((first + count) * unit, total);
+}
+
+static void team_barrier(int n_threads) {
+#ifdef _OPENMP
+    if (n_threads > 1) {
+#pragma omp barrier
+    }
+#else
+    (void)n_threads;
+#endif
+}
+
+/* The five loops as run by thread tid of n_threads. */
+static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
+    const pl_gemm_arch *arch = job->arch;
+    int mr = arch->mr, nr = arch->nr;
+    /* Split rows in mr-row panels unless C is too short to give each thread two. */
+    long m_panels = (job->m + mr - 1) / mr;
+    int split_rows = m_panels >= 2L * n_threads;
+    long m_begin = 0, m_end = job->m;
+    if (split_rows) split_range(m_panels, tid, n_threads, mr, job->m, &m_begin, &m_end);
+    float *a_packed = job->a_packed + tid * job->a_stride;
+
+    for (long jc = 0; jc < job->n; jc += job->nc) {
+        long nc = min_long(job->nc, job->n - jc);
+        long nc_panels = (nc + nr - 1) / nr;
+        long j_begin = 0, j_end = nc;
+        if (!split_rows) split_range(nc_panels, tid, n_threads, nr, nc, &j_begin, &j_end);
+        long pack_begin, pack_end;
+        split_range(nc_panels, tid, n_threads, nr, nc, &pack_begin, &pack_end);
+        for (long pc = 0; pc < job->k; pc += job->kc) {
+            long kc = min_long(job->kc, job->k - pc);
+            float beta = pc == 0 ? job->beta : 1.0f;
+            // op(B) block (kc, nc) at (pc, jc)
+            const float *b_block = job->trans_b ? job->b + jc * job->ldb + pc
+                                                : job->b + pc * job->ldb + jc;
+            pack_b(arch, job->trans_b, pack_begin, pack_end, nc, kc, b_block, job->ldb,
+                   job->b_packed);
+            team_barrier(n_threads);
+            for (long ic = m_begin; ic < m_end; ic += job->mc) {
+                long mc = min_long(job->mc, m_end - ic);
+                // op(A) block (mc, kc) at (ic, pc)
+                const float *a_block = job->trans_a ? job->a + pc * job->lda + ic
+                                                    : job->a + ic * job->lda + pc;
+                pack_a(arch, job->trans_a, mc, kc, a_block, job->lda, a_packed);
+                macro_kernel(arch, mc, nc, kc, j_begin, j_end, a_packed, job->b_packed,
+                             job->alpha, beta, job->c + ic * job->ldc + jc, job->ldc);
+            }
+            team_barrier(n_threads);   // b_packed is refilled next
+        }
+    }
+}
+
+/* Threads worth using: the budget, capped by the work, 1 inside a parallel region. */
+static int threads_for(const pl_ctx *ctx, long m, long n, long k) {
+    int budget = ctx->n_threads > 1 ? ctx->n_threads : 1;
+#ifdef _OPENMP
+    if (omp_in_parallel()) budget = 1;
+#else
+    budget = 1;
+#endif
+    double work = (double)m * (double)n * (double)k;
+    double by_work = work / (double)WORK_PER_THREAD;
+    if (by_work < 1.0 || budget == 1) return 1;
+    return by_work < budget ? (int)by_work : budget;
+}
+
+static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, int trans_b,
+                         long m, long n, long k, float alpha, const float *a, long lda,
+                         const float *b, long ldb, float beta, float *c, long ldc) {
+    gemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c,
+                    min_long(arch->mc, round_up(m, arch->mr)), min_long(arch->kc, k),
+                    min_long(arch->nc, round_up(n, arch->nr)), NULL, NULL, 0};
+    long b_floats = round_up(job.kc * round_up(job.nc, arch->nr), ALIGN_FLOATS);
+    job.a_stride = round_up(job.mc * job.kc, ALIGN_FLOATS);
+    size_t bytes = (size_t)(b_floats + n_threads * job.a_stride + ALIGN_FLOATS) * sizeof(float);
+    float *buffer = malloc(bytes);
+    if (!buffer) {
+        pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    job.b_packed = (float *)(((uintptr_t)buffer + 63) & ~(uintptr_t)63);
+    job.a_packed = job.b_packed + b_floats;
+    if (n_threads == 1) {
+        gemm_thread(&job, 0, 1);
+    } else {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(n_threads)
+        gemm_thread(&job, omp_get_thread_num(), omp_get_num_threads());
+#endif
+    }
+    free(buffer);
+}
 
 void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
               long m, long n, long k, float alpha,
               const float *a, long lda, const float *b, long ldb,
               float beta, float *c, long ldc) {
-    (void)ctx;
-    for (long i = 0; i < m; i++)
-        for (long j = 0; j < n; j++) {
-            float acc = 0.0f;
-            for (long p = 0; p < k; p++) {
-                float av = trans_a ? a[p * lda + i] : a[i * lda + p];
-                float bv = trans_b ? b[j * ldb + p] : b[p * ldb + j];
-                acc += av * bv;
-            }
-            c[i * ldc + j] = alpha * acc + (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]);
-        }
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    const pl_gemm_arch *arch = arch_for(ctx->isa);
+    if ((double)m * n * k <= SMALL_PRODUCT_WORK && !(trans_a && trans_b)) {
+        arch->small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    packed_sgemm(arch, threads_for(ctx, m, n, k), trans_a, trans_b, m, n, k, alpha,
+                 a, lda, b, ldb, beta, c, ldc);
 }

@@ -13,4 +13,10 @@ void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
               const float *a, long lda, const float *b, long ldb,
               float beta, float *c, long ldc);
 
+/* The naive triple loop with the same contract, on one thread: the readable
+ * definition that tests compare against. */
+void pl_sgemm_ref(int trans_a, int trans_b, long m, long n, long k, float alpha,
+                  const float *a, long lda, const float *b, long ldb,
+                  float beta, float *c, long ldc);
+
 #endif

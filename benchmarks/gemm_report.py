@@ -1,0 +1,113 @@
+"""GFLOP/s of pylayers' matmul and numpy.matmul (OpenBLAS) side by side, as markdown.
+
+    python benchmarks/gemm_report.py --threads 2
+    python benchmarks/gemm_report.py --threads 1 --kernel avx2
+
+Both libraries get the same thread count (PYLAYERS_NUM_THREADS, and OPENBLAS/OMP/MKL
+thread variables for numpy, set before either is imported).  The two are timed
+interleaved, call for call, so machine noise hits both alike; each figure is the
+median over repeated samples."""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+# (group, label, (rows, inner, cols) of the product, how operands are laid out).
+# Layout "nn": a (m, k) @ b (k, n); "nt": a @ w.T with w (n, k) (a dX = dY @ W^T backward);
+# "tn": x.T @ b with x (k, m) (a dW = X^T @ dY backward).
+SQUARE = [("square", f"{s}x{s} @ {s}x{s}", (s, s, s), "nn") for s in (64, 128, 256, 512, 1024, 2048)]
+TRAINING_LAYERS = [(128, 784, 64), (128, 784, 512), (128, 512, 512), (32, 100, 256)]
+
+
+def training_cases():
+    """Forward X @ W and both backward products for each (batch, in, out) dense layer."""
+    cases = []
+    for batch, fan_in, fan_out in TRAINING_LAYERS:
+        group = f"dense {batch}x{fan_in}->{fan_out}"
+        cases.append((group, f"fwd  X@W     {batch}x{fan_in} @ {fan_in}x{fan_out}",
+                      (batch, fan_in, fan_out), "nn"))
+        cases.append((group, f"bwd  dY@W^T  {batch}x{fan_out} @ ({fan_in}x{fan_out})^T",
+                      (batch, fan_out, fan_in), "nt"))
+        cases.append((group, f"bwd  X^T@dY  ({batch}x{fan_in})^T @ {batch}x{fan_out}",
+                      (fan_in, batch, fan_out), "tn"))
+    return cases
+
+
+CASES = SQUARE + training_cases()
+
+
+def operands(shape, layout, seed=0):
+    """Float32 operands (a, b) of the product, as views with the requested layout."""
+    import numpy as np
+    m, k, n = shape
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if layout == "tn" else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if layout == "nt" else (k, n), dtype=np.float32)
+    return (a.T if layout == "tn" else a), (b.T if layout == "nt" else b)
+
+
+def gflops(shape, seconds):
+    m, k, n = shape
+    return 2.0 * m * k * n / seconds / 1e9
+
+
+def time_interleaved(functions, min_sample_seconds, samples):
+    """Median seconds per call of each function, sampled alternately."""
+    for f in functions:
+        f()
+    start = time.perf_counter()
+    functions[0]()
+    calls = max(1, int(min_sample_seconds / max(time.perf_counter() - start, 1e-7)))
+    per_call = [[] for _ in functions]
+    for _ in range(samples):
+        for f, record in zip(functions, per_call):
+            start = time.perf_counter()
+            for _ in range(calls):
+                f()
+            record.append((time.perf_counter() - start) / calls)
+    return [statistics.median(r) for r in per_call]
+
+
+def set_thread_environment(threads):
+    for var in ("PYLAYERS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--kernel", default="auto", help="auto, generic or avx2")
+    parser.add_argument("--samples", type=int, default=9)
+    parser.add_argument("--sample-seconds", type=float, default=0.05)
+    parser.add_argument("--filter", default="", help="only labels containing this text")
+    args = parser.parse_args(argv)
+    set_thread_environment(args.threads)
+
+    import numpy as np
+    import pylayers
+    from pylayers._kernels.gemm import matmul
+
+    pylayers.set_num_threads(args.threads)
+    pylayers.set_kernel_path(args.kernel)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"threads={args.threads} kernel={pylayers.get_kernel_path()} numpy={np.__version__} "
+          f"load(1 min)={load:.2f}\n")
+    print("| shape | pylayers GFLOP/s | numpy GFLOP/s | ratio |")
+    print("|---|---:|---:|---:|")
+    for group, label, shape, layout in CASES:
+        if args.filter not in label and args.filter not in group:
+            continue
+        a, b = operands(shape, layout)
+        ours, theirs = time_interleaved([lambda: matmul(a, b), lambda: np.matmul(a, b)],
+                                        args.sample_seconds, args.samples)
+        print(f"| {label} | {gflops(shape, ours):.1f} | {gflops(shape, theirs):.1f} "
+              f"| {theirs / ours:.2f} |")
+        sys.stdout.flush()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nload(1 min) at end={load:.2f}")
+
+
+if __name__ == "__main__":
+    main()

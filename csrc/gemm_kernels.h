@@ -1,0 +1,48 @@
+/* Internal to the GEMM: micro-kernels, small-product kernels and the per-ISA
+ * block-size table.  Not part of the public C interface (see gemm.h). */
+#ifndef PL_GEMM_KERNELS_H
+#define PL_GEMM_KERNELS_H
+
+/* c (mr, nr) with row stride ldc  =  alpha * a_panel @ b_panel + beta * c.
+ * a_panel is kc steps of mr floats (column p of an mr-row slice of op(A)),
+ * b_panel is kc steps of nr floats (row p of an nr-column slice of op(B)),
+ * both 64-byte aligned and zero-padded.  beta == 0 does not read c. */
+typedef void (*pl_ukernel_fn)(long kc, const float *a_panel, const float *b_panel,
+                              float *c, long ldc, float alpha, float beta);
+
+/* The whole product without packing, on one thread, for small shapes.
+ * Same contract as pl_sgemm (m, n, k >= 1, alpha != 0). */
+typedef void (*pl_small_fn)(int trans_a, int trans_b, long m, long n, long k, float alpha,
+                            const float *a, long lda, const float *b, long ldb,
+                            float beta, float *c, long ldc);
+
+/* Block sizes of one instruction-set path (BLIS names):
+ * mr x nr micro-tile, mc rows of A and kc depth per packed A block (sized for L2),
+ * kc x nc packed B block (L3); mc is a multiple of mr, nc of nr. */
+typedef struct {
+    int mr, nr;
+    long mc, kc, nc;
+    pl_ukernel_fn ukernel;
+    pl_small_fn small;
+} pl_gemm_arch;
+
+#define PL_GENERIC_MR 4
+#define PL_GENERIC_NR 8
+void pl_sgemm_ukernel_generic(long kc, const float *a_panel, const float *b_panel,
+                              float *c, long ldc, float alpha, float beta);
+void pl_sgemm_small_generic(int trans_a, int trans_b, long m, long n, long k, float alpha,
+                            const float *a, long lda, const float *b, long ldb,
+                            float beta, float *c, long ldc);
+
+#if defined(__x86_64__) || defined(__i386__)
+#define PL_HAVE_X86_KERNELS 1
+#define PL_AVX2_MR 6
+#define PL_AVX2_NR 16
+void pl_sgemm_ukernel_avx2(long kc, const float *a_panel, const float *b_panel,
+                           float *c, long ldc, float alpha, float beta);
+void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long k, float alpha,
+                         const float *a, long lda, const float *b, long ldb,
+                         float beta, float *c, long ldc);
+#endif
+
+#endif

@@ -1,0 +1,291 @@
+"""pl_sgemm through its wrappers (sgemm, matmul, matmul_into) against float64 numpy.
+
+Error bound.  Every element of C is a sum of K products plus alpha/beta scaling; in
+float32 with any summation order (blocked, FMA or not) each term passes through at most
+K + 3 roundings, so |err_ij| <= (K + 4) * u * (|alpha| * (|A| @ |B|)_ij + |beta| * |C_ij|)
+with u = 2**-24 (Higham, Accuracy and Stability, sec. 3.1, gamma_n with n = K + 4).
+That is a relative error of about 6e-8 * K, elementwise: stricter than 1e-5 * K * max|a| *
+max|b|, and still a rigorous bound, so the tests cannot fail from an unlucky draw."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pylayers
+from pylayers._kernels import gemm
+
+UNIT_ROUNDOFF = 2.0 ** -24
+
+
+def available_kernel_paths():
+    """Every micro-kernel path this CPU can run, in ISA order."""
+    original, paths = pylayers.get_kernel_path(), []
+    for name in ("generic", "avx2", "avx512"):
+        try:
+            pylayers.set_kernel_path(name)
+        except ValueError:
+            continue
+        paths.append(name)
+    pylayers.set_kernel_path(original)
+    return paths
+
+
+KERNEL_PATHS = available_kernel_paths()
+
+
+@pytest.fixture(params=KERNEL_PATHS)
+def kernel_path(request):
+    original = pylayers.get_kernel_path()
+    pylayers.set_kernel_path(request.param)
+    yield request.param
+    pylayers.set_kernel_path(original)
+
+
+@pytest.fixture
+def threads():
+    """Sets the thread budget for one test and restores it."""
+    original = pylayers.get_num_threads()
+    yield pylayers.set_num_threads
+    pylayers.set_num_threads(original)
+
+
+def random_matrix(rng, shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def strided(rng, rows, cols, layout):
+    """A float32 (rows, cols) view: contiguous, with a padded row stride ('sliced'),
+    transposed (F-contiguous) or every other element ('gapped')."""
+    if layout == "sliced":
+        return random_matrix(rng, (rows, cols + 3))[:, 1:cols + 1]
+    if layout == "transposed":
+        return random_matrix(rng, (cols, rows)).T
+    if layout == "gapped":
+        return random_matrix(rng, (2 * rows, 2 * cols))[::2, ::2]
+    return random_matrix(rng, (rows, cols))
+
+
+def assert_close(result, a_op, b_op, alpha=1.0, beta=0.0, c_before=None):
+    """result ~= alpha * a_op @ b_op + beta * c_before within the bound above."""
+    a64, b64 = np.asarray(a_op, np.float64), np.asarray(b_op, np.float64)
+    expected = alpha * (a64 @ b64)
+    magnitude = abs(alpha) * (np.abs(a64) @ np.abs(b64))
+    if beta != 0.0:
+        expected = expected + beta * c_before.astype(np.float64)
+        magnitude = magnitude + abs(beta) * np.abs(c_before.astype(np.float64))
+    k = a64.shape[-1]
+    bound = (k + 4) * UNIT_ROUNDOFF * magnitude + 1e-37
+    assert result.shape == expected.shape
+    excess = np.abs(result.astype(np.float64) - expected) - bound
+    assert np.all(excess <= 0), f"worst excess over the bound: {excess.max()}"
+
+
+dims = st.integers(0, 300)
+scalars = st.sampled_from([0.0, 1.0, -0.5, 2.5])
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fixture sets a path only
+@given(m=dims, n=dims, k=dims, trans_a=st.booleans(), trans_b=st.booleans(),
+       alpha=scalars, beta=scalars, sliced=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_sgemm_matches_float64_reference(kernel_path, m, n, k, trans_a, trans_b, alpha, beta,
+                                         sliced, seed):
+    rng = np.random.default_rng(seed)
+    layout = "sliced" if sliced else "contiguous"
+    a = strided(rng, *((k, m) if trans_a else (m, k)), layout)
+    b = strided(rng, *((n, k) if trans_b else (k, n)), layout)
+    c_storage = random_matrix(rng, (m, n + 5))
+    c = c_storage[:, 2:n + 2]   # leading dimension n + 5
+    c_before, storage_before = c.copy(), c_storage.copy()
+    gemm.sgemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
+    assert_close(c, a.T if trans_a else a, b.T if trans_b else b, alpha, beta, c_before)
+    np.testing.assert_array_equal(c_storage[:, :2], storage_before[:, :2])
+    np.testing.assert_array_equal(c_storage[:, n + 2:], storage_before[:, n + 2:])
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fixture sets a path only
+@given(m=dims, n=dims, k=dims, layout_a=st.sampled_from(["contiguous", "sliced", "transposed", "gapped"]),
+       layout_b=st.sampled_from(["contiguous", "sliced", "transposed", "gapped"]),
+       seed=st.integers(0, 2 ** 16))
+def test_matmul_any_layout_matches_reference(kernel_path, m, n, k, layout_a, layout_b, seed):
+    rng = np.random.default_rng(seed)
+    a, b = strided(rng, m, k, layout_a), strided(rng, k, n, layout_b)
+    result = gemm.matmul(a, b)
+    assert result.dtype == np.float32 and result.flags.c_contiguous
+    assert_close(result, a, b)
+
+
+def test_padding_outside_c_is_untouched(kernel_path):
+    rng = np.random.default_rng(1)
+    a, b = random_matrix(rng, (70, 40)), random_matrix(rng, (40, 50))
+    storage = np.full((70, 60), 7.0, np.float32)
+    gemm.sgemm(a, b, storage[:, 3:53])
+    assert np.all(storage[:, :3] == 7.0) and np.all(storage[:, 53:] == 7.0)
+    assert_close(storage[:, 3:53], a, b)
+
+
+@pytest.mark.parametrize("shape", [(5, 6, 7), (200, 180, 300)])
+def test_beta_zero_ignores_nan_in_c(kernel_path, shape):
+    m, n, k = shape
+    rng = np.random.default_rng(2)
+    a, b = random_matrix(rng, (m, k)), random_matrix(rng, (k, n))
+    c = np.full((m, n), np.nan, np.float32)
+    gemm.sgemm(a, b, c, beta=0.0)
+    assert_close(c, a, b)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_k_zero_scales_c(kernel_path, beta):
+    c = np.full((4, 3), 2.0, np.float32)
+    gemm.sgemm(np.zeros((4, 0), np.float32), np.zeros((0, 3), np.float32), c, beta=beta)
+    np.testing.assert_array_equal(c, np.full((4, 3), 2.0 * beta, np.float32))
+
+
+def test_alpha_zero_does_not_read_a_or_b(kernel_path):
+    a = np.full((30, 40), np.nan, np.float32)
+    b = np.ones((40, 20), np.float32)
+    c = np.ones((30, 20), np.float32)
+    gemm.sgemm(a, b, c, alpha=0.0, beta=3.0)
+    np.testing.assert_array_equal(c, np.full((30, 20), 3.0, np.float32))
+
+
+def test_reference_kernel_agrees(kernel_path):
+    rng = np.random.default_rng(3)
+    a, b = random_matrix(rng, (150, 90)), random_matrix(rng, (70, 90))
+    fast, naive = np.empty((150, 70), np.float32), np.empty((150, 70), np.float32)
+    gemm.sgemm(a, b, fast, trans_b=True)
+    gemm.sgemm_reference(a, b, naive, trans_b=True)
+    assert_close(fast, a, b.T)
+    assert_close(naive, a, b.T)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int32, np.int64, np.uint8])
+def test_other_dtypes_are_converted(dtype):
+    rng = np.random.default_rng(4)
+    a = (rng.standard_normal((9, 11)) * 5).astype(dtype)
+    b = (rng.standard_normal((11, 6)) * 5).astype(dtype)
+    result = gemm.matmul(a, b)
+    assert result.dtype == np.float32
+    assert_close(result, a.astype(np.float32), b.astype(np.float32))
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [
+    ((7,), (7,)), ((7,), (7, 3)), ((4, 7), (7,)), ((2, 4, 7), (7,)), ((7,), (5, 7, 3)),
+    ((2, 1, 4, 7), (5, 7, 3)), ((3, 4, 7), (1, 7, 2)), ((1, 4, 7), (6, 7, 2)),
+    ((2, 3, 40, 50), (50, 60)), ((8, 30, 20), (8, 20, 25)),
+    ((0, 4, 7), (7, 3)), ((2, 0, 7), (2, 7, 3)), ((2, 4, 0), (2, 0, 3)), ((4, 7), (7, 0)),
+])
+def test_matmul_follows_numpy_semantics(kernel_path, a_shape, b_shape):
+    rng = np.random.default_rng(5)
+    a, b = random_matrix(rng, a_shape), random_matrix(rng, b_shape)
+    result = np.asarray(gemm.matmul(a, b))
+    expected = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    assert result.shape == expected.shape and result.dtype == np.float32
+    bound = (a_shape[-1] + 4) * UNIT_ROUNDOFF * np.matmul(np.abs(a).astype(np.float64),
+                                                          np.abs(b).astype(np.float64))
+    assert np.all(np.abs(result - expected) <= bound + 1e-37)
+
+
+def test_matmul_1d_dot_returns_scalar():
+    result = gemm.matmul(np.arange(3, dtype=np.float32), np.arange(3, dtype=np.float32))
+    assert np.ndim(result) == 0 and result == 5.0
+
+
+def test_matmul_batched_with_transposed_and_broadcast_views(kernel_path):
+    rng = np.random.default_rng(6)
+    a = random_matrix(rng, (3, 40, 30)).transpose(0, 2, 1)      # (3, 30, 40), each matrix F-order
+    b = np.broadcast_to(random_matrix(rng, (40, 20)), (3, 40, 20))  # batch stride 0
+    result = gemm.matmul(a, b)
+    for i in range(3):
+        assert_close(result[i], a[i], b[i])
+
+
+def test_matmul_into_accumulates_weight_gradient(kernel_path):
+    rng = np.random.default_rng(7)
+    x, dy = random_matrix(rng, (128, 78)), random_matrix(rng, (128, 64))
+    dw = random_matrix(rng, (78, 64))
+    dw_before = dw.copy()
+    assert gemm.matmul_into(x, dy, dw, trans_a=True, beta=1.0) is dw
+    assert_close(dw, x.T, dy, 1.0, 1.0, dw_before)
+    dx = np.empty((128, 78), np.float32)
+    w = random_matrix(rng, (78, 64))
+    gemm.matmul_into(dy, w, dx, trans_b=True)
+    assert_close(dx, dy, w.T)
+
+
+@pytest.mark.parametrize("shape", [(300, 257, 520), (1024, 64, 784), (9, 1000, 700),
+                                   (128, 512, 784)])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_one_and_two_threads_bitwise_identical(kernel_path, threads, shape, trans_a, trans_b):
+    m, n, k = shape
+    rng = np.random.default_rng(8)
+    a = random_matrix(rng, (k, m) if trans_a else (m, k))
+    b = random_matrix(rng, (n, k) if trans_b else (k, n))
+    results = []
+    for n_threads in (1, 2):
+        threads(n_threads)
+        c = np.ones((m, n), np.float32)
+        gemm.sgemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=0.7, beta=0.3)
+        results.append(c)
+    assert np.array_equal(results[0], results[1])
+
+
+def test_batched_one_and_two_threads_bitwise_identical(kernel_path, threads):
+    rng = np.random.default_rng(9)
+    a, b = random_matrix(rng, (16, 33, 45)), random_matrix(rng, (16, 45, 29))
+    threads(1)
+    one = gemm.matmul(a, b)
+    threads(2)
+    assert np.array_equal(one, gemm.matmul(a, b))
+
+
+@pytest.mark.skipif(len(KERNEL_PATHS) < 2, reason="only the generic kernel runs on this CPU")
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, True)])
+def test_kernel_paths_agree(trans_a, trans_b):
+    rng = np.random.default_rng(10)
+    a, b = random_matrix(rng, (301, 259)), random_matrix(rng, (259, 333))
+    a_op, b_op = (a.T.copy().T if trans_a else a), (b.T.copy().T if trans_b else b)
+    original, results = pylayers.get_kernel_path(), []
+    try:
+        for path in KERNEL_PATHS:
+            pylayers.set_kernel_path(path)
+            results.append(gemm.matmul(a_op, b_op))
+    finally:
+        pylayers.set_kernel_path(original)
+    bound = 2 * (259 + 4) * UNIT_ROUNDOFF * (np.abs(a) @ np.abs(b))
+    for other in results[1:]:
+        assert np.all(np.abs(other - results[0]) <= bound)
+
+
+@pytest.mark.parametrize("a, b, error", [
+    (np.float32(1.0), np.ones((2, 2), np.float32), ValueError),
+    (np.ones((3, 4), np.float32), np.ones((5, 6), np.float32), ValueError),
+    (np.ones((2, 3, 4), np.float32), np.ones((5, 4, 6), np.float32), ValueError),
+    (np.ones((3, 4), np.complex64), np.ones((4, 2), np.float32), TypeError),
+    (np.ones((3, 4), object), np.ones((4, 2), np.float32), TypeError),
+    (np.ones((3, 4), bool), np.ones((4, 2), np.float32), TypeError),
+    (np.full((3, 4), "x"), np.ones((4, 2), np.float32), TypeError),
+])
+def test_bad_input_names_both_shapes(a, b, error):
+    with pytest.raises(error) as info:
+        gemm.matmul(a, b)
+    assert str(np.shape(a)) in str(info.value) and str(np.shape(b)) in str(info.value)
+
+
+def test_sgemm_rejects_bad_arguments():
+    a, b = np.ones((3, 4), np.float32), np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(5, 4\)"):
+        gemm.sgemm(a, b.T.copy(), np.empty((3, 5), np.float32))
+    with pytest.raises(ValueError, match="unit-stride"):
+        gemm.sgemm(np.ones((3, 8), np.float32)[:, ::2], b, np.empty((3, 5), np.float32))
+    with pytest.raises(TypeError):
+        gemm.sgemm(a.astype(np.float64), b, np.empty((3, 5), np.float32))
+    with pytest.raises(ValueError, match="out must have shape"):
+        gemm.sgemm(a, b, np.empty((5, 3), np.float32))
+    with pytest.raises(TypeError):
+        gemm.matmul_into(a, b, np.empty((3, 5), np.float64))
+    with pytest.raises(ValueError, match="share memory"):
+        square = np.ones((4, 4), np.float32)
+        gemm.matmul_into(square, square, square)
