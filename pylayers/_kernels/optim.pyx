@@ -1,0 +1,117 @@
+"""Thin wrappers over csrc/optim.c: check sizes, release the GIL, update in place.
+
+Every array is a flat float32 C-contiguous view of one variable (or its gradient or
+optimizer slot); optional slots are None. `grad_scale`, `clip_value` and `decay` are the
+gradient preprocessing and decoupled weight decay described in csrc/optim.h."""
+from pylayers._kernels._runtime cimport ctx, pl_ctx
+
+cdef extern from "optim.h":
+    ctypedef struct pl_grad_prep:
+        float grad_scale
+        float clip_value
+        float decay
+    double pl_sum_squares(const pl_ctx *ctx, long n, const float *x) nogil
+    void pl_sgd_update(const pl_ctx *ctx, long n, float *w, const float *g, float *m,
+                       double lr, double momentum, int nesterov, pl_grad_prep prep) nogil
+    void pl_adam_update(const pl_ctx *ctx, long n, float *w, const float *g, float *m,
+                        float *v, float *vhat, double alpha, double beta_1, double beta_2,
+                        double epsilon, pl_grad_prep prep) nogil
+    void pl_rmsprop_update(const pl_ctx *ctx, long n, float *w, const float *g, float *v,
+                           float *mom, float *avg, double lr, double rho, double momentum,
+                           double epsilon, pl_grad_prep prep) nogil
+    void pl_adagrad_update(const pl_ctx *ctx, long n, float *w, const float *g, float *acc,
+                           double lr, double epsilon, pl_grad_prep prep) nogil
+
+
+cdef pl_grad_prep make_prep(double grad_scale, double clip_value, double decay):
+    cdef pl_grad_prep prep
+    prep.grad_scale = <float>grad_scale
+    prep.clip_value = <float>clip_value
+    prep.decay = <float>decay
+    return prep
+
+
+cdef float *slot_ptr(float[::1] slot, long n, str what) except? NULL:
+    """Pointer to an optional slot (NULL for None), after checking its length."""
+    if slot is None:
+        return NULL
+    if slot.shape[0] != n:
+        raise ValueError(f"optim kernel: {what} has {slot.shape[0]} elements, "
+                         f"the variable has {n}")
+    return &slot[0] if n else NULL
+
+
+cdef long checked_size(float[::1] w, const float[::1] g) except -1:
+    if w is None or g is None:
+        raise ValueError("optim kernel: the variable and its gradient must be arrays")
+    if g.shape[0] != w.shape[0]:
+        raise ValueError(f"optim kernel: gradient has {g.shape[0]} elements, "
+                         f"the variable has {w.shape[0]}")
+    return w.shape[0]
+
+
+def sum_squares(const float[::1] x not None):
+    """Sum of x**2, accumulated in double."""
+    cdef long n = x.shape[0]
+    cdef double total = 0.0
+    if n:
+        with nogil:
+            total = pl_sum_squares(ctx(), n, &x[0])
+    return total
+
+
+def sgd_update(float[::1] w, const float[::1] g, float[::1] m, double lr,
+               double momentum, bint nesterov, double grad_scale=1.0,
+               double clip_value=0.0, double decay=0.0):
+    cdef long n = checked_size(w, g)
+    cdef float *m_ptr = slot_ptr(m, n, "momentum")
+    cdef pl_grad_prep prep = make_prep(grad_scale, clip_value, decay)
+    if n:
+        with nogil:
+            pl_sgd_update(ctx(), n, &w[0], &g[0], m_ptr, lr, momentum, nesterov, prep)
+
+
+def adam_update(float[::1] w, const float[::1] g, float[::1] m, float[::1] v,
+                float[::1] vhat, double alpha, double beta_1, double beta_2,
+                double epsilon, double grad_scale=1.0, double clip_value=0.0,
+                double decay=0.0):
+    cdef long n = checked_size(w, g)
+    cdef float *m_ptr = slot_ptr(m, n, "momentum")
+    cdef float *v_ptr = slot_ptr(v, n, "velocity")
+    cdef float *vhat_ptr = slot_ptr(vhat, n, "velocity_hat")
+    cdef pl_grad_prep prep = make_prep(grad_scale, clip_value, decay)
+    if m is None or v is None:
+        raise ValueError("adam_update: momentum and velocity are required")
+    if n:
+        with nogil:
+            pl_adam_update(ctx(), n, &w[0], &g[0], m_ptr, v_ptr, vhat_ptr, alpha,
+                           beta_1, beta_2, epsilon, prep)
+
+
+def rmsprop_update(float[::1] w, const float[::1] g, float[::1] v, float[::1] mom,
+                   float[::1] avg, double lr, double rho, double momentum, double epsilon,
+                   double grad_scale=1.0, double clip_value=0.0, double decay=0.0):
+    cdef long n = checked_size(w, g)
+    cdef float *v_ptr = slot_ptr(v, n, "velocity")
+    cdef float *mom_ptr = slot_ptr(mom, n, "momentum")
+    cdef float *avg_ptr = slot_ptr(avg, n, "average_gradient")
+    cdef pl_grad_prep prep = make_prep(grad_scale, clip_value, decay)
+    if v is None:
+        raise ValueError("rmsprop_update: velocity is required")
+    if n:
+        with nogil:
+            pl_rmsprop_update(ctx(), n, &w[0], &g[0], v_ptr, mom_ptr, avg_ptr, lr, rho,
+                              momentum, epsilon, prep)
+
+
+def adagrad_update(float[::1] w, const float[::1] g, float[::1] acc, double lr,
+                   double epsilon, double grad_scale=1.0, double clip_value=0.0,
+                   double decay=0.0):
+    cdef long n = checked_size(w, g)
+    cdef float *acc_ptr = slot_ptr(acc, n, "accumulator")
+    cdef pl_grad_prep prep = make_prep(grad_scale, clip_value, decay)
+    if acc is None:
+        raise ValueError("adagrad_update: accumulator is required")
+    if n:
+        with nogil:
+            pl_adagrad_update(ctx(), n, &w[0], &g[0], acc_ptr, lr, epsilon, prep)

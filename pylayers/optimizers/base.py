@@ -1,0 +1,337 @@
+"""Optimizer base class: Keras 3's apply loop (keras/src/optimizers/base_optimizer.py)
+around one fused C update per variable (csrc/optim.c).
+
+One step of `apply(grads, variables)`, as Keras does it:
+  1. gradients are clipped (clipnorm per variable, or global_clipnorm, or clipvalue);
+  2. decoupled weight decay w -= w * weight_decay * lr (unless excluded);
+  3. the optimizer's update of its slots and of w;
+  4. each variable's constraint, w = constraint(w);
+  5. iterations += 1.
+Steps 1-3 run inside one C loop per variable; the learning rate is read once per step
+(a schedule sees the iterations before the increment)."""
+import math
+import re
+import warnings
+from collections import defaultdict
+
+import numpy as np
+
+from pylayers._kernels import optim as kernels
+from pylayers.optimizers import schedules
+
+_name_counts = defaultdict(int)
+
+# Keras options pylayers accepts only at their default value (configs saved by Keras
+# carry them all).
+UNSUPPORTED_DEFAULTS = {"use_ema": False, "ema_overwrite_frequency": None,
+                        "loss_scale_factor": None, "gradient_accumulation_steps": None}
+
+
+def to_snake_case(name):
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def auto_name(class_name):
+    """Keras' default object names: 'adam', then 'adam_1', 'adam_2', ..."""
+    base = to_snake_case(class_name)
+    count = _name_counts[base]
+    _name_counts[base] += 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+
+
+def _check_optional_positive(owner, argument, value):
+    if value is not None and (not _is_number(value) or value < 0):
+        raise ValueError(f"{owner}: argument `{argument}` must be a non-negative float or "
+                         f"None. Received: {argument}={value!r}")
+
+
+class Optimizer:
+    """Base of SGD, Adam, AdamW, RMSprop, Adagrad. Subclasses define `_slot_groups()`
+    (the names of their per-variable state, in Keras' creation order) and
+    `_update(index, w, g, lr, prep)` (one C kernel call on flat float32 views)."""
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name=None, ema_momentum=0.99, **kwargs):
+        owner = type(self).__name__
+        self._reject_unsupported(owner, kwargs)
+        for argument, value in (("weight_decay", weight_decay), ("clipnorm", clipnorm),
+                                ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            _check_optional_positive(owner, argument, value)
+        if sum(value is not None for value in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can "
+                             f"be set. Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
+                             f"global_clipnorm={global_clipnorm}")
+        self.name = name or auto_name(owner)
+        self.weight_decay = weight_decay
+        self.clipnorm = clipnorm
+        self.clipvalue = clipvalue
+        self.global_clipnorm = global_clipnorm
+        self.ema_momentum = ema_momentum
+        self._learning_rate = self._checked_learning_rate(learning_rate)
+        self._iterations = 0
+        self._trainable_variables = []
+        self._variable_index = {}
+        self._slots = {}
+        self._slot_order = []
+        self._excluded_ids = set()
+        self._excluded_pattern = None
+        self.built = False
+
+    @staticmethod
+    def _reject_unsupported(owner, kwargs):
+        for argument, default in UNSUPPORTED_DEFAULTS.items():
+            value = kwargs.pop(argument, default)
+            if value != default:
+                raise ValueError(f"{owner}: `{argument}={value!r}` is not supported by "
+                                 f"pylayers (only {argument}={default!r}).")
+        if kwargs.pop("decay", None) is not None:
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.")
+        if kwargs:
+            raise ValueError(f"{owner}: argument(s) not recognized: {kwargs}")
+
+    def _checked_learning_rate(self, learning_rate):
+        if callable(learning_rate):  # a LearningRateSchedule or a function of no argument
+            return learning_rate
+        if not _is_number(learning_rate):
+            raise ValueError(f"{type(self).__name__}: argument `learning_rate` should be "
+                             "float, or an instance of LearningRateSchedule, or a callable "
+                             "(that takes in the current iteration value and returns the "
+                             "corresponding learning rate value). Received instead: "
+                             f"learning_rate={learning_rate!r}")
+        return np.float32(learning_rate)
+
+    # ---- learning rate and iterations -------------------------------------------------
+
+    @property
+    def learning_rate(self):
+        """The learning rate this step uses, as a float (a schedule evaluated at
+        `iterations`)."""
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            return float(self._learning_rate(self._iterations))
+        if callable(self._learning_rate):
+            return float(self._learning_rate())
+        return float(self._learning_rate)
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        if not callable(learning_rate) \
+                and isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            raise TypeError("This optimizer was created with a `LearningRateSchedule` object "
+                            "as its `learning_rate` constructor argument, hence its learning "
+                            "rate is not settable. If you need the learning rate to be "
+                            "settable, you should instantiate the optimizer with a float "
+                            "`learning_rate` argument.")
+        self._learning_rate = self._checked_learning_rate(learning_rate)
+
+    @property
+    def iterations(self):
+        return self._iterations
+
+    # ---- state ------------------------------------------------------------------------
+
+    def _slot_groups(self):
+        """Tuples of slot names; each tuple is created interleaved over the variables."""
+        return []
+
+    def _slot_initial_value(self, slot_name):
+        return 0.0
+
+    def _slot(self, name, index):
+        """Flat view of slot `name` of variable `index`; None when this configuration
+        keeps no such slot."""
+        slots = self._slots.get(name)
+        return None if slots is None else slots[index].reshape(-1)
+
+    def build(self, variables):
+        """Create the optimizer's state for `variables` (once; later calls do nothing)."""
+        if self.built:
+            return
+        variables = list(variables)
+        for variable in variables:
+            self._check_is_variable(variable)
+        self._trainable_variables = variables
+        self._variable_index = {id(v): i for i, v in enumerate(variables)}
+        self._slots = {}
+        self._slot_order = []
+        for group in self._slot_groups():
+            for name in group:
+                self._slots[name] = [None] * len(variables)
+            for i, variable in enumerate(variables):
+                for name in group:
+                    self._slots[name][i] = np.full(variable.shape,
+                                                   self._slot_initial_value(name), np.float32)
+                    self._slot_order.append((name, i))
+        self.built = True
+
+    def _check_is_variable(self, variable):
+        value = getattr(variable, "value", None)
+        if not isinstance(value, np.ndarray) or value.dtype != np.float32 \
+                or not value.flags.c_contiguous:
+            raise TypeError(f"{self.name}: expected Variables holding C-contiguous float32 "
+                            f"arrays. Received: {variable!r}")
+
+    @property
+    def variables(self):
+        """The state as numpy arrays in Keras 3's order: iterations, the learning rate
+        (unless it is a schedule), then the slots (live arrays)."""
+        state = [np.array(self._iterations, dtype=np.int64)]
+        if not callable(self._learning_rate):
+            state.append(np.array(self._learning_rate, dtype=np.float32))
+        if self.built:
+            state.extend(self._slots[name][i] for name, i in self._slot_order)
+        return state
+
+    def set_weights(self, weights):
+        """Restore `variables` (as returned by `variables`): shapes checked first."""
+        if not self.built:
+            raise ValueError(f"{self.name}: set_weights() needs a built optimizer; call "
+                             "optimizer.build(trainable_variables) first.")
+        current = self.variables
+        if len(weights) != len(current):
+            raise ValueError(f"{self.name}: expected {len(current)} arrays, received "
+                             f"{len(weights)}")
+        for i, (target, weight) in enumerate(zip(current, weights)):
+            if np.shape(weight) != target.shape:
+                raise ValueError(f"{self.name}: state array {i} has shape {target.shape}; "
+                                 f"received shape {np.shape(weight)}")
+        self._iterations = int(weights[0])
+        if not callable(self._learning_rate):
+            self._learning_rate = np.float32(weights[1])
+        slot_weights = weights[len(weights) - len(self._slot_order):]
+        for (name, i), weight in zip(self._slot_order, slot_weights):
+            self._slots[name][i][...] = weight
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Skip weight decay for these variables, or for variables whose name contains
+        one of `var_names`. Only before the optimizer is built."""
+        if self.built:
+            raise ValueError("`exclude_from_weight_decay()` can only be configured before "
+                             "the optimizer is built.")
+        self._excluded_ids = {id(v) for v in var_list or []}
+        self._excluded_pattern = re.compile("|".join(set(var_names))) if var_names else None
+
+    def _decays(self, variable):
+        if self.weight_decay is None or id(variable) in self._excluded_ids:
+            return False
+        return self._excluded_pattern is None \
+            or self._excluded_pattern.search(variable.name) is None
+
+    # ---- the step ---------------------------------------------------------------------
+
+    def apply_gradients(self, grads_and_vars):
+        grads, variables = zip(*grads_and_vars)
+        self.apply(list(grads), list(variables))
+        return self._iterations
+
+    def apply(self, grads, trainable_variables=None):
+        """Update `trainable_variables` (built lazily on the first call) in place. Every
+        gradient is checked before any state changes."""
+        grads = list(grads)
+        if not grads:
+            return
+        variables = self._variables_for(grads, trainable_variables)
+        pairs = self._checked_pairs(grads, variables)
+        self.build(variables)
+        self._check_known(variables)
+        learning_rate = self.learning_rate
+        scales = self._gradient_scales([g for g, _ in pairs])
+        for (grad, variable), scale in zip(pairs, scales):
+            decay = self.weight_decay * learning_rate if self._decays(variable) else 0.0
+            prep = {"grad_scale": scale, "clip_value": self.clipvalue or 0.0, "decay": decay}
+            self._update(self._variable_index[id(variable)], variable.value.reshape(-1),
+                         grad.reshape(-1), learning_rate, prep)
+        for _, variable in pairs:
+            if variable.constraint is not None:
+                variable.value[...] = variable.constraint(variable.value)
+        self._iterations += 1
+
+    def _variables_for(self, grads, trainable_variables):
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError(f"{self.name}: when passing `grads` without `variables`, "
+                                 "the optimizer must already be built. Call "
+                                 "`optimizer.build(trainable_variables)` first.")
+            variables = self._trainable_variables
+        else:
+            variables = list(trainable_variables)
+        if len(grads) != len(variables):
+            raise ValueError(f"{self.name}: received {len(grads)} gradients for "
+                             f"{len(variables)} variables")
+        return variables
+
+    def _check_known(self, variables):
+        unknown = [v for v in variables if id(v) not in self._variable_index]
+        if unknown:
+            raise ValueError(f"{self.name}: unknown variable(s) "
+                             f"{[getattr(v, 'path', v) for v in unknown]}. This optimizer can "
+                             "only be called for the variables it was built with "
+                             f"({len(self._trainable_variables)} variables); create a new "
+                             "optimizer for a new set of variables.")
+
+    def _checked_pairs(self, grads, variables):
+        """(float32 contiguous gradient, variable) pairs, None gradients dropped; every
+        shape checked before anything is updated."""
+        pairs, missing = [], []
+        for grad, variable in zip(grads, variables):
+            if grad is None:
+                missing.append(variable.path)
+                continue
+            grad = np.asarray(grad, dtype=np.float32, order="C")
+            if grad.shape != variable.shape:
+                raise ValueError(f"{self.name}: gradient for variable '{variable.path}' has "
+                                 f"shape {grad.shape}; the variable has shape "
+                                 f"{variable.shape}")
+            self._check_is_variable(variable)
+            pairs.append((grad, variable))
+        if not pairs:
+            raise ValueError("No gradients provided for any variable.")
+        if missing:
+            warnings.warn(f"Gradients do not exist for variables {missing} when minimizing "
+                          "the loss.")
+        return pairs
+
+    def _gradient_scales(self, grads):
+        """The factor each gradient is multiplied by for clipnorm / global_clipnorm."""
+        if self.clipnorm:
+            return [self.clipnorm / max(math.sqrt(kernels.sum_squares(g.reshape(-1))),
+                                        self.clipnorm) for g in grads]
+        if self.global_clipnorm:
+            norm = math.sqrt(sum(kernels.sum_squares(g.reshape(-1)) for g in grads))
+            scale = self.global_clipnorm / max(norm, self.global_clipnorm) \
+                if math.isfinite(norm) else math.nan
+            return [scale] * len(grads)
+        return [1.0] * len(grads)
+
+    def _update(self, index, w, g, learning_rate, prep):
+        raise NotImplementedError
+
+    # ---- config -----------------------------------------------------------------------
+
+    def get_config(self):
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            learning_rate = schedules.serialize(self._learning_rate)
+        else:
+            learning_rate = self.learning_rate
+        return {"name": self.name, "learning_rate": learning_rate,
+                "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
+                "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue,
+                "use_ema": False, "ema_momentum": self.ema_momentum,
+                "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                "gradient_accumulation_steps": None}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"],
+                                                            custom_objects)
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, learning_rate={self.learning_rate}>"
