@@ -70,7 +70,8 @@ class Model(Layer):
             metric.reset_state()
 
     def _logs(self):
-        return {m.name: float(m.result()) for m in self.metrics}
+        """Metric results keyed by name, sorted by name as Keras' logs are."""
+        return dict(sorted((m.name, float(m.result())) for m in self.metrics))
 
     # ---- data ---------------------------------------------------------------------
 
