@@ -219,6 +219,12 @@ def test_model_checkpoint_unknown_placeholder_is_a_clear_error(tmp_path):
         run(checkpoint, [{"val_loss": 1.0}])
 
 
+def test_model_checkpoint_refuses_to_save_over_a_directory(tmp_path):
+    (tmp_path / "taken.keras").mkdir()
+    with pytest.raises(IsADirectoryError, match="Filepath used is an existing directory"):
+        run(ModelCheckpoint(str(tmp_path / "taken.keras")), [{"val_loss": 1.0}])
+
+
 def test_learning_rate_scheduler_sets_rate_each_epoch(capsys):
     scheduler = LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch else lr, verbose=1)
     model, history = run(scheduler, [{"loss": 1.0}] * 3, learning_rate=0.8)

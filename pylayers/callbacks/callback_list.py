@@ -52,9 +52,6 @@ class CallbackList(Callback):
         self.callbacks.append(callback)
         return callback
 
-    def append(self, callback):
-        self.callbacks.append(_checked_callback(callback))
-
     def set_params(self, params):
         self.params = params
         if params:
