@@ -44,6 +44,8 @@ def activation_backward_fn(activation, z):
 class Dense(Layer):
     """y = activation(x @ kernel + bias) on the last axis of inputs of any rank."""
 
+    supports_masking = True
+
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
@@ -149,6 +151,8 @@ class Dense(Layer):
 
 class ElementwiseActivation(Layer):
     """Base of layers that apply one activation elementwise (fused C when available)."""
+
+    supports_masking = True
 
     def activation_fn(self, x):
         raise NotImplementedError
@@ -273,6 +277,8 @@ class Reshape(Layer):
 class Dropout(Layer):
     """Inverted dropout: during training, kept units are scaled by 1 / (1 - rate)."""
 
+    supports_masking = True
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
@@ -309,6 +315,8 @@ class Dropout(Layer):
 
 class ActivityRegularization(Layer):
     """Identity whose output adds (l1*sum|y| + l2*sum(y^2)) / batch_size to the loss."""
+
+    supports_masking = True
 
     def __init__(self, l1=0.0, l2=0.0, **kwargs):
         from pylayers import regularizers

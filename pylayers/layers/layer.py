@@ -19,11 +19,15 @@ from pylayers.ops import Tape, Tensor, Variable, value_of
 from pylayers.ops.mode import floatx, reference_mode_on
 from pylayers.ops.tape import current_tape
 
+_forward_accepts_mask = {}
+
 _LAYER_KWARGS = {"input_shape", "input_dim", "batch_size", "batch_input_shape", "weights",
                  "activity_regularizer", "autocast"}
 
 
 class Layer:
+    supports_masking = False   # pass an incoming mask on unchanged (see compute_mask)
+
     def __init__(self, *, name=None, trainable=True, dtype=None, **kwargs):
         unknown = set(kwargs) - _LAYER_KWARGS
         if unknown:
@@ -43,7 +47,9 @@ class Layer:
         self._initial_weights = kwargs.get("weights")
         from pylayers import regularizers
         self.activity_regularizer = regularizers.get(kwargs.get("activity_regularizer"))
-        self._call_accepts_training = "training" in inspect.signature(self.call).parameters
+        call_parameters = inspect.signature(self.call).parameters
+        self._call_accepts_training = "training" in call_parameters
+        self._call_accepts_mask = "mask" in call_parameters
         self.input_spec_ndim = None   # (min_ndim,) check in __call__ when set by a subclass
         self._inbound = None          # symbolic call history (input KerasTensors)
         self._output_tensor = None
@@ -175,7 +181,7 @@ class Layer:
     def call(self, inputs, *args, **kwargs):
         return inputs
 
-    def __call__(self, inputs, training=None, **kwargs):
+    def __call__(self, inputs, training=None, mask=None, **kwargs):
         if is_symbolic(inputs):
             return self._symbolic_call(inputs)
         inputs = self._convert_inputs(inputs)
@@ -183,38 +189,57 @@ class Layer:
         self._build_once(_shapes_of(inputs))
         tape = current_tape()
         if tape is not None and self._under_tape(tape, inputs):
-            return self._record_on_tape(tape, inputs, training)
+            return self._record_on_tape(tape, inputs, training, mask)
         values = [value_of(x) for x in inputs] if isinstance(inputs, list) else value_of(inputs)
-        outputs, _ = self._forward(values, training=bool(training))
+        outputs, _ = self._forward_masked(values, bool(training), mask)
         return outputs
+
+    def compute_mask(self, inputs, previous_mask):
+        """The mask of this layer's output (Keras' mask propagation)."""
+        return previous_mask if self.supports_masking else None
+
+    def _forward_masked(self, inputs, training, mask):
+        """`_forward`, handing it the incoming mask when it takes one."""
+        if mask is not None and self._accepts_mask():
+            return self._forward(inputs, training=training, mask=mask)
+        return self._forward(inputs, training=training)
+
+    def _accepts_mask(self):
+        cls = type(self)
+        if cls not in _forward_accepts_mask:
+            _forward_accepts_mask[cls] = "mask" in inspect.signature(self._forward).parameters
+        return _forward_accepts_mask[cls]
 
     def _under_tape(self, tape, inputs):
         items = inputs if isinstance(inputs, list) else [inputs]
         return any(tape.tracks(x) for x in items) or any(tape.tracks(v) for v in self.weights)
 
-    def _record_on_tape(self, tape, inputs, training):
+    def _record_on_tape(self, tape, inputs, training, mask=None):
         """One node for the whole layer: its fused backward is the node's backward."""
         items = inputs if isinstance(inputs, list) else [inputs]
         values = [value_of(x) for x in items]
         y, backprop = self._train_forward(values if isinstance(inputs, list) else values[0],
-                                          training=bool(training))
+                                          training=bool(training), mask=mask)
         if isinstance(inputs, list):
             return tape.record(y, tuple(items), lambda dy: tuple(backprop(dy)))
         return tape.record(y, (inputs,), lambda dy: (backprop(dy),))
 
-    def _call_with_training(self, inputs, training):
+    def _call_with_training(self, inputs, training, mask=None):
+        kwargs = {}
         if self._call_accepts_training:
-            return self.call(inputs, training=training)
-        return self.call(inputs)
+            kwargs["training"] = training
+        if mask is not None and self._call_accepts_mask:
+            kwargs["mask"] = mask
+        return self.call(inputs, **kwargs)
 
-    def _forward(self, inputs, training=False):
+    def _forward(self, inputs, training=False, mask=None):
         """Generic forward/backward: `call` under a tape that watches this layer's
         trainable weights. Returns (outputs as arrays, backprop)."""
         self._step_losses = []
         with Tape(watch=self.trainable_weights) as tape:
             leaves = ([tape.leaf(x) for x in inputs] if isinstance(inputs, list)
                       else tape.leaf(inputs))
-            out = self._call_with_training(leaves, training)
+            out = self._call_with_training(leaves, training, mask)
         y = value_of(out)
         if not isinstance(out, Tensor):
             y = np.array(y, dtype=floatx())
@@ -226,10 +251,10 @@ class Layer:
             return dxs if isinstance(leaves, list) else dxs[0]
         return y, backprop
 
-    def _train_forward(self, inputs, training=True):
+    def _train_forward(self, inputs, training=True, mask=None):
         """`_forward` plus this layer's activity-regularization loss and its gradient
         (Keras divides the penalty by the batch size). Models train through this."""
-        y, backprop = self._forward(inputs, training)
+        y, backprop = self._forward_masked(inputs, training, mask)
         regularizer = self.activity_regularizer
         if regularizer is None:
             return y, backprop

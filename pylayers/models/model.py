@@ -126,6 +126,7 @@ class Model(Layer):
         for variable in variables:
             variable.zero_grad()
         y_pred, backward = self._forward_for_loss(x, training=True)
+        sample_weight = self._masked_sample_weight(sample_weight)
         self._resolve_metrics(y, y_pred.shape)
         activation = self._fusable_activation()
         fused = (self.loss.fused_backward(y, y_pred, activation, sample_weight)
@@ -136,6 +137,16 @@ class Model(Layer):
         self.optimizer.apply([v.grad for v in variables], variables)
         self._update_metrics(loss_value, y, y_pred, sample_weight)
         return y_pred
+
+    def _masked_sample_weight(self, sample_weight):
+        """Keras weights the loss by the output mask (e.g. padded time steps count 0)."""
+        mask = getattr(self, "_output_mask", None)
+        if mask is None:
+            return sample_weight
+        mask = np.asarray(mask, dtype=np.float32)
+        if sample_weight is None:
+            return mask
+        return sample_weight.reshape(sample_weight.shape + (1,) * (mask.ndim - sample_weight.ndim)) * mask
 
     def _regularization_step(self, variables):
         """Add weight-regularizer gradients to .grad; return all extra loss terms."""
@@ -161,6 +172,7 @@ class Model(Layer):
 
     def _test_batch(self, x, y, sample_weight):
         y_pred = self._predict_batch(x)
+        sample_weight = self._masked_sample_weight(sample_weight)
         self._resolve_metrics(y, y_pred.shape)
         loss_value = float(self.loss(y, y_pred, sample_weight=sample_weight))
         loss_value += sum(float(v.regularizer(v.value)) for v in self.trainable_weights

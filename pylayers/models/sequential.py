@@ -120,15 +120,25 @@ class Sequential(Model):
             inputs = layer(inputs, training=training)
         return inputs
 
-    def _forward(self, inputs, training=False):
-        return self._forward_for_loss(inputs, training)
+    def _forward(self, inputs, training=False, mask=None):
+        return self._forward_for_loss(inputs, training, mask)
 
-    def _forward_for_loss(self, x, training=True):
-        """Run every layer; return y and backward(d, need_dx=True, from_preactivation=False)."""
+    def compute_mask(self, inputs, previous_mask):
+        """The output mask of the forward pass just run (its layers computed it)."""
+        return getattr(self, "_output_mask", None)
+
+    def _forward_for_loss(self, x, training=True, mask=None):
+        """Run every layer, handing each the mask its predecessor computed; return y and
+        backward(d, need_dx=True, from_preactivation=False). The output's mask is kept
+        in `_output_mask` for the loss."""
         backprops = []
         for layer in self._stack:
-            x, backprop = layer._train_forward(x, training) if training else layer._forward(x, False)
+            y, backprop = (layer._train_forward(x, training, mask) if training
+                           else layer._forward_masked(x, False, mask))
+            mask = layer.compute_mask(x, mask)
+            x = y
             backprops.append(backprop)
+        self._output_mask = mask
 
         def backward(d, need_dx=True, from_preactivation=False):
             last = len(backprops) - 1
@@ -142,9 +152,7 @@ class Sequential(Model):
         return x, backward
 
     def _predict_batch(self, x):
-        for layer in self._stack:
-            x, _ = layer._forward(x, False)
-        return x
+        return self._forward_for_loss(x, training=False)[0]
 
     def _fusable_activation(self):
         last = self._stack[-1] if self._stack else None

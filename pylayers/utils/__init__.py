@@ -1,1 +1,4 @@
+"""keras.utils: seeding, the progress bar, file download."""
+from pylayers.datasets._download import get_file
+from pylayers.utils.progbar import Progbar
 from pylayers.utils.rng import global_rng, set_random_seed
