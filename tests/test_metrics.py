@@ -59,8 +59,8 @@ def test_result_matches_keras(case):
 
 
 def test_fixture_covers_weighted_batches():
-    assert f"auc/sample_weight1" in METRIC_DATA.files
-    assert f"auc/sample_weight0" not in METRIC_DATA.files
+    assert "auc/sample_weight1" in METRIC_DATA.files
+    assert "auc/sample_weight0" not in METRIC_DATA.files
 
 
 def test_mean_is_the_weighted_running_mean():

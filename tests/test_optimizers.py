@@ -47,7 +47,8 @@ class Reference:
 
     def step(self, weights, grads):
         if self.slots is None:
-            start = self.hyper.get("initial_accumulator_value", 0.1) if self.kind == "adagrad" else 0
+            start = self.hyper.get("initial_accumulator_value", 0.1) \
+                if self.kind == "adagrad" else 0.0
             self.slots = [{"a": np.full_like(w, start), "b": np.zeros_like(w),
                            "c": np.zeros_like(w)} for w in weights]
         lr = self.learning_rate()

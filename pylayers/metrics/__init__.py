@@ -20,6 +20,14 @@ from pylayers.metrics.f_score import F1Score, FBetaScore
 from pylayers.metrics.regression import MeanAbsoluteError, MeanSquaredError
 from pylayers.optimizers.base import to_snake_case
 
+__all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "BinaryAccuracy",
+           "CategoricalAccuracy", "SparseCategoricalAccuracy", "TopKCategoricalAccuracy",
+           "SparseTopKCategoricalAccuracy", "Precision", "Recall", "AUC", "F1Score",
+           "FBetaScore", "MeanAbsoluteError", "MeanSquaredError", "accuracy",
+           "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+           "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy", "get", "resolve",
+           "serialize", "deserialize"]
+
 CLASSES = (Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
            TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, Precision, Recall,
            F1Score, FBetaScore, AUC, MeanAbsoluteError, MeanSquaredError, Mean)
