@@ -5,3 +5,5 @@ from pylayers.layers.core import (Activation, ActivityRegularization, Dense, Dro
 from pylayers.layers.input_layer import Input, InputLayer
 from pylayers.layers.keras_tensor import KerasTensor
 from pylayers.layers.layer import Layer
+from pylayers.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
+                                     Subtract)

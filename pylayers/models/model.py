@@ -15,6 +15,9 @@ from pylayers.utils.rng import global_rng
 
 class Model(Layer):
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        if name is None and (inputs is not None or outputs is not None):
+            from pylayers.backend import unique_name
+            name = unique_name("functional")
         super().__init__(name=name, trainable=trainable, **kwargs)
         self.optimizer = None
         self.loss = None
@@ -147,6 +150,8 @@ class Model(Layer):
 
     def _input_layers(self):
         """The layer whose `_convert_one` converts each model input."""
+        if self._graph is not None:
+            return [t.layer for t in self._graph.inputs]
         return [self]
 
     def _to_input_list(self, x):
@@ -155,7 +160,11 @@ class Model(Layer):
         converters = self._input_layers()
         if isinstance(x, dict) and self._graph is not None:
             x = self._graph.inputs_from_dict(x)
-        elif not isinstance(x, (list, tuple)) or len(converters) == 1 and not _is_array_list(x, 1):
+        elif isinstance(x, (list, tuple)) and len(converters) > 1:
+            x = list(x)
+        elif isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], np.ndarray):
+            x = [x[0]]
+        else:
             x = [x]
         if len(x) != len(converters):
             raise ValueError(f"Model '{self.name}' expects {len(converters)} input(s), but it "
@@ -247,10 +256,10 @@ class Model(Layer):
 
     def _train_batch(self, xs, ys, sample_weight):
         """Forward, loss, backward, optimizer step. Returns the predictions."""
-        variables = self.trainable_weights
+        y_preds, backward = self._forward_for_loss(xs, training=True)
+        variables = self.trainable_weights   # after the forward: it builds subclassed models
         for variable in variables:
             variable.zero_grad()
-        y_preds, backward = self._forward_for_loss(xs, training=True)
         self._resolve_metrics(ys, y_preds)
         sample_weight = self._masked_sample_weight(sample_weight)
         total, per_output, d_preds, fused_flags = 0.0, [], [], []
@@ -478,11 +487,6 @@ class Model(Layer):
             return self._graph.summary_rows()
         from pylayers.models.summary import layer_fields
         return [layer_fields(layer, None) for layer in self.layers], True
-
-
-def _is_array_list(x, n_inputs):
-    """A list of numbers (one sample per row) rather than a list of input arrays."""
-    return len(x) > 0 and all(np.ndim(item) == 0 for item in x)
 
 
 def _as_target(y):
