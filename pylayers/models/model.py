@@ -383,11 +383,13 @@ class Model(Layer):
                              "(x_val, y_val, val_sample_weight).")
         return self._prepare(*validation_data)
 
-    def _evaluate_arrays(self, xs, ys, sample_weight, batch_size):
+    def _evaluate_arrays(self, xs, ys, sample_weight, batch_size, progbar=None):
         self._reset_metrics()
-        for index in self._batches(len(xs[0]), batch_size, shuffle=False):
+        for step, index in enumerate(self._batches(len(xs[0]), batch_size, shuffle=False)):
             self._test_batch([a[index] for a in xs], [t[index] for t in ys],
                              None if sample_weight is None else sample_weight[index])
+            if progbar is not None:
+                progbar.update(step + 1, values=list(self._logs().items()))
         return self._logs()
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
@@ -397,18 +399,19 @@ class Model(Layer):
         if y is None:
             raise ValueError(f"Model '{self.name}': evaluate() needs targets `y`.")
         xs, ys, sample_weight = self._prepare(x, y, sample_weight)
-        logs = self._evaluate_arrays(xs, ys, sample_weight, batch_size)
-        if verbose != 0:
-            _print_evaluate_line(len(xs[0]), batch_size, logs, verbose)
+        progbar = _progbar(len(xs[0]), batch_size, verbose)
+        logs = self._evaluate_arrays(xs, ys, sample_weight, batch_size, progbar)
         return self._result(return_dict, logs)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         batch_size = _check_batch_size(batch_size, "predict")
         xs, _, _ = self._prepare(x)
-        batches = [self._predict_batch([a[index] for a in xs])
-                   for index in self._batches(len(xs[0]), batch_size, shuffle=False)]
-        if verbose != 0:
-            _print_predict_line(len(xs[0]), batch_size)
+        progbar = _progbar(len(xs[0]), batch_size, verbose)
+        batches = []
+        for step, index in enumerate(self._batches(len(xs[0]), batch_size, shuffle=False)):
+            batches.append(self._predict_batch([a[index] for a in xs]))
+            if progbar is not None:
+                progbar.update(step + 1)
         if not batches:
             batches = [self._predict_batch([a[:0] for a in xs])]
         outputs = [np.concatenate(parts, axis=0) for parts in zip(*batches)]
@@ -561,14 +564,9 @@ def _class_weights_to_samples(class_weight, y, sample_weight):
     return weights if sample_weight is None else weights * sample_weight
 
 
-def _print_predict_line(n, batch_size):
+def _progbar(n, batch_size, verbose):
+    """Keras' per-call progress bar for evaluate/predict (None when verbose=0)."""
+    if verbose == 0:
+        return None
     from pylayers.utils.progbar import Progbar
-    steps = max(1, -(-n // batch_size))
-    Progbar(steps, verbose=1).update(steps, finalize=True)
-
-
-def _print_evaluate_line(n, batch_size, logs, verbose):
-    from pylayers.utils.progbar import Progbar
-    steps = max(1, -(-n // batch_size))
-    Progbar(steps, verbose=1 if verbose == "auto" else verbose).update(
-        steps, values=list(logs.items()), finalize=True)
+    return Progbar(max(1, -(-n // batch_size)), verbose=1 if verbose == "auto" else verbose)
