@@ -25,6 +25,8 @@ class FunctionalGraph:
         self.layers = self._ordered_layers()
         _check_unique_names(self.layers)
         self._consumers = self._count_consumers()
+        self._plan = self._execution_plan()
+        self._activations = self._output_activations()
 
     # ---- structure ------------------------------------------------------------------
 
@@ -109,7 +111,18 @@ class FunctionalGraph:
                                  f"is incompatible: expected shape={expected}, found "
                                  f"shape={tuple(shape)}")
 
+    def _execution_plan(self):
+        """Per node, fixed for the graph's life: (layer, input ids, output ids, called
+        with a list, whether its dx feeds another node)."""
+        input_ids = {id(t) for t in self.inputs}
+        return [(node.layer, [id(t) for t in node.inputs], [id(t) for t in node.outputs],
+                 node.inputs_as_list, any(id(t) not in input_ids for t in node.inputs))
+                for node in self.nodes]
+
     def output_activations(self):
+        return self._activations
+
+    def _output_activations(self):
         """The fusable activation of each output: only when the output tensor feeds the
         loss alone (a tensor also read by another layer needs the plain gradient)."""
         activations = []
@@ -126,40 +139,42 @@ class FunctionalGraph:
     def forward(self, xs, training):
         values = {id(t): x for t, x in zip(self.inputs, xs)}
         backprops = []
-        for node in self.nodes:
-            args = [values[id(t)] for t in node.inputs]
-            arg = args if node.inputs_as_list else args[0]
-            layer = node.layer
+        for layer, in_ids, out_ids, as_list, _ in self._plan:
+            arg = [values[i] for i in in_ids] if as_list else values[in_ids[0]]
             y, backprop = layer._train_forward(arg, training) if training else layer._forward(arg, False)
-            outs = y if len(node.outputs) > 1 else [y]
-            for tensor, value in zip(node.outputs, outs):
-                values[id(tensor)] = value
+            if len(out_ids) == 1:
+                values[out_ids[0]] = y
+            else:
+                values.update(zip(out_ids, y))
             backprops.append(backprop)
         ys = [values[id(t)] for t in self.outputs]
-        input_ids = {id(t) for t in self.inputs}
 
         def backward(d_preds, preactivation_flags=None, need_dx=False):
             flags = preactivation_flags or [False] * len(d_preds)
             grads, from_preactivation = {}, set()
             for tensor, d, flag in zip(self.outputs, d_preds, flags):
-                _accumulate(grads, tensor, d)
+                _accumulate(grads, id(tensor), d)
                 if flag:
                     from_preactivation.add(id(tensor))
-            for node, backprop in zip(reversed(self.nodes), reversed(backprops)):
-                d_outs = [grads.pop(id(t), None) for t in node.outputs]
-                if all(d is None for d in d_outs):
-                    continue
-                if len(node.outputs) > 1:
-                    d = [np.zeros_like(values[id(t)]) if g is None else g
-                         for t, g in zip(node.outputs, d_outs)]
+            for (layer, in_ids, out_ids, as_list, feeds_node), backprop in zip(
+                    reversed(self._plan), reversed(backprops)):
+                if len(out_ids) == 1:
+                    d = grads.pop(out_ids[0], None)
+                    if d is None:
+                        continue
                 else:
-                    d = d_outs[0]
-                needed = need_dx or any(id(t) not in input_ids for t in node.inputs)
-                kwargs = {"from_preactivation": True} if id(node.outputs[0]) in from_preactivation else {}
-                dx = backprop(d, need_dx=needed, **kwargs)
+                    d_outs = [grads.pop(i, None) for i in out_ids]
+                    if all(g is None for g in d_outs):
+                        continue
+                    d = [np.zeros_like(values[i]) if g is None else g for i, g in zip(out_ids, d_outs)]
+                needed = need_dx or feeds_node
+                if out_ids[0] in from_preactivation:
+                    dx = backprop(d, need_dx=needed, from_preactivation=True)
+                else:
+                    dx = backprop(d, need_dx=needed)
                 if needed:
-                    for tensor, d_in in zip(node.inputs, dx if node.inputs_as_list else [dx]):
-                        _accumulate(grads, tensor, d_in)
+                    for i, d_in in zip(in_ids, dx if as_list else (dx,)):
+                        _accumulate(grads, i, d_in)
             if need_dx:
                 return [grads.get(id(t), np.zeros_like(values[id(t)])) for t in self.inputs]
             return None
@@ -208,8 +223,7 @@ class FunctionalGraph:
                 "output_layers": _tensor_refs(self.structure_outputs)}
 
 
-def _accumulate(grads, tensor, d):
-    key = id(tensor)
+def _accumulate(grads, key, d):
     grads[key] = d if key not in grads else grads[key] + d
 
 

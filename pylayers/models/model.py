@@ -294,15 +294,20 @@ class Model(Layer):
             if variable.regularizer is not None:
                 total += float(variable.regularizer(variable.value))
                 variable.grad += variable.regularizer.gradient(variable.value)
-        return total + sum(sum(layer._step_losses) for layer in self._all_layers())
+        return total + sum(sum(layer._step_losses) for layer in self._all_layers()
+                           if layer._step_losses)
 
     def _all_layers(self):
-        layers, stack = [], list(self._sublayers)
-        while stack:
-            layer = stack.pop(0)
-            layers.append(layer)
-            stack.extend(layer._sublayers)
-        return layers
+        """Every layer under this model, nested ones included (cached per structure)."""
+        key = len(self._sublayers)
+        if getattr(self, "_all_layers_cache", (None,))[0] != key:
+            layers, stack = [], list(self._sublayers)
+            while stack:
+                layer = stack.pop(0)
+                layers.append(layer)
+                stack.extend(layer._sublayers)
+            self._all_layers_cache = (key, layers)
+        return self._all_layers_cache[1]
 
     def _update_metrics(self, total, per_output, ys, y_preds, sample_weight):
         batch = len(y_preds[0])
