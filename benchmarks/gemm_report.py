@@ -52,8 +52,11 @@ def gflops(shape, seconds):
     return 2.0 * m * k * n / seconds / 1e9
 
 
-def time_interleaved(functions, min_sample_seconds, samples):
-    """Median seconds per call of each function, sampled alternately."""
+def time_interleaved(functions, min_sample_seconds, samples, settle_seconds):
+    """Median seconds per call of each function, sampled alternately.  Before each sample
+    the machine idles settle_seconds, so that the other library's worker threads, which
+    spin-wait for a while after a call (OpenBLAS for up to ~0.1 s), have gone to sleep
+    and do not steal a core from the library being timed."""
     for f in functions:
         f()
     start = time.perf_counter()
@@ -62,6 +65,8 @@ def time_interleaved(functions, min_sample_seconds, samples):
     per_call = [[] for _ in functions]
     for _ in range(samples):
         for f, record in zip(functions, per_call):
+            time.sleep(settle_seconds)
+            f()
             start = time.perf_counter()
             for _ in range(calls):
                 f()
@@ -81,6 +86,8 @@ def main(argv=None):
     parser.add_argument("--kernel", default="auto", help="auto, generic or avx2")
     parser.add_argument("--samples", type=int, default=9)
     parser.add_argument("--sample-seconds", type=float, default=0.05)
+    parser.add_argument("--settle-seconds", type=float, default=0.15,
+                        help="idle time before each sample (0: back-to-back)")
     parser.add_argument("--filter", default="", help="only labels containing this text")
     args = parser.parse_args(argv)
     set_thread_environment(args.threads)
@@ -101,7 +108,8 @@ def main(argv=None):
             continue
         a, b = operands(shape, layout)
         ours, theirs = time_interleaved([lambda: matmul(a, b), lambda: np.matmul(a, b)],
-                                        args.sample_seconds, args.samples)
+                                        args.sample_seconds, args.samples,
+                                        args.settle_seconds)
         print(f"| {label} | {gflops(shape, ours):.1f} | {gflops(shape, theirs):.1f} "
               f"| {theirs / ours:.2f} |")
         sys.stdout.flush()

@@ -42,6 +42,7 @@ AVX2_FMA void pl_sgemm_ukernel_avx2(long kc, const float *a_panel, const float *
     __m256 c4l = _mm256_setzero_ps(), c4h = _mm256_setzero_ps();
     __m256 c5l = _mm256_setzero_ps(), c5h = _mm256_setzero_ps();
     for (int i = 0; i < PL_AVX2_MR; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+#pragma GCC unroll 4
     for (long p = 0; p < kc; p++) {
         __m256 b_lo = _mm256_load_ps(b_panel), b_hi = _mm256_load_ps(b_panel + 8);
         ROW_FMA(0, c0l, c0h);
