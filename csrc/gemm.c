@@ -83,12 +83,19 @@ void pack_a_panels(int mr, int trans_a, long mc, long kc, const float *a, long l
     for (long i0 = 0; i0 < mc; i0 += mr) {
         long rows = min_long(mr, mc - i0);
         float *panel = dst + i0 * kc;
-        if (trans_a) {
+        if (trans_a && rows == mr) {
+            for (long p = 0; p < kc; p++)   // row p of A holds column p of op(A)
+                for (int r = 0; r < mr; r++) panel[p * mr + r] = a[p * lda + i0 + r];
+        } else if (trans_a) {
             for (long p = 0; p < kc; p++) {
-                const float *src = a + p * lda + i0;   // row p of A holds column p of op(A)
+                const float *src = a + p * lda + i0;
                 for (long r = 0; r < rows; r++) panel[p * mr + r] = src[r];
                 for (long r = rows; r < mr; r++) panel[p * mr + r] = 0.0f;
             }
+        } else if (rows == mr) {
+            const float *src = a + i0 * lda;
+            for (long p = 0; p < kc; p++)
+                for (int r = 0; r < mr; r++) panel[p * mr + r] = src[r * lda + p];
         } else {
             for (long r = 0; r < rows; r++) {
                 const float *src = a + (i0 + r) * lda;
@@ -117,7 +124,10 @@ void pack_b_panels(int nr, int trans_b, long j_begin, long j_end, long nc, long 
     for (long j0 = j_begin; j0 < j_end; j0 += nr) {
         long cols = min_long(nr, nc - j0);
         float *panel = dst + j0 * kc;
-        if (!trans_b) {
+        if (!trans_b && cols == nr) {
+            for (long p = 0; p < kc; p++)
+                for (int col = 0; col < nr; col++) panel[p * nr + col] = b[p * ldb + j0 + col];
+        } else if (!trans_b) {
             for (long p = 0; p < kc; p++) {
                 const float *src = b + p * ldb + j0;
                 for (long col = 0; col < cols; col++) panel[p * nr + col] = src[col];
