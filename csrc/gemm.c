@@ -22,12 +22,12 @@
 
 static const pl_gemm_arch generic_arch = {
     PL_GENERIC_MR, PL_GENERIC_NR, 128, 256, 4096,
-    pl_sgemm_ukernel_generic, pl_sgemm_small_generic};
+    pl_sgemm_ukernel_generic, NULL, pl_sgemm_small_generic};
 
 #ifdef PL_HAVE_X86_KERNELS
 static const pl_gemm_arch avx2_arch = {
     PL_AVX2_MR, PL_AVX2_NR, 144, 256, 4080,
-    pl_sgemm_ukernel_avx2, pl_sgemm_small_avx2};
+    pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_small_avx2};
 #endif
 
 #define MAX_MR 16
@@ -181,6 +181,8 @@ static void macro_kernel(const pl_gemm_arch *arch, long mc, long nc, long kc,
             float *c_tile = c + ir * ldc + jr;
             if (rows == mr && cols == nr)
                 arch->ukernel(kc, a_panel, b_panel, c_tile, ldc, alpha, beta);
+            else if (cols == nr && arch->ukernel_rows)
+                arch->ukernel_rows((int)rows, kc, a_panel, b_panel, c_tile, ldc, alpha, beta);
             else
                 edge_tile(arch, kc, a_panel, b_panel, rows, cols, alpha, beta, c_tile, ldc);
         }
