@@ -1,0 +1,204 @@
+/* Convolution as implicit GEMM over batch chunks (see conv.h).
+ *
+ * The unfolded matrix `col` of a chunk is (rows, groups * taps * cin_g): row r is one
+ * output position, column g * taps * cin_g + t * cin_g + c holds input channel
+ * g * cin_g + c under kernel tap t.  Group g's columns are then contiguous, and the
+ * kernel w (taps, cin_g, cout) restricted to group g's output columns is the
+ * (taps * cin_g, cout_g) matrix at w + g * cout_g with row stride cout. */
+#include <stdlib.h>
+#include <string.h>
+#include "conv.h"
+#include "activations.h"
+#include "gemm.h"
+
+/* Floats of unfolded rows per chunk: big enough for efficient GEMMs, small enough
+ * to stay in the last-level cache between unfolding and multiplying. */
+#define COL_BUDGET (1L << 20)
+
+typedef struct {
+    long taps, cin_g, cout_g, k_g, k_all;   /* k_all = groups * k_g: width of col */
+    long in_spatial, out_spatial;
+    long images_per_chunk;
+    int identity;                           /* 1x1 taps, unit stride, no pad: col = x */
+} conv_plan;
+
+static long prod3(const long s[3]) { return s[0] * s[1] * s[2]; }
+
+int pl_conv_geom_valid(const pl_conv_geom *g) {
+    if (g->batch < 0 || g->in_channels <= 0 || g->out_channels <= 0 || g->groups <= 0)
+        return 0;
+    if (g->in_channels % g->groups || g->out_channels % g->groups) return 0;
+    for (int a = 0; a < 3; a++)
+        if (g->in_size[a] <= 0 || g->out_size[a] <= 0 || g->kernel[a] <= 0 ||
+            g->stride[a] <= 0 || g->dilation[a] <= 0 || g->pad[a] < 0)
+            return 0;
+    return 1;
+}
+
+static conv_plan make_plan(const pl_conv_geom *g) {
+    conv_plan p;
+    p.taps = prod3(g->kernel);
+    p.cin_g = g->in_channels / g->groups;
+    p.cout_g = g->out_channels / g->groups;
+    p.k_g = p.taps * p.cin_g;
+    p.k_all = g->groups * p.k_g;
+    p.in_spatial = prod3(g->in_size);
+    p.out_spatial = prod3(g->out_size);
+    p.identity = p.taps == 1;
+    for (int a = 0; a < 3; a++)
+        if (g->stride[a] != 1 || g->pad[a] != 0 || g->in_size[a] != g->out_size[a])
+            p.identity = 0;
+    long per_image = p.out_spatial * p.k_all;
+    p.images_per_chunk = per_image >= COL_BUDGET ? 1 : COL_BUDGET / per_image;
+    if (p.images_per_chunk > g->batch) p.images_per_chunk = g->batch > 0 ? g->batch : 1;
+    return p;
+}
+
+/* Input coordinate along axis a for output coordinate o and tap t (may be outside). */
+static inline long input_coord(const pl_conv_geom *g, int a, long o, long t) {
+    return o * g->stride[a] - g->pad[a] + t * g->dilation[a];
+}
+
+/* col (rows, k_all) for `images` images starting at x (images, in..., cin). */
+static void unfold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                   long images, const float *x, float *col) {
+    long rows = images * p->out_spatial;
+    int nt = pl_elementwise_threads(ctx, rows * p->k_all);
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long r = 0; r < rows; r++) {
+        long image = r / p->out_spatial, pos = r % p->out_spatial;
+        long o[3] = {pos / (g->out_size[1] * g->out_size[2]),
+                     pos / g->out_size[2] % g->out_size[1], pos % g->out_size[2]};
+        const float *x_image = x + image * p->in_spatial * g->in_channels;
+        float *col_row = col + r * p->k_all;
+        long t = 0;
+        for (long t0 = 0; t0 < g->kernel[0]; t0++)
+            for (long t1 = 0; t1 < g->kernel[1]; t1++)
+                for (long t2 = 0; t2 < g->kernel[2]; t2++, t++) {
+                    long i0 = input_coord(g, 0, o[0], t0), i1 = input_coord(g, 1, o[1], t1),
+                         i2 = input_coord(g, 2, o[2], t2);
+                    int inside = i0 >= 0 && i0 < g->in_size[0] && i1 >= 0 &&
+                                 i1 < g->in_size[1] && i2 >= 0 && i2 < g->in_size[2];
+                    const float *src = x_image +
+                        ((i0 * g->in_size[1] + i1) * g->in_size[2] + i2) * g->in_channels;
+                    for (long grp = 0; grp < g->groups; grp++) {
+                        float *dst = col_row + grp * p->k_g + t * p->cin_g;
+                        if (inside) memcpy(dst, src + grp * p->cin_g, p->cin_g * sizeof(float));
+                        else memset(dst, 0, p->cin_g * sizeof(float));
+                    }
+                }
+    }
+}
+
+/* Output coordinate whose tap t reads input coordinate i along axis a, or -1. */
+static inline long output_coord(const pl_conv_geom *g, int a, long i, long t) {
+    long shifted = i + g->pad[a] - t * g->dilation[a];
+    if (shifted < 0 || shifted % g->stride[a]) return -1;
+    long o = shifted / g->stride[a];
+    return o < g->out_size[a] ? o : -1;
+}
+
+/* dx (images, in..., cin) = the sum, over the col entries that read each input
+ * element, of dcol (rows, k_all): a gather, so each dx element has one owner. */
+static void fold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                 long images, const float *dcol, float *dx) {
+    long positions = images * p->in_spatial;
+    int nt = pl_elementwise_threads(ctx, positions * p->taps * g->in_channels);
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long q = 0; q < positions; q++) {
+        long image = q / p->in_spatial, pos = q % p->in_spatial;
+        long i[3] = {pos / (g->in_size[1] * g->in_size[2]),
+                     pos / g->in_size[2] % g->in_size[1], pos % g->in_size[2]};
+        float *dst = dx + q * g->in_channels;
+        memset(dst, 0, g->in_channels * sizeof(float));
+        long t = 0;
+        for (long t0 = 0; t0 < g->kernel[0]; t0++)
+            for (long t1 = 0; t1 < g->kernel[1]; t1++)
+                for (long t2 = 0; t2 < g->kernel[2]; t2++, t++) {
+                    long o0 = output_coord(g, 0, i[0], t0), o1 = output_coord(g, 1, i[1], t1),
+                         o2 = output_coord(g, 2, i[2], t2);
+                    if (o0 < 0 || o1 < 0 || o2 < 0) continue;
+                    long row = image * p->out_spatial +
+                               (o0 * g->out_size[1] + o1) * g->out_size[2] + o2;
+                    const float *src = dcol + row * p->k_all + t * p->cin_g;
+                    for (long grp = 0; grp < g->groups; grp++)
+                        for (long c = 0; c < p->cin_g; c++)
+                            dst[grp * p->cin_g + c] += src[grp * p->k_g + c];
+                }
+    }
+}
+
+static float *alloc_col(const conv_plan *p) {
+    if (p->identity) return NULL;
+    return malloc((size_t)(p->images_per_chunk * p->out_spatial * p->k_all) * sizeof(float));
+}
+
+int pl_conv_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
+                    const float *w, const float *bias, int act, float alpha, float *y) {
+    conv_plan p = make_plan(g);
+    float *col = alloc_col(&p);
+    if (!p.identity && !col) return -1;
+    for (long n0 = 0; n0 < g->batch; n0 += p.images_per_chunk) {
+        long images = g->batch - n0 < p.images_per_chunk ? g->batch - n0 : p.images_per_chunk;
+        long rows = images * p.out_spatial;
+        const float *x_chunk = x + n0 * p.in_spatial * g->in_channels;   // (images, in..., cin)
+        float *y_chunk = y + n0 * p.out_spatial * g->out_channels;       // (rows, cout)
+        const float *a = x_chunk;
+        if (!p.identity) {
+            unfold(ctx, g, &p, images, x_chunk, col);
+            a = col;
+        }
+        for (long grp = 0; grp < g->groups; grp++)
+            pl_sgemm(ctx, 0, 0, rows, p.cout_g, p.k_g, 1.0f, a + grp * p.k_g, p.k_all,
+                     w + grp * p.cout_g, g->out_channels, 0.0f,
+                     y_chunk + grp * p.cout_g, g->out_channels);
+        pl_bias_act_forward(ctx, rows, g->out_channels, y_chunk, bias, act, alpha);
+    }
+    free(col);
+    return 0;
+}
+
+int pl_conv_backward_data(const pl_ctx *ctx, const pl_conv_geom *g, const float *dy,
+                          const float *w, float *dx) {
+    conv_plan p = make_plan(g);
+    float *dcol = alloc_col(&p);
+    if (!p.identity && !dcol) return -1;
+    for (long n0 = 0; n0 < g->batch; n0 += p.images_per_chunk) {
+        long images = g->batch - n0 < p.images_per_chunk ? g->batch - n0 : p.images_per_chunk;
+        long rows = images * p.out_spatial;
+        const float *dy_chunk = dy + n0 * p.out_spatial * g->out_channels;   // (rows, cout)
+        float *dx_chunk = dx + n0 * p.in_spatial * g->in_channels;          // (images, in..., cin)
+        float *c = p.identity ? dx_chunk : dcol;
+        for (long grp = 0; grp < g->groups; grp++)
+            pl_sgemm(ctx, 0, 1, rows, p.k_g, p.cout_g, 1.0f, dy_chunk + grp * p.cout_g,
+                     g->out_channels, w + grp * p.cout_g, g->out_channels, 0.0f,
+                     c + grp * p.k_g, p.k_all);
+        if (!p.identity) fold(ctx, g, &p, images, dcol, dx_chunk);
+    }
+    free(dcol);
+    return 0;
+}
+
+int pl_conv_backward_weight(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
+                            const float *dy, float *dw) {
+    conv_plan p = make_plan(g);
+    float *col = alloc_col(&p);
+    if (!p.identity && !col) return -1;
+    for (long n0 = 0; n0 < g->batch; n0 += p.images_per_chunk) {
+        long images = g->batch - n0 < p.images_per_chunk ? g->batch - n0 : p.images_per_chunk;
+        long rows = images * p.out_spatial;
+        const float *x_chunk = x + n0 * p.in_spatial * g->in_channels;
+        const float *dy_chunk = dy + n0 * p.out_spatial * g->out_channels;   // (rows, cout)
+        const float *a = x_chunk;
+        if (!p.identity) {
+            unfold(ctx, g, &p, images, x_chunk, col);
+            a = col;
+        }
+        for (long grp = 0; grp < g->groups; grp++)
+            pl_sgemm(ctx, 1, 0, p.k_g, p.cout_g, rows, 1.0f, a + grp * p.k_g, p.k_all,
+                     dy_chunk + grp * p.cout_g, g->out_channels, 1.0f,
+                     dw + grp * p.cout_g, g->out_channels);
+    }
+    free(col);
+    return 0;
+}

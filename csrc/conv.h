@@ -1,0 +1,41 @@
+/* N-dimensional (1, 2 or 3 spatial axes) grouped convolution, channels last, as
+ * implicit GEMM: a batch chunk of input windows is unfolded into rows (im2col) and
+ * multiplied by the kernel with pl_sgemm; the data gradient gathers rows back (col2im).
+ *
+ * Shapes (1-D and 2-D convolutions pass size 1 for the unused leading spatial axes):
+ *   x is (n, in_size[0], in_size[1], in_size[2], in_channels)
+ *   y is (n, out_size[0], out_size[1], out_size[2], out_channels)
+ *   w is (kernel[0], kernel[1], kernel[2], in_channels / groups, out_channels)
+ * Output position o along axis a reads input o * stride[a] - pad[a] + t * dilation[a]
+ * for kernel tap t; positions outside [0, in_size[a]) read zero.
+ * Every output element is written by one thread in a fixed summation order, so
+ * results do not depend on the thread count. */
+#ifndef PL_CONV_H
+#define PL_CONV_H
+#include "pl_ctx.h"
+
+typedef struct {
+    long batch;
+    long in_size[3], out_size[3], kernel[3], stride[3], dilation[3], pad[3];
+    long in_channels, out_channels, groups;
+} pl_conv_geom;
+
+/* 1 when every size is positive, pads are non-negative and channels divide into groups. */
+int pl_conv_geom_valid(const pl_conv_geom *g);
+
+/* y = act(conv(x, w) + bias), overwritten; bias (out_channels) may be NULL; act is an
+ * enum pl_act code (activations.h).  Returns 0, or -1 when scratch memory is unavailable. */
+int pl_conv_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
+                    const float *w, const float *bias, int act, float alpha, float *y);
+
+/* dx = conv^T(dy, w), the data gradient, overwritten (also the forward of a transposed
+ * convolution).  Returns 0 or -1 (no memory). */
+int pl_conv_backward_data(const pl_ctx *ctx, const pl_conv_geom *g, const float *dy,
+                          const float *w, float *dx);
+
+/* dw += the kernel gradient of conv given its input x and output gradient dy.
+ * Returns 0 or -1 (no memory). */
+int pl_conv_backward_weight(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
+                            const float *dy, float *dw);
+
+#endif

@@ -1,0 +1,131 @@
+/* Pooling kernels (see pool.h): one pass over each window, channels innermost. */
+#include <float.h>
+#include <string.h>
+#include "pool.h"
+#include "activations.h"
+
+static long prod3(const long s[3]) { return s[0] * s[1] * s[2]; }
+
+int pl_pool_geom_valid(const pl_pool_geom *g) {
+    if (g->batch < 0 || g->channels <= 0) return 0;
+    for (int a = 0; a < 3; a++) {
+        if (g->in_size[a] <= 0 || g->out_size[a] <= 0 || g->window[a] <= 0 ||
+            g->stride[a] <= 0 || g->pad[a] < 0 || g->pad[a] >= g->window[a])
+            return 0;
+        if ((g->out_size[a] - 1) * g->stride[a] - g->pad[a] >= g->in_size[a]) return 0;
+    }
+    return 1;
+}
+
+/* The clipped input range [lo[a], hi[a]) of output position o (3 coordinates). */
+static void window_range(const pl_pool_geom *g, const long o[3], long lo[3], long hi[3]) {
+    for (int a = 0; a < 3; a++) {
+        long start = o[a] * g->stride[a] - g->pad[a];
+        long end = start + g->window[a];
+        lo[a] = start < 0 ? 0 : start;
+        hi[a] = end > g->in_size[a] ? g->in_size[a] : end;
+    }
+}
+
+static void output_coords(const pl_pool_geom *g, long pos, long o[3]) {
+    o[0] = pos / (g->out_size[1] * g->out_size[2]);
+    o[1] = pos / g->out_size[2] % g->out_size[1];
+    o[2] = pos % g->out_size[2];
+}
+
+static long input_offset(const pl_pool_geom *g, long i0, long i1, long i2) {
+    return ((i0 * g->in_size[1] + i1) * g->in_size[2] + i2) * g->channels;
+}
+
+void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
+                         float *y, int *argmax) {
+    long out_spatial = prod3(g->out_size), in_image = prod3(g->in_size) * g->channels;
+    long rows = g->batch * out_spatial, c_n = g->channels;
+    int nt = pl_elementwise_threads(ctx, rows * c_n * prod3(g->window));
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long r = 0; r < rows; r++) {
+        long o[3], lo[3], hi[3];
+        output_coords(g, r % out_spatial, o);
+        window_range(g, o, lo, hi);
+        const float *x_image = x + r / out_spatial * in_image;
+        float *y_row = y + r * c_n;          // (channels)
+        int *arg_row = argmax + r * c_n;
+        for (long c = 0; c < c_n; c++) { y_row[c] = -FLT_MAX; arg_row[c] = -1; }
+        for (long i0 = lo[0]; i0 < hi[0]; i0++)
+            for (long i1 = lo[1]; i1 < hi[1]; i1++)
+                for (long i2 = lo[2]; i2 < hi[2]; i2++) {
+                    long offset = input_offset(g, i0, i1, i2);
+                    const float *src = x_image + offset;
+                    for (long c = 0; c < c_n; c++)
+                        if (src[c] > y_row[c] || arg_row[c] < 0) {
+                            y_row[c] = src[c];
+                            arg_row[c] = (int)(offset + c);
+                        }
+                }
+    }
+}
+
+void pl_max_pool_backward(const pl_ctx *ctx, const pl_pool_geom *g, const float *dy,
+                          const int *argmax, float *dx) {
+    long out_image = prod3(g->out_size) * g->channels, in_image = prod3(g->in_size) * g->channels;
+    int nt = pl_elementwise_threads(ctx, g->batch * (in_image + out_image));
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long n = 0; n < g->batch; n++) {
+        float *dx_image = dx + n * in_image;
+        memset(dx_image, 0, in_image * sizeof(float));
+        for (long j = 0; j < out_image; j++)
+            dx_image[argmax[n * out_image + j]] += dy[n * out_image + j];
+    }
+}
+
+/* Number of non-padded positions in the window [lo, hi). */
+static long window_count(const long lo[3], const long hi[3]) {
+    return (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]);
+}
+
+void pl_avg_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x, float *y) {
+    long out_spatial = prod3(g->out_size), in_image = prod3(g->in_size) * g->channels;
+    long rows = g->batch * out_spatial, c_n = g->channels;
+    int nt = pl_elementwise_threads(ctx, rows * c_n * prod3(g->window));
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long r = 0; r < rows; r++) {
+        long o[3], lo[3], hi[3];
+        output_coords(g, r % out_spatial, o);
+        window_range(g, o, lo, hi);
+        const float *x_image = x + r / out_spatial * in_image;
+        float *y_row = y + r * c_n;
+        memset(y_row, 0, c_n * sizeof(float));
+        for (long i0 = lo[0]; i0 < hi[0]; i0++)
+            for (long i1 = lo[1]; i1 < hi[1]; i1++)
+                for (long i2 = lo[2]; i2 < hi[2]; i2++) {
+                    const float *src = x_image + input_offset(g, i0, i1, i2);
+                    for (long c = 0; c < c_n; c++) y_row[c] += src[c];
+                }
+        float inv_count = 1.0f / (float)window_count(lo, hi);
+        for (long c = 0; c < c_n; c++) y_row[c] *= inv_count;
+    }
+}
+
+void pl_avg_pool_backward(const pl_ctx *ctx, const pl_pool_geom *g, const float *dy, float *dx) {
+    long out_spatial = prod3(g->out_size), in_image = prod3(g->in_size) * g->channels;
+    long c_n = g->channels;
+    int nt = pl_elementwise_threads(ctx, g->batch * in_image * prod3(g->window));
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long n = 0; n < g->batch; n++) {
+        float *dx_image = dx + n * in_image;
+        memset(dx_image, 0, in_image * sizeof(float));
+        for (long pos = 0; pos < out_spatial; pos++) {
+            long o[3], lo[3], hi[3];
+            output_coords(g, pos, o);
+            window_range(g, o, lo, hi);
+            const float *dy_row = dy + (n * out_spatial + pos) * c_n;
+            float inv_count = 1.0f / (float)window_count(lo, hi);
+            for (long i0 = lo[0]; i0 < hi[0]; i0++)
+                for (long i1 = lo[1]; i1 < hi[1]; i1++)
+                    for (long i2 = lo[2]; i2 < hi[2]; i2++) {
+                        float *dst = dx_image + input_offset(g, i0, i1, i2);
+                        for (long c = 0; c < c_n; c++) dst[c] += dy_row[c] * inv_count;
+                    }
+        }
+    }
+}

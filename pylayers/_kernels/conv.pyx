@@ -1,0 +1,96 @@
+"""Thin wrappers over csrc/conv.c: N-d grouped convolution forward, data and kernel
+gradients (float32, C-contiguous arrays passed flattened)."""
+from pylayers._kernels._runtime cimport ctx, pl_ctx
+
+cdef extern from "conv.h":
+    ctypedef struct pl_conv_geom:
+        long batch
+        long in_size[3]
+        long out_size[3]
+        long kernel[3]
+        long stride[3]
+        long dilation[3]
+        long pad[3]
+        long in_channels, out_channels, groups
+    int pl_conv_geom_valid(const pl_conv_geom *g) nogil
+    int pl_conv_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
+                        const float *w, const float *bias, int act, float alpha,
+                        float *y) nogil
+    int pl_conv_backward_data(const pl_ctx *ctx, const pl_conv_geom *g, const float *dy,
+                              const float *w, float *dx) nogil
+    int pl_conv_backward_weight(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
+                                const float *dy, float *dw) nogil
+
+
+cdef pl_conv_geom make_geom(tuple geom) except *:
+    """geom = (batch, in_size, out_size, kernel, stride, dilation, pad, cin, cout, groups),
+    each size a 3-tuple (leading 1s for 1-D and 2-D)."""
+    cdef pl_conv_geom g
+    batch, in_size, out_size, kernel, stride, dilation, pad, cin, cout, groups = geom
+    g.batch, g.in_channels, g.out_channels, g.groups = batch, cin, cout, groups
+    for a in range(3):
+        g.in_size[a], g.out_size[a], g.kernel[a] = in_size[a], out_size[a], kernel[a]
+        g.stride[a], g.dilation[a], g.pad[a] = stride[a], dilation[a], pad[a]
+    if not pl_conv_geom_valid(&g):
+        raise ValueError(f"invalid convolution geometry {geom}")
+    return g
+
+
+cdef long volume(long[3] size):
+    return size[0] * size[1] * size[2]
+
+
+def _check_size(name, array, long expected):
+    if array.shape[0] != expected:
+        raise ValueError(f"{name} has {array.shape[0]} elements; expected {expected}")
+
+
+cdef check_arrays(pl_conv_geom *g, x, w, y):
+    _check_size("x", x, g.batch * volume(g.in_size) * g.in_channels)
+    _check_size("w", w, volume(g.kernel) * (g.in_channels // g.groups) * g.out_channels)
+    _check_size("y", y, g.batch * volume(g.out_size) * g.out_channels)
+
+
+def _status(int status):
+    if status != 0:
+        raise MemoryError("convolution: could not allocate its scratch buffer")
+
+
+def conv_forward(tuple geom, const float[::1] x, const float[::1] w, const float[::1] bias,
+                 int act, float alpha, float[::1] y):
+    """y = act(conv(x, w) + bias); bias None for none."""
+    cdef pl_conv_geom g = make_geom(geom)
+    check_arrays(&g, x, w, y)
+    if bias is not None:
+        _check_size("bias", bias, g.out_channels)
+    cdef const float *bias_ptr = NULL if bias is None else &bias[0]
+    cdef int status = 0
+    if g.batch == 0:
+        return
+    with nogil:
+        status = pl_conv_forward(ctx(), &g, &x[0], &w[0], bias_ptr, act, alpha, &y[0])
+    _status(status)
+
+
+def conv_backward_data(tuple geom, const float[::1] dy, const float[::1] w, float[::1] dx):
+    """dx = the data gradient of conv for output gradient dy (overwritten)."""
+    cdef pl_conv_geom g = make_geom(geom)
+    check_arrays(&g, dx, w, dy)
+    cdef int status = 0
+    if g.batch == 0:
+        return
+    with nogil:
+        status = pl_conv_backward_data(ctx(), &g, &dy[0], &w[0], &dx[0])
+    _status(status)
+
+
+def conv_backward_weight(tuple geom, const float[::1] x, const float[::1] dy, float[::1] dw):
+    """dw += the kernel gradient of conv for input x and output gradient dy."""
+    cdef pl_conv_geom g = make_geom(geom)
+    check_arrays(&g, x, dw, dy)
+    cdef int status = 0
+    if g.batch == 0:
+        return
+    with nogil:
+        status = pl_conv_backward_weight(ctx(), &g, &x[0], &dy[0], &dw[0])
+    _status(status)

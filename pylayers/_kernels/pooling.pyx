@@ -1,0 +1,76 @@
+"""Thin wrappers over csrc/pool.c: max and average pooling over 1-3 spatial axes
+(float32, C-contiguous arrays passed flattened)."""
+from pylayers._kernels._runtime cimport ctx, pl_ctx
+
+cdef extern from "pool.h":
+    ctypedef struct pl_pool_geom:
+        long batch, channels
+        long in_size[3]
+        long out_size[3]
+        long window[3]
+        long stride[3]
+        long pad[3]
+    int pl_pool_geom_valid(const pl_pool_geom *g) nogil
+    void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
+                             float *y, int *argmax) nogil
+    void pl_max_pool_backward(const pl_ctx *ctx, const pl_pool_geom *g, const float *dy,
+                              const int *argmax, float *dx) nogil
+    void pl_avg_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
+                             float *y) nogil
+    void pl_avg_pool_backward(const pl_ctx *ctx, const pl_pool_geom *g, const float *dy,
+                              float *dx) nogil
+
+
+cdef pl_pool_geom make_geom(tuple geom, long x_size, long y_size) except *:
+    """geom = (batch, channels, in_size, out_size, window, stride, pad), sizes 3-tuples."""
+    cdef pl_pool_geom g
+    batch, channels, in_size, out_size, window, stride, pad = geom
+    g.batch, g.channels = batch, channels
+    for a in range(3):
+        g.in_size[a], g.out_size[a], g.window[a] = in_size[a], out_size[a], window[a]
+        g.stride[a], g.pad[a] = stride[a], pad[a]
+    if not pl_pool_geom_valid(&g):
+        raise ValueError(f"invalid pooling geometry {geom}")
+    cdef long in_image = g.in_size[0] * g.in_size[1] * g.in_size[2] * g.channels
+    cdef long out_image = g.out_size[0] * g.out_size[1] * g.out_size[2] * g.channels
+    if in_image >= 2 ** 31:
+        raise ValueError(f"pooling input images of {in_image} elements are too large")
+    if x_size != g.batch * in_image or y_size != g.batch * out_image:
+        raise ValueError(f"pooling arrays of {x_size} and {y_size} elements do not match {geom}")
+    return g
+
+
+def max_pool_forward(tuple geom, const float[::1] x, float[::1] y, int[::1] argmax):
+    cdef pl_pool_geom g = make_geom(geom, x.shape[0], y.shape[0])
+    if argmax.shape[0] != y.shape[0]:
+        raise ValueError("argmax must have as many elements as y")
+    if y.shape[0] == 0:
+        return
+    with nogil:
+        pl_max_pool_forward(ctx(), &g, &x[0], &y[0], &argmax[0])
+
+
+def max_pool_backward(tuple geom, const float[::1] dy, const int[::1] argmax, float[::1] dx):
+    cdef pl_pool_geom g = make_geom(geom, dx.shape[0], dy.shape[0])
+    if argmax.shape[0] != dy.shape[0]:
+        raise ValueError("argmax must have as many elements as dy")
+    if dy.shape[0] == 0:
+        return
+    with nogil:
+        pl_max_pool_backward(ctx(), &g, &dy[0], &argmax[0], &dx[0])
+
+
+def avg_pool_forward(tuple geom, const float[::1] x, float[::1] y):
+    cdef pl_pool_geom g = make_geom(geom, x.shape[0], y.shape[0])
+    if y.shape[0] == 0:
+        return
+    with nogil:
+        pl_avg_pool_forward(ctx(), &g, &x[0], &y[0])
+
+
+def avg_pool_backward(tuple geom, const float[::1] dy, float[::1] dx):
+    cdef pl_pool_geom g = make_geom(geom, dx.shape[0], dy.shape[0])
+    if dy.shape[0] == 0:
+        return
+    with nogil:
+        pl_avg_pool_backward(ctx(), &g, &dy[0], &dx[0])

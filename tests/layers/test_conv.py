@@ -1,0 +1,281 @@
+"""Convolution layers: compiled kernels against the float64 reference over many
+geometries, finite-difference gradients, thread-count and kernel-path agreement,
+run_layer_test checks, Keras 3 argument errors and bad inputs."""
+import contextlib
+
+import numpy as np
+import pytest
+
+import pylayers
+from pylayers import layers
+from pylayers.testing import (check_layer_gradients, check_layer_native_matches_reference,
+                              run_layer_test)
+
+rng = np.random.default_rng(0)
+
+
+def normal(*shape):
+    return rng.normal(size=shape)
+
+
+# name -> (factory, input, training); small shapes keep the finite differences quick.
+GRADIENT_CASES = {
+    "Conv1D_causal_dilated": (lambda: layers.Conv1D(3, 3, padding="causal", dilation_rate=2),
+                              normal(2, 7, 2), False),
+    "Conv1D_same_strided_tanh": (lambda: layers.Conv1D(2, 4, strides=2, padding="same",
+                                                       activation="tanh"), normal(2, 7, 3), False),
+    "Conv2D_valid_sigmoid": (lambda: layers.Conv2D(3, 3, activation="sigmoid"),
+                             normal(2, 5, 4, 2), False),
+    "Conv2D_same_strided": (lambda: layers.Conv2D(2, (3, 2), strides=2, padding="same"),
+                            normal(2, 5, 6, 3), False),
+    "Conv2D_groups_dilated_no_bias": (lambda: layers.Conv2D(4, 2, groups=2, dilation_rate=2,
+                                                            use_bias=False), normal(1, 5, 5, 4), False),
+    "Conv2D_gelu": (lambda: layers.Conv2D(2, 2, activation="gelu"), normal(2, 3, 3, 2), False),
+    "Conv3D_same": (lambda: layers.Conv3D(2, 2, strides=(1, 2, 1), padding="same"),
+                    normal(1, 3, 4, 3, 2), False),
+    "Conv1DTranspose_valid": (lambda: layers.Conv1DTranspose(2, 3, strides=2), normal(2, 4, 3), False),
+    "Conv2DTranspose_same": (lambda: layers.Conv2DTranspose(3, 3, strides=2, padding="same",
+                                                            activation="tanh"), normal(2, 3, 3, 2), False),
+    "Conv2DTranspose_output_padding": (lambda: layers.Conv2DTranspose(2, 4, strides=3, padding="same",
+                                                                      output_padding=1),
+                                       normal(1, 2, 3, 2), False),
+    "Conv3DTranspose": (lambda: layers.Conv3DTranspose(2, 2, strides=2), normal(1, 2, 2, 2, 2), False),
+    "DepthwiseConv2D_multiplier": (lambda: layers.DepthwiseConv2D(3, depth_multiplier=2,
+                                                                  padding="same"),
+                                   normal(2, 4, 4, 3), False),
+    "SeparableConv2D": (lambda: layers.SeparableConv2D(3, 2, depth_multiplier=2,
+                                                       activation="sigmoid"), normal(2, 4, 4, 2), False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENT_CASES))
+def test_layer_gradients_match_finite_differences(name):
+    factory, x, training = GRADIENT_CASES[name]
+    check_layer_gradients(factory(), x, training=training)
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENT_CASES))
+def test_compiled_kernels_match_float64_reference(name):
+    factory, x, training = GRADIENT_CASES[name]
+    check_layer_native_matches_reference(factory(), x, training=training)
+
+
+# Compiled forward and backward against the reference over many geometries: odd sizes,
+# every padding, strides, dilations, groups, 1x1 kernels (the no-unfold path), batches
+# bigger than one unfolding chunk.
+GEOMETRIES = [
+    (layers.Conv1D, dict(filters=5, kernel_size=1), (3, 9, 4)),
+    (layers.Conv1D, dict(filters=3, kernel_size=5, strides=3, padding="same"), (2, 11, 2)),
+    (layers.Conv1D, dict(filters=4, kernel_size=3, padding="causal", dilation_rate=3), (2, 10, 3)),
+    (layers.Conv1D, dict(filters=6, kernel_size=2, groups=3), (2, 5, 6)),
+    (layers.Conv2D, dict(filters=7, kernel_size=3), (3, 9, 7, 5)),
+    (layers.Conv2D, dict(filters=4, kernel_size=(2, 5), strides=(2, 3), padding="same"), (2, 7, 11, 3)),
+    (layers.Conv2D, dict(filters=4, kernel_size=4, strides=2, padding="same"), (2, 8, 9, 2)),
+    (layers.Conv2D, dict(filters=3, kernel_size=3, dilation_rate=(2, 3), padding="same"), (2, 8, 9, 2)),
+    (layers.Conv2D, dict(filters=8, kernel_size=3, groups=4, padding="same"), (2, 5, 5, 8)),
+    (layers.Conv2D, dict(filters=4, kernel_size=1, strides=2), (2, 5, 5, 3)),
+    (layers.Conv2D, dict(filters=33, kernel_size=3, activation="relu"), (3, 13, 13, 17)),
+    (layers.Conv2D, dict(filters=2, kernel_size=7), (2, 7, 7, 1)),
+    (layers.Conv3D, dict(filters=3, kernel_size=(2, 3, 1), strides=(2, 1, 1), padding="same"),
+     (2, 5, 4, 3, 2)),
+    (layers.Conv2DTranspose, dict(filters=3, kernel_size=3, strides=2), (2, 4, 5, 2)),
+    (layers.Conv2DTranspose, dict(filters=3, kernel_size=(2, 3), strides=(3, 2), padding="same"),
+     (2, 3, 4, 2)),
+    (layers.Conv2DTranspose, dict(filters=2, kernel_size=3, dilation_rate=2, padding="same"),
+     (2, 5, 5, 3)),
+    (layers.Conv2DTranspose, dict(filters=2, kernel_size=1, strides=3), (2, 3, 3, 2)),
+    (layers.DepthwiseConv2D, dict(kernel_size=3, strides=2, padding="same"), (2, 7, 6, 4)),
+    (layers.SeparableConv2D, dict(filters=5, kernel_size=3, padding="same", dilation_rate=2),
+     (2, 6, 7, 3)),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, shape", GEOMETRIES)
+def test_geometry_matches_reference(cls, kwargs, shape):
+    check_layer_native_matches_reference(cls(**kwargs), normal(*shape))
+
+
+def test_reference_is_the_direct_loop_definition():
+    """A naive 7-loop convolution (with TF-style same padding) equals the reference."""
+    x, w = normal(2, 5, 6, 3), normal(3, 3, 3, 4)
+    layer = layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False)
+    layer(x)
+    layer.set_weights([w])
+    out_h, out_w = 3, 3
+    pad_h, pad_w = (2 * 2 + 3 - 5) // 2, (2 * 2 + 3 - 6) // 2
+    expected = np.zeros((2, out_h, out_w, 4))
+    for n, i, j, a, b, c, f in np.ndindex(2, out_h, out_w, 3, 3, 3, 4):
+        h, v = i * 2 - pad_h + a, j * 2 - pad_w + b
+        if 0 <= h < 5 and 0 <= v < 6:
+            expected[n, i, j, f] += x[n, h, v, c] * w[a, b, c, f]
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@contextlib.contextmanager
+def runtime(threads=None, path=None):
+    saved = pylayers.get_num_threads(), pylayers.get_kernel_path()
+    try:
+        if threads:
+            pylayers.set_num_threads(threads)
+        if path:
+            pylayers.set_kernel_path(path)
+        yield
+    finally:
+        pylayers.set_num_threads(saved[0])
+        pylayers.set_kernel_path(saved[1])
+
+
+def forward_backward(layer, x, dy):
+    for v in layer.trainable_weights:
+        v.grad = None
+    y, backprop = layer._train_forward(x, True)
+    dx = backprop(dy)
+    return [y, dx] + [v.grad.copy() for v in layer.trainable_weights]
+
+
+def available_paths():
+    paths = []
+    with runtime():
+        for name in ("generic", "avx2"):
+            try:
+                pylayers.set_kernel_path(name)
+                paths.append(name)
+            except ValueError:
+                pass
+    return paths
+
+
+@pytest.mark.parametrize("cls, kwargs, shape", [
+    (layers.Conv2D, dict(filters=32, kernel_size=3, activation="relu"), (64, 14, 14, 3)),
+    (layers.Conv2DTranspose, dict(filters=8, kernel_size=3, strides=2), (16, 6, 6, 8)),
+    (layers.DepthwiseConv2D, dict(kernel_size=3, padding="same"), (16, 8, 8, 6)),
+])
+def test_one_and_two_threads_agree_bitwise(cls, kwargs, shape):
+    """Every output element and weight gradient has one owner thread and a fixed
+    summation order (GEMM tiles, gathers, fixed batch chunks): results are identical."""
+    layer = cls(**kwargs)
+    x = normal(*shape).astype(np.float32)
+    dy = normal(*layer(x).shape).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        with runtime(threads=threads):
+            results.append(forward_backward(layer, x, dy))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(len(available_paths()) < 2, reason="CPU without AVX2")
+def test_generic_and_avx2_paths_agree():
+    layer = layers.Conv2D(16, 3, padding="same", activation="tanh")
+    x = normal(8, 10, 10, 5).astype(np.float32)
+    dy = normal(8, 10, 10, 16).astype(np.float32)
+    layer(x)
+    results = []
+    for path in ("generic", "avx2"):
+        with runtime(path=path):
+            results.append(forward_backward(layer, x, dy))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("cls, kwargs, in_shape, out_shape, n_train", [
+    (layers.Conv1D, {"filters": 3, "kernel_size": 2, "padding": "causal"}, (2, 5, 4), (2, 5, 3), 2),
+    (layers.Conv2D, {"filters": 3, "kernel_size": (2, 3), "strides": 2, "use_bias": False},
+     (2, 6, 7, 2), (2, 3, 3, 3), 1),
+    (layers.Conv2D, {"filters": 4, "kernel_size": 3, "groups": 2, "padding": "same",
+                     "kernel_regularizer": "l2", "activation": "relu"}, (2, 5, 5, 2), (2, 5, 5, 4), 2),
+    (layers.Conv3D, {"filters": 2, "kernel_size": 2}, (1, 3, 4, 5, 2), (1, 2, 3, 4, 2), 2),
+    (layers.Conv1DTranspose, {"filters": 2, "kernel_size": 3, "strides": 2}, (2, 4, 3), (2, 9, 2), 2),
+    (layers.Conv2DTranspose, {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same"},
+     (2, 4, 5, 3), (2, 8, 10, 2), 2),
+    (layers.Conv2DTranspose, {"filters": 2, "kernel_size": 3, "strides": 2, "output_padding": 1},
+     (2, 4, 4, 3), (2, 10, 10, 2), 2),
+    (layers.Conv3DTranspose, {"filters": 2, "kernel_size": 2, "strides": 2}, (1, 2, 2, 2, 2),
+     (1, 4, 4, 4, 2), 2),
+    (layers.DepthwiseConv2D, {"kernel_size": 3, "depth_multiplier": 3}, (2, 5, 5, 2), (2, 3, 3, 6), 2),
+    (layers.SeparableConv2D, {"filters": 4, "kernel_size": 3, "padding": "same"}, (2, 5, 5, 2),
+     (2, 5, 5, 4), 3),
+])
+def test_run_layer_test(cls, kwargs, in_shape, out_shape, n_train):
+    run_layer_test(cls, kwargs, in_shape, out_shape, expected_num_trainable_weights=n_train)
+
+
+def test_keras_weight_shapes_and_parameter_counts():
+    conv = layers.Conv2D(32, (3, 3))
+    conv(np.zeros((1, 28, 28, 1)))
+    assert [w.shape for w in conv.get_weights()] == [(3, 3, 1, 32), (32,)]
+    assert conv.count_params() == 320
+    grouped = layers.Conv2D(6, 3, groups=3)
+    grouped(np.zeros((1, 5, 5, 9)))
+    assert grouped.kernel.shape == (3, 3, 3, 6)
+    transpose = layers.Conv2DTranspose(5, 3)
+    transpose(np.zeros((1, 4, 4, 2)))
+    assert transpose.kernel.shape == (3, 3, 5, 2)
+    separable = layers.SeparableConv2D(4, 3, depth_multiplier=2)
+    separable(np.zeros((1, 5, 5, 3)))
+    assert [w.name for w in separable.weights] == ["depthwise_kernel", "pointwise_kernel", "bias"]
+    assert [w.shape for w in separable.weights] == [(3, 3, 3, 2), (1, 1, 6, 4), (4,)]
+    depthwise = layers.DepthwiseConv2D(3, depth_multiplier=2)
+    depthwise(np.zeros((1, 5, 5, 3)))
+    assert [w.shape for w in depthwise.weights] == [(3, 3, 3, 2), (6,)]
+
+
+def test_same_padding_puts_the_extra_pad_at_the_end():
+    """k=3, s=2 on [1, 2, 3, 4] with a ones kernel gives [6, 7] (Keras, checked)."""
+    conv = layers.Conv1D(1, 3, strides=2, padding="same", kernel_initializer="ones")
+    np.testing.assert_allclose(conv(np.array([1.0, 2, 3, 4]).reshape(1, 4, 1)).ravel(), [6, 7])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"filters": -3, "kernel_size": 3}, "Received filters=-3"),
+    ({"filters": 0, "kernel_size": 3}, "Received filters=0"),
+    ({"filters": 4, "kernel_size": 0}, "kernel_size"),
+    ({"filters": 4, "kernel_size": (3, 3, 3)}, "kernel_size"),
+    ({"filters": 4, "kernel_size": 3, "strides": 0}, "strides"),
+    ({"filters": 4, "kernel_size": 3, "padding": "causal"}, "padding"),
+    ({"filters": 4, "kernel_size": 3, "groups": 3}, "groups=3"),
+    ({"filters": 4, "kernel_size": 3, "strides": 2, "dilation_rate": 2}, "dilation_rate"),
+    ({"filters": 4, "kernel_size": 3, "data_format": "channels_first"}, "channels_last"),
+    ({"filters": 4, "kernel_size": 3, "activation": "nope"}, "nope"),
+])
+def test_conv2d_rejects_bad_arguments(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        layers.Conv2D(**kwargs)
+
+
+@pytest.mark.parametrize("layer, shape, message", [
+    (lambda: layers.Conv2D(2, 3, name="c_rank"), (1, 5, 5), r"c_rank.*ndim=4.*\(1, 5, 5\)"),
+    (lambda: layers.Conv2D(2, 5, name="c_big"), (1, 4, 6, 1), r"c_big.*\(1, 4, 6, 1\).*larger"),
+    (lambda: layers.Conv1D(2, 3, dilation_rate=3, name="c_dil"), (1, 6, 1), r"c_dil.*larger"),
+    (lambda: layers.Conv2D(4, 3, groups=2, name="c_grp"), (1, 5, 5, 3), r"groups=2.*3 channels"),
+    (lambda: layers.Conv2D(2, 3, name="c_empty"), (1, 0, 5, 1), r"c_empty.*empty"),
+    (lambda: layers.DepthwiseConv2D(3, name="d_rank"), (1, 5, 5, 2, 1), r"d_rank.*ndim=4"),
+])
+def test_bad_input_shapes_raise_value_errors_naming_layer_and_shape(layer, shape, message):
+    with pytest.raises(ValueError, match=message):
+        layer()(np.zeros(shape))
+
+
+def test_wrong_channels_after_build_leave_weights_untouched():
+    conv = layers.Conv2D(2, 3, name="c_chan")
+    conv(np.zeros((1, 5, 5, 3)))
+    before = conv.get_weights()
+    with pytest.raises(ValueError, match=r"c_chan.*value 3.*\(1, 5, 5, 4\)"):
+        conv(np.zeros((1, 5, 5, 4)))
+    for a, b in zip(before, conv.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_symbolic_shapes_with_unknown_spatial_dims():
+    inputs = pylayers.Input((None, None, 3))
+    out = layers.Conv2D(4, 3, strides=2, padding="same")(inputs)
+    assert tuple(out.shape) == (None, None, None, 4)
+    y = layers.Conv2D(4, 3)(np.zeros((2, 7, 9, 3)))
+    assert y.shape == (2, 5, 7, 4)
+
+
+def test_batch_larger_than_one_unfolding_chunk_matches_per_sample_results():
+    conv = layers.Conv2D(4, 3, padding="same")
+    x = normal(40, 30, 30, 32).astype(np.float32)   # 30*30*288 floats per image: 4 per chunk
+    full = conv(x)
+    np.testing.assert_allclose(full[37:38], conv(x[37:38]), rtol=1e-5, atol=1e-5)
