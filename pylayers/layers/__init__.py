@@ -5,3 +5,6 @@ from pylayers.layers.core import (Activation, ActivityRegularization, Dense, Dro
 from pylayers.layers.input_layer import Input, InputLayer
 from pylayers.layers.keras_tensor import KerasTensor
 from pylayers.layers.layer import Layer
+from pylayers.layers.embedding import Embedding, Masking
+from pylayers.layers.recurrent import GRU, LSTM, RNN, SimpleRNN
+from pylayers.layers.rnn_cells import GRUCell, LSTMCell, SimpleRNNCell
