@@ -11,3 +11,6 @@ from pylayers.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Mi
 from pylayers.layers.normalization import BatchNormalization, LayerNormalization
 from pylayers.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D)
 from pylayers.layers.reshaping import (Cropping2D, Permute, RepeatVector, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D)
+from pylayers.layers.embedding import Embedding, Masking
+from pylayers.layers.recurrent import GRU, LSTM, RNN, SimpleRNN
+from pylayers.layers.rnn_cells import GRUCell, LSTMCell, SimpleRNNCell
