@@ -50,6 +50,13 @@ static const pl_gemm_arch *arch_for(int isa) {
 static long min_long(long x, long y) { return x < y ? x : y; }
 static long round_up(long x, long multiple) { return (x + multiple - 1) / multiple * multiple; }
 
+/* The block size at most `limit` that cuts `total` into equal blocks (the last one
+ * at most a little shorter), so no depth block is left very thin. */
+static long balanced_block(long total, long limit) {
+    long blocks = (total + limit - 1) / limit;
+    return (total + blocks - 1) / blocks;
+}
+
 /* c (m, n) = beta * c; beta == 0 writes zeros without reading c. */
 static void scale_c(long m, long n, float beta, float *c, long ldc) {
     for (long i = 0; i < m; i++)
@@ -307,7 +314,7 @@ static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
                          long m, long n, long k, float alpha, const float *a, long lda,
                          const float *b, long ldb, float beta, float *c, long ldc) {
     gemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c,
-                    min_long(arch->mc, round_up(m, arch->mr)), min_long(arch->kc, k),
+                    min_long(arch->mc, round_up(m, arch->mr)), balanced_block(k, arch->kc),
                     min_long(arch->nc, round_up(n, arch->nr)), NULL, NULL, 0};
     long b_floats = round_up(job.kc * round_up(job.nc, arch->nr), ALIGN_FLOATS);
     job.a_stride = round_up(job.mc * job.kc, ALIGN_FLOATS);
