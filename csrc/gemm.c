@@ -6,8 +6,7 @@
  *      jr: columns in micro-panels of nr   (one B micro-panel stays in L1)
  *       ir: rows in micro-panels of mr     (micro-kernel: mr x nr tile in registers)
  *
- * Threads split the rows (or, for very short C, the columns) of C into ranges
- * aligned to micro-tiles; every tile of C is computed by exactly one thread with
+ * Threads split the rows or the columns of C into ranges aligned to micro-tiles; every tile of C is computed by exactly one thread with
  * the same packed data and the same kc order, so the result is bitwise the same
  * for any thread count.  Small products skip packing and run on one thread. */
 #define _POSIX_C_SOURCE 200809L   /* posix_memalign, pthread keys */
@@ -255,13 +254,25 @@ static void team_barrier(int n_threads) {
 #endif
 }
 
+/* Whether threads share out the rows of C (else its columns): the longer side, in
+ * whole micro-panels, if that gives every thread at least two.  Splitting rows, the
+ * team packs each B block together and shares it (two barriers per block);
+ * splitting columns, each thread packs and reads only its own B panels, no barrier. */
+static int threads_split_rows(const gemm_job *job, int n_threads) {
+    long m_panels = (job->m + job->arch->mr - 1) / job->arch->mr;
+    long n_panels = (job->n + job->arch->nr - 1) / job->arch->nr;
+    if (m_panels < 2L * n_threads) return 0;
+    if (n_panels < 2L * n_threads) return 1;
+    return job->m >= job->n;
+}
+
 /* The five loops as run by thread tid of n_threads. */
 static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
     const pl_gemm_arch *arch = job->arch;
     int mr = arch->mr, nr = arch->nr;
-    /* Split rows in mr-row panels unless C is too short to give each thread two. */
     long m_panels = (job->m + mr - 1) / mr;
-    int split_rows = m_panels >= 2L * n_threads;
+    int split_rows = threads_split_rows(job, n_threads);
+    int shared_b = split_rows && n_threads > 1;
     long m_begin = 0, m_end = job->m;
     if (split_rows) split_range(m_panels, tid, n_threads, mr, job->m, &m_begin, &m_end);
     float *a_packed = job->a_packed + tid * job->a_stride;
@@ -271,8 +282,8 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
         long nc_panels = (nc + nr - 1) / nr;
         long j_begin = 0, j_end = nc;
         if (!split_rows) split_range(nc_panels, tid, n_threads, nr, nc, &j_begin, &j_end);
-        long pack_begin, pack_end;
-        split_range(nc_panels, tid, n_threads, nr, nc, &pack_begin, &pack_end);
+        long pack_begin = j_begin, pack_end = j_end;
+        if (shared_b) split_range(nc_panels, tid, n_threads, nr, nc, &pack_begin, &pack_end);
         for (long pc = 0; pc < job->k; pc += job->kc) {
             long kc = min_long(job->kc, job->k - pc);
             float beta = pc == 0 ? job->beta : 1.0f;
@@ -281,7 +292,7 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
                                                 : job->b + pc * job->ldb + jc;
             pack_b(arch, job->trans_b, pack_begin, pack_end, nc, kc, b_block, job->ldb,
                    job->b_packed);
-            team_barrier(n_threads);
+            if (shared_b) team_barrier(n_threads);
             for (long ic = m_begin; ic < m_end; ic += job->mc) {
                 long mc = min_long(job->mc, m_end - ic);
                 // op(A) block (mc, kc) at (ic, pc)
@@ -291,7 +302,7 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
                 macro_kernel(arch, mc, nc, kc, j_begin, j_end, a_packed, job->b_packed,
                              job->alpha, beta, job->c + ic * job->ldc + jc, job->ldc);
             }
-            team_barrier(n_threads);   // b_packed is refilled next
+            if (shared_b) team_barrier(n_threads);   // b_packed is refilled next
         }
     }
 }
