@@ -29,6 +29,7 @@ static const pl_gemm_arch avx2_arch = {
     pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_small_avx2};
 #endif
 
+/* The largest micro-tile of any path (size of the edge tile buffer). */
 #define MAX_MR 16
 #define MAX_NR 32
 
@@ -228,7 +229,8 @@ typedef struct {
     long lda, ldb, ldc;
     float *c;
     long mc, kc, nc;        /* block sizes clipped to the problem */
-    float *b_packed;        /* (kc, nc) shared by all threads */
+    float *b_packed;        /* (kc, nc) in nr-column panels: filled by the whole team
+                               (rows split) or each thread's own columns (columns split) */
     float *a_packed;        /* one (mc, kc) block per thread, a_stride floats apart */
     long a_stride;
 } gemm_job;
