@@ -6,8 +6,7 @@
  *      jr: columns in micro-panels of nr   (one B micro-panel stays in L1)
  *       ir: rows in micro-panels of mr     (micro-kernel: mr x nr tile in registers)
  *
- * Threads split the rows (or, for very short C, the columns) of C into ranges
- * aligned to micro-tiles; every tile of C is computed by exactly one thread with
+ * Threads split the rows or the columns of C into ranges aligned to micro-tiles; every tile of C is computed by exactly one thread with
  * the same packed data and the same kc order, so the result is bitwise the same
  * for any thread count.  Small products skip packing and run on one thread. */
 #define _POSIX_C_SOURCE 200809L   /* posix_memalign, pthread keys */
@@ -30,6 +29,7 @@ static const pl_gemm_arch avx2_arch = {
     pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_small_avx2};
 #endif
 
+/* The largest micro-tile of any path (size of the edge tile buffer). */
 #define MAX_MR 16
 #define MAX_NR 32
 
@@ -49,6 +49,13 @@ static const pl_gemm_arch *arch_for(int isa) {
 
 static long min_long(long x, long y) { return x < y ? x : y; }
 static long round_up(long x, long multiple) { return (x + multiple - 1) / multiple * multiple; }
+
+/* The block size at most `limit` that cuts `total` into equal blocks (the last one
+ * at most a little shorter), so no depth block is left very thin. */
+static long balanced_block(long total, long limit) {
+    long blocks = (total + limit - 1) / limit;
+    return (total + blocks - 1) / blocks;
+}
 
 /* c (m, n) = beta * c; beta == 0 writes zeros without reading c. */
 static void scale_c(long m, long n, float beta, float *c, long ldc) {
@@ -222,7 +229,8 @@ typedef struct {
     long lda, ldb, ldc;
     float *c;
     long mc, kc, nc;        /* block sizes clipped to the problem */
-    float *b_packed;        /* (kc, nc) shared by all threads */
+    float *b_packed;        /* (kc, nc) in nr-column panels: filled by the whole team
+                               (rows split) or each thread's own columns (columns split) */
     float *a_packed;        /* one (mc, kc) block per thread, a_stride floats apart */
     long a_stride;
 } gemm_job;
@@ -248,13 +256,25 @@ static void team_barrier(int n_threads) {
 #endif
 }
 
+/* Whether threads share out the rows of C (else its columns): the longer side, in
+ * whole micro-panels, if that gives every thread at least two.  Splitting rows, the
+ * team packs each B block together and shares it (two barriers per block);
+ * splitting columns, each thread packs and reads only its own B panels, no barrier. */
+static int threads_split_rows(const gemm_job *job, int n_threads) {
+    long m_panels = (job->m + job->arch->mr - 1) / job->arch->mr;
+    long n_panels = (job->n + job->arch->nr - 1) / job->arch->nr;
+    if (m_panels < 2L * n_threads) return 0;
+    if (n_panels < 2L * n_threads) return 1;
+    return job->m >= job->n;
+}
+
 /* The five loops as run by thread tid of n_threads. */
 static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
     const pl_gemm_arch *arch = job->arch;
     int mr = arch->mr, nr = arch->nr;
-    /* Split rows in mr-row panels unless C is too short to give each thread two. */
     long m_panels = (job->m + mr - 1) / mr;
-    int split_rows = m_panels >= 2L * n_threads;
+    int split_rows = threads_split_rows(job, n_threads);
+    int shared_b = split_rows && n_threads > 1;
     long m_begin = 0, m_end = job->m;
     if (split_rows) split_range(m_panels, tid, n_threads, mr, job->m, &m_begin, &m_end);
     float *a_packed = job->a_packed + tid * job->a_stride;
@@ -264,8 +284,8 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
         long nc_panels = (nc + nr - 1) / nr;
         long j_begin = 0, j_end = nc;
         if (!split_rows) split_range(nc_panels, tid, n_threads, nr, nc, &j_begin, &j_end);
-        long pack_begin, pack_end;
-        split_range(nc_panels, tid, n_threads, nr, nc, &pack_begin, &pack_end);
+        long pack_begin = j_begin, pack_end = j_end;
+        if (shared_b) split_range(nc_panels, tid, n_threads, nr, nc, &pack_begin, &pack_end);
         for (long pc = 0; pc < job->k; pc += job->kc) {
             long kc = min_long(job->kc, job->k - pc);
             float beta = pc == 0 ? job->beta : 1.0f;
@@ -274,7 +294,7 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
                                                 : job->b + pc * job->ldb + jc;
             pack_b(arch, job->trans_b, pack_begin, pack_end, nc, kc, b_block, job->ldb,
                    job->b_packed);
-            team_barrier(n_threads);
+            if (shared_b) team_barrier(n_threads);
             for (long ic = m_begin; ic < m_end; ic += job->mc) {
                 long mc = min_long(job->mc, m_end - ic);
                 // op(A) block (mc, kc) at (ic, pc)
@@ -284,7 +304,7 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
                 macro_kernel(arch, mc, nc, kc, j_begin, j_end, a_packed, job->b_packed,
                              job->alpha, beta, job->c + ic * job->ldc + jc, job->ldc);
             }
-            team_barrier(n_threads);   // b_packed is refilled next
+            if (shared_b) team_barrier(n_threads);   // b_packed is refilled next
         }
     }
 }
@@ -307,7 +327,7 @@ static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
                          long m, long n, long k, float alpha, const float *a, long lda,
                          const float *b, long ldb, float beta, float *c, long ldc) {
     gemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c,
-                    min_long(arch->mc, round_up(m, arch->mr)), min_long(arch->kc, k),
+                    min_long(arch->mc, round_up(m, arch->mr)), balanced_block(k, arch->kc),
                     min_long(arch->nc, round_up(n, arch->nr)), NULL, NULL, 0};
     long b_floats = round_up(job.kc * round_up(job.nc, arch->nr), ALIGN_FLOATS);
     job.a_stride = round_up(job.mc * job.kc, ALIGN_FLOATS);
