@@ -21,7 +21,7 @@ int main(void) {
 }
 """
 
-BASE_CFLAGS = ["-O3", "-std=c99", "-fPIC", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function"]
+BASE_CFLAGS = ["-O3", "-std=c99", "-fPIC", "-fno-strict-aliasing", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
 
 
 def compiler_has_openmp(cc):

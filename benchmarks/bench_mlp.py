@@ -1,8 +1,8 @@
 """Training epochs and predict calls of the brief's MLPs, pylayers beside PyTorch (CPU,
 same thread count) in one run. Group names pair the peers; compare medians as ratios.
 
-    python -m pytest benchmarks/bench_mlp.py --benchmark-only --benchmark-group-by=group
-    python benchmarks/mlp_report.py          # samples/s and ratios as a markdown table
+    python -m pytest benchmarks/bench_mlp.py --benchmark-only
+    python benchmarks/compare.py benchmarks/bench_mlp.py --threads 2   # markdown table
 """
 import numpy as np
 import pytest
@@ -61,6 +61,7 @@ def test_train_epoch_pylayers(benchmark, name):
     x, y = data(SHAPES[name])
     model = pylayers_mlp(SHAPES[name])
     model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, verbose=0)  # warm-up
+    benchmark.extra_info["samples"] = len(x)
     benchmark(model.fit, x, y, batch_size=BATCH, epochs=1, verbose=0)
 
 
@@ -71,6 +72,7 @@ def test_train_epoch_torch(benchmark, name):
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     model, optimizer, loss_fn = torch_mlp(SHAPES[name])
     torch_epoch(model, optimizer, loss_fn, x[:BATCH], y[:BATCH])
+    benchmark.extra_info["samples"] = len(x)
     benchmark(torch_epoch, model, optimizer, loss_fn, x, y)
 
 
@@ -79,6 +81,7 @@ def test_predict_batch_pylayers(benchmark, name):
     benchmark.group = f"predict_{BATCH}:{name}"
     x, _ = data(SHAPES[name], BATCH)
     model = pylayers_mlp(SHAPES[name])
+    benchmark.extra_info["samples"] = len(x)
     benchmark(model.predict_on_batch, x)
 
 
@@ -91,4 +94,5 @@ def test_predict_batch_torch(benchmark, name):
     def predict(batch):
         with torch.inference_mode():
             return torch.softmax(model(torch.from_numpy(batch)), dim=-1).numpy()
+    benchmark.extra_info["samples"] = len(x)
     benchmark(predict, x)

@@ -1,7 +1,7 @@
 """GFLOP/s of pylayers' matmul and numpy.matmul (OpenBLAS) side by side, as markdown.
 
     python benchmarks/gemm_report.py --threads 2
-    python benchmarks/gemm_report.py --threads 1 --kernel avx2
+    python benchmarks/gemm_report.py --threads 1 --kernel generic --clock-ghz 3.6
 
 Both libraries get the same thread count (PYLAYERS_NUM_THREADS, and OPENBLAS/OMP/MKL
 thread variables for numpy, set before either is imported).  The two are timed
@@ -52,8 +52,11 @@ def gflops(shape, seconds):
     return 2.0 * m * k * n / seconds / 1e9
 
 
-def time_interleaved(functions, min_sample_seconds, samples):
-    """Median seconds per call of each function, sampled alternately."""
+def time_interleaved(functions, min_sample_seconds, samples, settle_seconds):
+    """Median seconds per call of each function, sampled alternately.  Before each sample
+    the machine idles settle_seconds, so that the other library's worker threads, which
+    spin-wait for a while after a call (OpenBLAS for up to ~0.1 s), have gone to sleep
+    and do not steal a core from the library being timed."""
     for f in functions:
         f()
     start = time.perf_counter()
@@ -62,6 +65,8 @@ def time_interleaved(functions, min_sample_seconds, samples):
     per_call = [[] for _ in functions]
     for _ in range(samples):
         for f, record in zip(functions, per_call):
+            time.sleep(settle_seconds)
+            f()
             start = time.perf_counter()
             for _ in range(calls):
                 f()
@@ -81,6 +86,10 @@ def main(argv=None):
     parser.add_argument("--kernel", default="auto", help="auto, generic or avx2")
     parser.add_argument("--samples", type=int, default=9)
     parser.add_argument("--sample-seconds", type=float, default=0.05)
+    parser.add_argument("--settle-seconds", type=float, default=0.15,
+                        help="idle time before each sample (0: back-to-back)")
+    parser.add_argument("--clock-ghz", type=float, default=0.0,
+                        help="core clock for a '%% of FMA peak' column (threads x clock x 32)")
     parser.add_argument("--filter", default="", help="only labels containing this text")
     args = parser.parse_args(argv)
     set_thread_environment(args.threads)
@@ -94,16 +103,20 @@ def main(argv=None):
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"threads={args.threads} kernel={pylayers.get_kernel_path()} numpy={np.__version__} "
           f"load(1 min)={load:.2f}\n")
-    print("| shape | pylayers GFLOP/s | numpy GFLOP/s | ratio |")
-    print("|---|---:|---:|---:|")
+    peak = args.threads * args.clock_ghz * 32   # 2 FMA pipes x 8 floats x 2 flops per cycle
+    peak_header, peak_rule = (" pylayers % of peak |", "---:|") if peak else ("", "")
+    print(f"| shape | pylayers GFLOP/s | numpy GFLOP/s | ratio |{peak_header}")
+    print(f"|---|---:|---:|---:|{peak_rule}")
     for group, label, shape, layout in CASES:
         if args.filter not in label and args.filter not in group:
             continue
         a, b = operands(shape, layout)
         ours, theirs = time_interleaved([lambda: matmul(a, b), lambda: np.matmul(a, b)],
-                                        args.sample_seconds, args.samples)
+                                        args.sample_seconds, args.samples,
+                                        args.settle_seconds)
+        peak_cell = f" {100 * gflops(shape, ours) / peak:.0f}% |" if peak else ""
         print(f"| {label} | {gflops(shape, ours):.1f} | {gflops(shape, theirs):.1f} "
-              f"| {theirs / ours:.2f} |")
+              f"| {theirs / ours:.2f} |{peak_cell}")
         sys.stdout.flush()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nload(1 min) at end={load:.2f}")

@@ -10,7 +10,8 @@
  * aligned to micro-tiles; every tile of C is computed by exactly one thread with
  * the same packed data and the same kc order, so the result is bitwise the same
  * for any thread count.  Small products skip packing and run on one thread. */
-#include <stdint.h>
+#define _POSIX_C_SOURCE 200809L   /* posix_memalign, pthread keys */
+#include <pthread.h>
 #include <stdlib.h>
 #include "gemm.h"
 #include "gemm_kernels.h"
@@ -21,12 +22,12 @@
 
 static const pl_gemm_arch generic_arch = {
     PL_GENERIC_MR, PL_GENERIC_NR, 128, 256, 4096,
-    pl_sgemm_ukernel_generic, pl_sgemm_small_generic};
+    pl_sgemm_ukernel_generic, NULL, pl_sgemm_small_generic};
 
 #ifdef PL_HAVE_X86_KERNELS
 static const pl_gemm_arch avx2_arch = {
     PL_AVX2_MR, PL_AVX2_NR, 144, 256, 4080,
-    pl_sgemm_ukernel_avx2, pl_sgemm_small_avx2};
+    pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_small_avx2};
 #endif
 
 #define MAX_MR 16
@@ -35,8 +36,8 @@ static const pl_gemm_arch avx2_arch = {
 /* Products of at most this many multiply-adds (m*n*k) skip packing. */
 #define SMALL_PRODUCT_WORK (32L * 32 * 32)
 /* A thread is only worth starting for at least this many multiply-adds. */
-#define WORK_PER_THREAD (48L * 48 * 48)
-#define ALIGN_FLOATS 16
+#define WORK_PER_THREAD (64L * 64 * 64)
+#define ALIGN_FLOATS 16   /* pack blocks start on 64-byte cache lines */
 
 static const pl_gemm_arch *arch_for(int isa) {
 #ifdef PL_HAVE_X86_KERNELS
@@ -82,12 +83,19 @@ void pack_a_panels(int mr, int trans_a, long mc, long kc, const float *a, long l
     for (long i0 = 0; i0 < mc; i0 += mr) {
         long rows = min_long(mr, mc - i0);
         float *panel = dst + i0 * kc;
-        if (trans_a) {
+        if (trans_a && rows == mr) {
+            for (long p = 0; p < kc; p++)   // row p of A holds column p of op(A)
+                for (int r = 0; r < mr; r++) panel[p * mr + r] = a[p * lda + i0 + r];
+        } else if (trans_a) {
             for (long p = 0; p < kc; p++) {
-                const float *src = a + p * lda + i0;   // row p of A holds column p of op(A)
+                const float *src = a + p * lda + i0;
                 for (long r = 0; r < rows; r++) panel[p * mr + r] = src[r];
                 for (long r = rows; r < mr; r++) panel[p * mr + r] = 0.0f;
             }
+        } else if (rows == mr) {
+            const float *src = a + i0 * lda;
+            for (long p = 0; p < kc; p++)
+                for (int r = 0; r < mr; r++) panel[p * mr + r] = src[r * lda + p];
         } else {
             for (long r = 0; r < rows; r++) {
                 const float *src = a + (i0 + r) * lda;
@@ -116,7 +124,10 @@ void pack_b_panels(int nr, int trans_b, long j_begin, long j_end, long nc, long 
     for (long j0 = j_begin; j0 < j_end; j0 += nr) {
         long cols = min_long(nr, nc - j0);
         float *panel = dst + j0 * kc;
-        if (!trans_b) {
+        if (!trans_b && cols == nr) {
+            for (long p = 0; p < kc; p++)
+                for (int col = 0; col < nr; col++) panel[p * nr + col] = b[p * ldb + j0 + col];
+        } else if (!trans_b) {
             for (long p = 0; p < kc; p++) {
                 const float *src = b + p * ldb + j0;
                 for (long col = 0; col < cols; col++) panel[p * nr + col] = src[col];
@@ -170,10 +181,35 @@ static void macro_kernel(const pl_gemm_arch *arch, long mc, long nc, long kc,
             float *c_tile = c + ir * ldc + jr;
             if (rows == mr && cols == nr)
                 arch->ukernel(kc, a_panel, b_panel, c_tile, ldc, alpha, beta);
+            else if (cols == nr && arch->ukernel_rows)
+                arch->ukernel_rows((int)rows, kc, a_panel, b_panel, c_tile, ldc, alpha, beta);
             else
                 edge_tile(arch, kc, a_panel, b_panel, rows, cols, alpha, beta, c_tile, ldc);
         }
     }
+}
+
+/* Pack space of the calling thread, kept between calls so that packing writes into
+ * memory that is already mapped and cached; freed when the thread exits.  Each OS
+ * thread has its own, so concurrent callers never share one. */
+static __thread float *thread_pack_base;
+static __thread size_t thread_pack_floats;
+static pthread_key_t pack_space_key;
+static pthread_once_t pack_space_key_once = PTHREAD_ONCE_INIT;
+
+static void create_pack_space_key(void) { pthread_key_create(&pack_space_key, free); }
+
+/* At least `floats` 64-byte aligned floats of this thread's pack space, or NULL. */
+static float *thread_pack_space(size_t floats) {
+    if (floats <= thread_pack_floats) return thread_pack_base;
+    void *fresh;
+    if (posix_memalign(&fresh, 64, floats * sizeof(float))) return NULL;
+    free(thread_pack_base);
+    thread_pack_base = fresh;
+    thread_pack_floats = floats;
+    pthread_once(&pack_space_key_once, create_pack_space_key);
+    pthread_setspecific(pack_space_key, fresh);   // the key's destructor frees it at exit
+    return fresh;
 }
 
 /* Everything one call needs, shared read-only by the threads. */
@@ -275,13 +311,11 @@ static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
                     min_long(arch->nc, round_up(n, arch->nr)), NULL, NULL, 0};
     long b_floats = round_up(job.kc * round_up(job.nc, arch->nr), ALIGN_FLOATS);
     job.a_stride = round_up(job.mc * job.kc, ALIGN_FLOATS);
-    size_t bytes = (size_t)(b_floats + n_threads * job.a_stride + ALIGN_FLOATS) * sizeof(float);
-    float *buffer = malloc(bytes);
-    if (!buffer) {
+    job.b_packed = thread_pack_space((size_t)(b_floats + n_threads * job.a_stride));
+    if (!job.b_packed) {
         pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    job.b_packed = (float *)(((uintptr_t)buffer + 63) & ~(uintptr_t)63);
     job.a_packed = job.b_packed + b_floats;
     if (n_threads == 1) {
         gemm_thread(&job, 0, 1);
@@ -291,7 +325,6 @@ static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
         gemm_thread(&job, omp_get_thread_num(), omp_get_num_threads());
 #endif
     }
-    free(buffer);
 }
 
 void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,

@@ -10,6 +10,12 @@
 typedef void (*pl_ukernel_fn)(long kc, const float *a_panel, const float *b_panel,
                               float *c, long ldc, float alpha, float beta);
 
+/* The first rows (1 .. mr-1) rows of a micro-tile, written straight into c: the
+ * last, short row panel of C without computing padding rows. */
+typedef void (*pl_ukernel_rows_fn)(int rows, long kc, const float *a_panel,
+                                   const float *b_panel, float *c, long ldc,
+                                   float alpha, float beta);
+
 /* The whole product without packing, on one thread, for small shapes.
  * Same contract as pl_sgemm (m, n, k >= 1, alpha != 0). */
 typedef void (*pl_small_fn)(int trans_a, int trans_b, long m, long n, long k, float alpha,
@@ -23,6 +29,7 @@ typedef struct {
     int mr, nr;
     long mc, kc, nc;
     pl_ukernel_fn ukernel;
+    pl_ukernel_rows_fn ukernel_rows;   /* NULL: short panels go through a full tile */
     pl_small_fn small;
 } pl_gemm_arch;
 
@@ -40,6 +47,9 @@ void pl_sgemm_small_generic(int trans_a, int trans_b, long m, long n, long k, fl
 #define PL_AVX2_NR 16
 void pl_sgemm_ukernel_avx2(long kc, const float *a_panel, const float *b_panel,
                            float *c, long ldc, float alpha, float beta);
+void pl_sgemm_ukernel_rows_avx2(int rows, long kc, const float *a_panel,
+                                const float *b_panel, float *c, long ldc,
+                                float alpha, float beta);
 void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long k, float alpha,
                          const float *a, long lda, const float *b, long ldb,
                          float beta, float *c, long ldc);

@@ -1,6 +1,6 @@
 /* Optimizer updates: each one fused flat loop over a parameter array, in place.
  *
- * Every update follows Keras 3 (keras/src/optimizers/*.py) for one variable:
+ * Every update follows Keras 3 (the files in keras/src/optimizers/) for one variable:
  *   1. the gradient is preprocessed: g = clip(g * grad_scale, -clip_value, clip_value)
  *      (grad_scale carries clipnorm / global_clipnorm; clip_value <= 0 means no clip);
  *   2. decoupled weight decay: w -= w * decay, where decay = weight_decay * lr (0: none);

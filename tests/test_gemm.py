@@ -289,3 +289,15 @@ def test_sgemm_rejects_bad_arguments():
     with pytest.raises(ValueError, match="share memory"):
         square = np.ones((4, 4), np.float32)
         gemm.matmul_into(square, square, square)
+
+
+def test_concurrent_python_threads_get_their_own_pack_space(kernel_path):
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(11)
+    pairs = [(random_matrix(rng, (200 + 7 * i, 300)), random_matrix(rng, (300, 150 + 5 * i)))
+             for i in range(6)]
+    expected = [gemm.matmul(a, b) for a, b in pairs]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for _ in range(3):
+            results = list(pool.map(lambda pair: gemm.matmul(*pair), pairs))
+            assert all(np.array_equal(r, e) for r, e in zip(results, expected))

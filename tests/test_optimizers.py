@@ -47,7 +47,8 @@ class Reference:
 
     def step(self, weights, grads):
         if self.slots is None:
-            start = self.hyper.get("initial_accumulator_value", 0.1) if self.kind == "adagrad" else 0
+            start = self.hyper.get("initial_accumulator_value", 0.1) \
+                if self.kind == "adagrad" else 0.0
             self.slots = [{"a": np.full_like(w, start), "b": np.zeros_like(w),
                            "c": np.zeros_like(w)} for w in weights]
         lr = self.learning_rate()
@@ -148,21 +149,26 @@ def test_update_matches_float64_reference(kind, config, steps):
     assert_close_relative(actual, expected, 1e-6 if steps == 1 else 1e-5)
 
 
-@pytest.mark.parametrize("kind", ["sgd", "adam", "rmsprop", "adagrad"])
-def test_large_arrays_on_the_parallel_path_match_reference(kind):
-    config = {"momentum": 0.9} if kind in ("sgd", "rmsprop") else {}
-    actual, expected = run_both(kind, config, [(300, 400)], 3)
+LARGE_CASES = [("sgd", {"momentum": 0.9, "nesterov": True}), ("adam", {"amsgrad": True}),
+               ("adamw", {"clipnorm": 1.0}), ("rmsprop", {"momentum": 0.5, "centered": True}),
+               ("rmsprop", {}), ("adagrad", {"clipvalue": 0.5})]
+
+
+@pytest.mark.parametrize("kind,config", LARGE_CASES)
+def test_large_arrays_across_blocks_and_threads_match_reference(kind, config):
+    # 120,000 and 1,500 elements: many 1024-element blocks with a ragged last one
+    actual, expected = run_both(kind, config, [(300, 400), (1500,)], 3)
     assert_close_relative(actual, expected, 1e-5)
 
 
-@pytest.mark.parametrize("kind", ["sgd", "adam", "rmsprop", "adagrad"])
-def test_result_does_not_depend_on_thread_count(kind):
+@pytest.mark.parametrize("kind,config", LARGE_CASES)
+def test_result_does_not_depend_on_thread_count(kind, config):
     before = pylayers.get_num_threads()
     try:
         results = []
         for threads in (1, 2):
             pylayers.set_num_threads(threads)
-            results.append(run_both(kind, {}, [(256, 300)], 2)[0][0].copy())
+            results.append(run_both(kind, config, [(256, 300)], 2)[0][0].copy())
     finally:
         pylayers.set_num_threads(before)
     np.testing.assert_array_equal(results[0], results[1])

@@ -45,20 +45,24 @@ cdef tuple _matrix_layout(arr):
     """(arr, transposed, ld) for the last two axes of arr (..., rows, cols): either rows of
     unit-stride floats ld apart, or (transposed) the matrix's transpose stored that way.
     Copies arr only when neither layout fits."""
-    rows, cols = arr.shape[-2], arr.shape[-1]
+    cdef tuple shape = arr.shape, strides = arr.strides
+    cdef Py_ssize_t nd = len(shape)
+    cdef Py_ssize_t rows = shape[nd - 2], cols = shape[nd - 1]
+    cdef Py_ssize_t row_stride = strides[nd - 2], col_stride = strides[nd - 1], axis
     if rows == 0 or cols == 0:
         return arr, False, max(cols, 1)
-    row_stride, col_stride = arr.strides[-2], arr.strides[-1]
-    if cols <= 1:
+    if cols == 1:
         col_stride = FLOAT_BYTES
-    if rows <= 1:
-        row_stride = FLOAT_BYTES * max(cols, 1)
-    usable = arr.flags.aligned and all(s % FLOAT_BYTES == 0 for s in arr.strides[:-2])
+    if rows == 1:
+        row_stride = FLOAT_BYTES * cols
+    cdef bint usable = arr.flags.aligned
+    for axis in range(nd - 2):
+        usable = usable and strides[axis] % FLOAT_BYTES == 0
     if usable and col_stride == FLOAT_BYTES and row_stride >= 0 and row_stride % FLOAT_BYTES == 0:
         return arr, False, row_stride // FLOAT_BYTES
     if usable and row_stride == FLOAT_BYTES and col_stride >= 0 and col_stride % FLOAT_BYTES == 0:
         return arr, True, col_stride // FLOAT_BYTES
-    return np.ascontiguousarray(arr), False, max(cols, 1)
+    return np.ascontiguousarray(arr), False, cols
 
 
 cdef const float *_first_element(arr) except? NULL:
@@ -100,10 +104,10 @@ cdef void _batched_sgemm(int trans_a, int trans_b, long m, long n, long k,
                      b + b_offsets[i], ldb, 0.0, c + i * m * n, n)
 
 
-cdef object _float32_operands(a, b):
+cdef tuple _float32_operands(a, b):
     """Both operands as float32 ndarrays of ndim >= 1, or the error naming both shapes."""
-    a_arr, b_arr = np.asarray(a), np.asarray(b)
-    a32, b32 = _as_float32(a_arr, a, b), _as_float32(b_arr, a, b)
+    a32 = a if type(a) is np.ndarray and a.dtype == np.float32 else _as_float32(np.asarray(a), a, b)
+    b32 = b if type(b) is np.ndarray and b.dtype == np.float32 else _as_float32(np.asarray(b), a, b)
     if a32.ndim == 0 or b32.ndim == 0:
         raise ValueError(f"matmul operands must have at least 1 dimension, {_shapes(a, b)}")
     return a32, b32
@@ -121,13 +125,19 @@ def matmul(a, b):
     if b_matrix.shape[-2] != k:
         raise ValueError(f"matmul: inner dimensions do not match ({k} != {b_matrix.shape[-2]}), "
                          f"{_shapes(a, b)}")
-    try:
-        batch = tuple(np.broadcast_shapes(a_matrix.shape[:-2], b_matrix.shape[:-2]))
-    except ValueError:
-        raise ValueError(f"matmul: batch dimensions do not broadcast, {_shapes(a, b)}") from None
+    cdef tuple batch = ()
+    if a_matrix.ndim > 2 or b_matrix.ndim > 2:
+        try:
+            batch = tuple(np.broadcast_shapes(a_matrix.shape[:-2], b_matrix.shape[:-2]))
+        except ValueError:
+            raise ValueError(f"matmul: batch dimensions do not broadcast, {_shapes(a, b)}") from None
     out = np.empty(batch + (m, n), dtype=np.float32)
-    if out.size:
+    if out.size == 0:
+        pass
+    elif batch:
         _matmul_batched(a_matrix, b_matrix, out, batch, m, n, k)
+    else:
+        _matmul_2d(a_matrix, b_matrix, out, m, n, k)
     if a32.ndim == 1 and b32.ndim == 1:
         return out[0, 0]
     if a32.ndim == 1:
@@ -135,6 +145,19 @@ def matmul(a, b):
     if b32.ndim == 1:
         return out[..., :, 0]
     return out
+
+
+cdef _matmul_2d(a_matrix, b_matrix, out, long m, long n, long k):
+    """out (m, n) = a_matrix (m, k) @ b_matrix (k, n); out new, C-contiguous, non-empty."""
+    a_matrix, trans_a, lda = _matrix_layout(a_matrix)
+    b_matrix, trans_b, ldb = _matrix_layout(b_matrix)
+    cdef const float *a_ptr = _first_element(a_matrix)
+    cdef const float *b_ptr = _first_element(b_matrix)
+    cdef float[:, ::1] out_view = out
+    cdef int ta = trans_a, tb = trans_b
+    cdef long lda_c = lda, ldb_c = ldb
+    with nogil:
+        pl_sgemm(ctx(), ta, tb, m, n, k, 1.0, a_ptr, lda_c, b_ptr, ldb_c, 0.0, &out_view[0, 0], n)
 
 
 cdef _matmul_batched(a_matrix, b_matrix, out, tuple batch, long m, long n, long k):

@@ -6,6 +6,11 @@ from pylayers.layers.core import (Activation, ActivityRegularization, Dense, Dro
 from pylayers.layers.input_layer import Input, InputLayer
 from pylayers.layers.keras_tensor import KerasTensor
 from pylayers.layers.layer import Layer
+from pylayers.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
+                                     Subtract)
 from pylayers.layers.normalization import BatchNormalization, LayerNormalization
 from pylayers.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D)
 from pylayers.layers.reshaping import (Cropping2D, Permute, RepeatVector, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D)
+from pylayers.layers.embedding import Embedding, Masking
+from pylayers.layers.recurrent import GRU, LSTM, RNN, SimpleRNN
+from pylayers.layers.rnn_cells import GRUCell, LSTMCell, SimpleRNNCell

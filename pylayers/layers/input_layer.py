@@ -1,5 +1,7 @@
 """InputLayer and Input(): the entry points of a model, holding the batch shape."""
-from pylayers.layers.keras_tensor import KerasTensor
+import numpy as np
+
+from pylayers.layers.keras_tensor import KerasTensor, Node
 from pylayers.layers.layer import Layer
 
 
@@ -21,11 +23,20 @@ class InputLayer(Layer):
         self.dtype = dtype or "float32"
         self.sparse = bool(sparse)
         self.built = True
-        self._output_tensor = KerasTensor(self.batch_shape, dtype=self.dtype, layer=self,
-                                          name=self.name)
+        Node(self, (), [KerasTensor(self.batch_shape, dtype=self.dtype, name=self.name)], False)
 
     def compute_output_shape(self, input_shape):
         return self.batch_shape
+
+    def _convert_one(self, x):
+        """Integer inputs (e.g. word indices for Embedding) stay integers."""
+        if np.dtype(self.dtype).kind in "iu":
+            array = np.asarray(x)
+            if array.dtype.kind not in "iu":
+                raise TypeError(f"Input '{self.name}' expects integer data ({self.dtype}); "
+                                f"received dtype {array.dtype} with shape {array.shape}")
+            return array
+        return super()._convert_one(x)
 
     def get_config(self):
         return {"batch_shape": self.batch_shape, "dtype": self.dtype, "sparse": self.sparse,

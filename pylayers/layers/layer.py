@@ -14,7 +14,7 @@ import inspect
 import numpy as np
 
 from pylayers import backend
-from pylayers.layers.keras_tensor import KerasTensor, is_symbolic
+from pylayers.layers.keras_tensor import KerasTensor, Node, is_symbolic
 from pylayers.ops import Tape, Tensor, Variable, value_of
 from pylayers.ops.mode import floatx, reference_mode_on
 from pylayers.ops.tape import current_tape
@@ -51,8 +51,7 @@ class Layer:
         self._call_accepts_training = "training" in call_parameters
         self._call_accepts_mask = "mask" in call_parameters
         self.input_spec_ndim = None   # (min_ndim,) check in __call__ when set by a subclass
-        self._inbound = None          # symbolic call history (input KerasTensors)
-        self._output_tensor = None
+        self._inbound_nodes = []      # symbolic calls of this layer (Node objects)
 
     # ---- attribute tracking ---------------------------------------------------------
 
@@ -292,31 +291,34 @@ class Layer:
                                  f"ndim={len(input_shape)}. Full shape received: {tuple(input_shape)}")
 
     def _symbolic_call(self, inputs):
-        shapes = ([tuple(x.shape) for x in inputs] if isinstance(inputs, (list, tuple))
-                  else tuple(inputs.shape))
+        """Build from shapes and record a Node; returns the output KerasTensor(s)."""
+        as_list = isinstance(inputs, (list, tuple))
+        shapes = [tuple(x.shape) for x in inputs] if as_list else tuple(inputs.shape)
         self._check_input(shapes)
         self._build_once(shapes)
         out_shape = self.compute_output_shape(shapes)
-        node_inputs = tuple(inputs) if isinstance(inputs, (list, tuple)) else (inputs,)
-        output = KerasTensor(out_shape, layer=self, node_inputs=node_inputs,
-                             name=f"{self.name}_output")
-        if self._output_tensor is None:
-            self._inbound, self._output_tensor = node_inputs, output
-        return output
+        if _is_shape_list(out_shape):
+            outputs = [KerasTensor(s, name=f"{self.name}_output_{i}") for i, s in enumerate(out_shape)]
+        else:
+            outputs = [KerasTensor(out_shape, name=f"{self.name}_output")]
+        Node(self, inputs if as_list else [inputs], outputs, as_list)
+        return outputs if _is_shape_list(out_shape) else outputs[0]
+
+    def _first_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called and thus has no "
+                                 f"defined {what}.")
+        return self._inbound_nodes[0]
 
     @property
     def output(self):
-        if self._output_tensor is None:
-            raise AttributeError(f"Layer '{self.name}' has never been called and thus has no "
-                                 "defined output.")
-        return self._output_tensor
+        outputs = self._first_node("output").outputs
+        return outputs[0] if len(outputs) == 1 else list(outputs)
 
     @property
     def input(self):
-        if self._inbound is None:
-            raise AttributeError(f"Layer '{self.name}' has never been called and thus has no "
-                                 "defined input.")
-        return self._inbound[0] if len(self._inbound) == 1 else list(self._inbound)
+        node = self._first_node("input")
+        return list(node.inputs) if node.inputs_as_list else node.inputs[0]
 
     # ---- config -----------------------------------------------------------------------
 

@@ -11,6 +11,13 @@ from pylayers.losses.losses import (BCE, KLD, MAE, MSE, BinaryCrossentropy,
                                     huber, kl_divergence, kld, mae, mean_absolute_error,
                                     mean_squared_error, mse, sparse_categorical_crossentropy)
 
+__all__ = ["Loss", "LossFunctionWrapper", "CategoricalCrossentropy",
+           "SparseCategoricalCrossentropy", "BinaryCrossentropy", "MeanSquaredError",
+           "MeanAbsoluteError", "Huber", "KLDivergence", "Hinge", "categorical_crossentropy",
+           "sparse_categorical_crossentropy", "binary_crossentropy", "mean_squared_error",
+           "mean_absolute_error", "huber", "kl_divergence", "hinge", "mse", "MSE", "mae",
+           "MAE", "kld", "KLD", "bce", "BCE", "get", "resolve", "serialize", "deserialize"]
+
 CLASSES = (CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryCrossentropy,
            MeanSquaredError, MeanAbsoluteError, Huber, KLDivergence, Hinge)
 FUNCTION_CLASSES = {categorical_crossentropy: CategoricalCrossentropy,

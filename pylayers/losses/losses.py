@@ -255,10 +255,15 @@ class _Crossentropy(Loss):
         not fusible."""
         if self.from_logits or not self._fusible(activation):
             return None
-        values, _, mask = self._compute(y_true, y_pred, with_grad=False)
-        local = self._fused_local_gradient(y_true, y_pred)
-        return self._reduced_with_gradient(values, local, mask, sample_weight,
-                                           np.shape(y_pred))
+        inputs = self._prepared(y_true, y_pred)
+        values, _, mask = self._values(inputs, with_grad=False)
+        return self._reduced_with_gradient(values, self._fused_local_gradient(inputs), mask,
+                                           sample_weight, np.shape(y_pred))
+
+    # Subclasses: _prepared(y_true, y_pred) -> checked inputs; _values(inputs, with_grad)
+    # -> (values, local gradient, mask); _fused_local_gradient(inputs) -> d/d(logits).
+    def _compute(self, y_true, y_pred, with_grad):
+        return self._values(self._prepared(y_true, y_pred), with_grad)
 
     def _fusible(self, activation):
         return _is_activation(activation, self.fused_activation)
@@ -283,31 +288,33 @@ class CategoricalCrossentropy(_Crossentropy):
         self.label_smoothing = label_smoothing
         self.axis = axis
 
-    def _targets_and_predictions(self, y_true, y_pred):
+    def _prepared(self, y_true, y_pred):
         """Aligned float64 arrays with the class axis moved last, labels smoothed."""
         y_true, y_pred = self._aligned(y_true, y_pred)
         if not -y_pred.ndim <= self.axis < y_pred.ndim:
             raise ValueError(f"{self._title()}: axis={self.axis} is out of range for "
                              f"y_pred of shape {y_pred.shape}")
-        y_true, y_pred = np.moveaxis(y_true, self.axis, -1), np.moveaxis(y_pred, self.axis, -1)
+        if self.axis % y_pred.ndim != y_pred.ndim - 1:
+            y_true = np.moveaxis(y_true, self.axis, -1)
+            y_pred = np.moveaxis(y_pred, self.axis, -1)
         if self.label_smoothing:
             y_true = y_true * (1.0 - self.label_smoothing) \
                 + self.label_smoothing / y_true.shape[-1]
         return y_true, y_pred
 
-    def _compute(self, y_true, y_pred, with_grad):
-        y_true, y_pred = self._targets_and_predictions(y_true, y_pred)
-        values, local = _categorical_crossentropy(y_true, y_pred, self.from_logits, with_grad)
-        return values, local, None
+    def _values(self, inputs, with_grad):
+        return (*_categorical_crossentropy(*inputs, self.from_logits, with_grad), None)
 
     def _to_prediction_layout(self, gradient):
+        if self.axis % gradient.ndim == gradient.ndim - 1:
+            return gradient
         return np.moveaxis(gradient, -1, self.axis)
 
     def _fusible(self, activation):
         return super()._fusible(activation) and self.axis == -1
 
-    def _fused_local_gradient(self, y_true, y_pred):
-        y_true, y_pred = self._targets_and_predictions(y_true, y_pred)
+    def _fused_local_gradient(self, inputs):
+        y_true, y_pred = inputs
         return y_pred * np.sum(y_true, axis=-1, keepdims=True) - y_true
 
     def get_config(self):
@@ -330,7 +337,7 @@ class SparseCategoricalCrossentropy(_Crossentropy):
                              f"Received: axis={axis!r}")
         self.ignore_class = ignore_class
 
-    def _labels_and_predictions(self, y_true, y_pred):
+    def _prepared(self, y_true, y_pred):
         """(integer labels with ignored ones set to 0, float64 y_pred, valid mask)."""
         y_true, y_pred = self._as_arrays(y_true, y_pred)
         labels = y_true
@@ -341,21 +348,25 @@ class SparseCategoricalCrossentropy(_Crossentropy):
                              f"its last axis (or with a last axis of 1). Received: "
                              f"y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}")
         valid = None if self.ignore_class is None else labels != self.ignore_class
-        checked = labels if valid is None else labels[valid]
-        num_classes = y_pred.shape[-1]
-        if np.any(checked != np.round(checked)) or np.any(checked < 0) \
-                or np.any(checked >= num_classes):
-            bad = checked[(checked != np.round(checked)) | (checked < 0)
-                          | (checked >= num_classes)]
-            raise ValueError(f"{self._title()}: labels must be integers in [0, {num_classes}) "
-                             f"for y_pred of shape {y_pred.shape}. Received label(s) "
-                             f"{bad[:5].tolist()}")
+        self._check_labels(labels if valid is None else labels[valid], y_pred.shape)
         labels = labels.astype(np.int64) if valid is None \
             else np.where(valid, labels, 0).astype(np.int64)
         return labels, y_pred, valid
 
-    def _compute(self, y_true, y_pred, with_grad):
-        labels, y_pred, valid = self._labels_and_predictions(y_true, y_pred)
+    def _check_labels(self, labels, pred_shape):
+        num_classes = pred_shape[-1]
+        if labels.size == 0:
+            return
+        integral = labels.dtype.kind in "biu" or np.array_equal(labels, np.round(labels))
+        if integral and labels.min() >= 0 and labels.max() < num_classes:
+            return
+        bad = labels[(labels != np.round(labels)) | (labels < 0) | (labels >= num_classes)]
+        raise ValueError(f"{self._title()}: labels must be integers in [0, {num_classes}) "
+                         f"for y_pred of shape {pred_shape}. Received label(s) "
+                         f"{bad[:5].tolist()}")
+
+    def _values(self, inputs, with_grad):
+        labels, y_pred, valid = inputs
         one_hot = np.eye(y_pred.shape[-1])[labels]
         if valid is not None:  # Keras zeroes the ignored rows before the loss
             y_pred = np.where(valid[..., None], y_pred, 0.0)
@@ -367,8 +378,8 @@ class SparseCategoricalCrossentropy(_Crossentropy):
             local = None if local is None else np.where(valid[..., None], local, 0.0)
         return values, local, valid
 
-    def _fused_local_gradient(self, y_true, y_pred):
-        labels, y_pred, valid = self._labels_and_predictions(y_true, y_pred)
+    def _fused_local_gradient(self, inputs):
+        labels, y_pred, valid = inputs
         local = y_pred - np.eye(y_pred.shape[-1])[labels]
         return local if valid is None else np.where(valid[..., None], local, 0.0)
 
@@ -391,19 +402,17 @@ class BinaryCrossentropy(_Crossentropy):
         self.label_smoothing = label_smoothing
         self.axis = axis
 
-    def _targets_and_predictions(self, y_true, y_pred):
+    def _prepared(self, y_true, y_pred):
         y_true, y_pred = self._aligned(y_true, y_pred)
         if self.label_smoothing:
             y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         return y_true, y_pred
 
-    def _compute(self, y_true, y_pred, with_grad):
-        y_true, y_pred = self._targets_and_predictions(y_true, y_pred)
-        values, local = _binary_crossentropy(y_true, y_pred, self.from_logits, with_grad)
-        return values, local, None
+    def _values(self, inputs, with_grad):
+        return (*_binary_crossentropy(*inputs, self.from_logits, with_grad), None)
 
-    def _fused_local_gradient(self, y_true, y_pred):
-        y_true, y_pred = self._targets_and_predictions(y_true, y_pred)
+    def _fused_local_gradient(self, inputs):
+        y_true, y_pred = inputs
         return (y_pred - y_true) / y_pred.shape[-1]
 
     def get_config(self):

@@ -1,9 +1,12 @@
 """Model: a Layer that trains. compile / fit / evaluate / predict and the batch-level
-methods, shared by Sequential and the functional Model.
+methods, shared by Sequential, functional graphs and subclassed models.
 
-A subclass provides `_forward_for_loss(x, training) -> (y_pred, backward)` where
-`backward(d, from_preactivation)` runs the whole backward pass, and
-`output_activation()`, the name of a final activation that the loss may fuse with."""
+Inside, data is always a list of arrays per model input and per model output. A model
+provides `_forward_for_loss(xs, training) -> (y_preds, backward)` where
+`backward(d_preds, preactivation_flags)` runs the whole backward pass, and
+`_output_activations()`, the final activation of each output (which the loss may fuse).
+Model(inputs, outputs) builds a functional graph; a subclass with its own `call` trains
+through the tape."""
 import numpy as np
 
 from pylayers.layers.layer import Layer
@@ -11,35 +14,95 @@ from pylayers.utils.rng import global_rng
 
 
 class Model(Layer):
-    def __init__(self, *, name=None, trainable=True, **kwargs):
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        if name is None and (inputs is not None or outputs is not None):
+            from pylayers.backend import unique_name
+            name = unique_name("functional")
         super().__init__(name=name, trainable=trainable, **kwargs)
         self.optimizer = None
         self.loss = None
         self.compiled = False
         self.stop_training = False
         self.history = None
-        self._metric_specs = []
         self._compiled_metrics = None
-        self._checked_input_shape = None
+        self._checked_input_shapes = None
+        self._graph = None
+        if inputs is not None or outputs is not None:
+            from pylayers.models.functional import FunctionalGraph
+            self._graph = FunctionalGraph(self, inputs, outputs)
+            for layer in self._graph.layers:
+                self._track_layer(layer)
+            self.built = True
+
+    # ---- structure ----------------------------------------------------------------
+
+    @property
+    def layers(self):
+        if self._graph is not None:
+            return list(self._graph.layers)
+        return list(self._sublayers)
+
+    def get_layer(self, name=None, index=None):
+        layers = self.layers
+        if index is not None:
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only "
+                                 f"has {len(layers)} layers.")
+            return layers[index]
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: "
+                         f"{[layer.name for layer in layers]}.")
+
+    @property
+    def inputs(self):
+        return list(self._graph.inputs) if self._graph is not None else None
+
+    @property
+    def outputs(self):
+        return list(self._graph.outputs) if self._graph is not None else None
+
+    @property
+    def input(self):
+        if self._graph is None:
+            return super().input
+        return self._graph.structure_inputs
+
+    @property
+    def output(self):
+        if self._graph is None:
+            return super().output
+        return self._graph.structure_outputs
+
+    def _output_names(self):
+        if self._graph is not None:
+            return [t.layer.name for t in self._graph.outputs]
+        return [self.name]
 
     # ---- compile ----------------------------------------------------------------------
 
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto", auto_scale_loss=True):
-        from pylayers import losses, optimizers
+        from pylayers import optimizers
         if loss is None:
             raise ValueError(f"Model '{self.name}': compile() needs a loss. Received: loss=None")
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise TypeError("Expected `metrics` argument to be a list or tuple. "
+        if metrics is not None and not isinstance(metrics, (list, tuple, dict)):
+            raise TypeError("Expected `metrics` argument to be a list, tuple or dict. "
                             f"Received: metrics={metrics!r}")
+        names = self._output_names()
+        output_losses = _per_output(loss, names, "loss")
+        weights = _per_output(1.0 if loss_weights is None else loss_weights, names, "loss_weights")
+        self._metric_specs = _per_output_metrics(metrics, names)
         self.optimizer = optimizers.get(optimizer)
-        self.loss = losses.get(loss)
+        self._output_losses = [_get_loss(spec) for spec in output_losses]
+        self._loss_weights = [float(w) for w in weights]
+        self.loss = self._output_losses[0] if len(names) == 1 else self._output_losses
         self._loss_spec = loss
+        self._metrics_spec = metrics
         self.loss_weights = loss_weights
-        self._metric_specs = list(metrics or []) + list(weighted_metrics or [])
         self._compiled_metrics = None
-        self._loss_tracker = None
         self.compiled = True
 
     def _require_compiled(self, method):
@@ -51,19 +114,29 @@ class Model(Layer):
     def metrics(self):
         if self._compiled_metrics is None:
             return []
-        return [self._loss_tracker] + self._compiled_metrics
+        return self._loss_trackers + [m for _, m in self._compiled_metrics]
 
     @property
     def metrics_names(self):
         return [m.name for m in self.metrics]
 
-    def _resolve_metrics(self, y, y_pred_shape):
+    def _resolve_metrics(self, ys, y_preds):
         from pylayers import metrics as metrics_module
-        if self._compiled_metrics is None:
-            self._loss_tracker = metrics_module.Mean(name="loss")
-            self._compiled_metrics = [
-                metrics_module.resolve(spec, np.shape(y), y_pred_shape, self.loss)
-                for spec in self._metric_specs]
+        if self._compiled_metrics is not None:
+            return
+        names = self._output_names()
+        multi = len(names) > 1
+        self._loss_trackers = [metrics_module.Mean(name="loss")]
+        if multi:
+            self._loss_trackers += [metrics_module.Mean(name=f"{n}_loss") for n in names]
+        self._compiled_metrics = []
+        for i, specs in enumerate(self._metric_specs):
+            for spec in specs:
+                metric = metrics_module.resolve(spec, np.shape(ys[i]), y_preds[i].shape,
+                                                self._output_losses[i])
+                if multi:
+                    metric.name = f"{names[i]}_{metric.name}"
+                self._compiled_metrics.append((i, metric))
 
     def _reset_metrics(self):
         for metric in self.metrics:
@@ -75,38 +148,69 @@ class Model(Layer):
 
     # ---- data ---------------------------------------------------------------------
 
-    def _convert_x(self, x):
+    def _input_layers(self):
+        """The layer whose `_convert_one` converts each model input."""
+        if self._graph is not None:
+            return [t.layer for t in self._graph.inputs]
+        return [self]
+
+    def _to_input_list(self, x):
         if x is None:
             raise ValueError(f"Model '{self.name}': the input data `x` is None")
-        return self._first_layer()._convert_one(x)
+        converters = self._input_layers()
+        if isinstance(x, dict) and self._graph is not None:
+            x = self._graph.inputs_from_dict(x)
+        elif isinstance(x, (list, tuple)) and len(converters) > 1:
+            x = list(x)
+        elif isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], np.ndarray):
+            x = [x[0]]
+        else:
+            x = [x]
+        if len(x) != len(converters):
+            raise ValueError(f"Model '{self.name}' expects {len(converters)} input(s), but it "
+                             f"received {len(x)} input arrays.")
+        return [layer._convert_one(a) for layer, a in zip(converters, x)]
 
-    def _first_layer(self):
-        return self
+    def _to_target_list(self, y):
+        names = self._output_names()
+        if isinstance(y, dict):
+            missing = set(names) - set(y)
+            if missing:
+                raise ValueError(f"Model '{self.name}': targets are missing for outputs "
+                                 f"{sorted(missing)}. Received keys: {sorted(y)}")
+            y = [y[n] for n in names]
+        elif len(names) == 1 or not isinstance(y, (list, tuple)):
+            y = [y]
+        if len(y) != len(names):
+            raise ValueError(f"Model '{self.name}' has {len(names)} outputs {names}, but it "
+                             f"received {len(y)} target arrays.")
+        return [_as_target(t) for t in y]
 
     def _prepare(self, x, y=None, sample_weight=None, class_weight=None):
-        """Convert once, check that every array has the same number of samples and that
-        x fits the model, before any weight or optimizer state changes."""
-        x = self._convert_x(x)
-        arrays = {"x": len(x)}
-        if y is not None:
-            y = np.asarray(y)
-            if y.dtype.kind == "f" and y.dtype != np.float32:
-                y = y.astype(np.float32)
-            arrays["y"] = len(y)
+        """Convert once, check every array has the same number of samples and that x
+        fits the model, before any weight or optimizer state changes."""
+        xs = self._to_input_list(x)
+        ys = self._to_target_list(y) if y is not None else None
+        sizes = {f"x[{i}]" if len(xs) > 1 else "x": len(a) for i, a in enumerate(xs)}
+        for i, t in enumerate(ys or []):
+            sizes[f"y[{i}]" if len(ys) > 1 else "y"] = len(t)
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight, dtype=np.float32)
-            arrays["sample_weight"] = len(sample_weight)
-        if len(set(arrays.values())) > 1:
-            sizes = "\n".join(f"  {k} sizes: {v}" for k, v in arrays.items())
-            raise ValueError(f"Data cardinality is ambiguous:\n{sizes}\n"
+            sizes["sample_weight"] = len(sample_weight)
+        if len(set(sizes.values())) > 1:
+            listing = "\n".join(f"  {k} sizes: {v}" for k, v in sizes.items())
+            raise ValueError(f"Data cardinality is ambiguous:\n{listing}\n"
                              "Make sure all arrays contain the same number of samples.")
-        if class_weight is not None and y is not None:
-            sample_weight = _class_weights_to_samples(class_weight, y, sample_weight)
-        self._check_input_data(x.shape)
-        return x, y, sample_weight
+        if class_weight is not None and ys is not None:
+            sample_weight = _class_weights_to_samples(class_weight, ys[0], sample_weight)
+        self._check_input_data([a.shape for a in xs])
+        return xs, ys, sample_weight
 
-    def _check_input_data(self, shape):
-        """Subclasses check the data shape against the model (and build from it)."""
+    def _check_input_data(self, shapes):
+        """Check the data shapes against the model (and build from them)."""
+        if self._graph is not None and self._checked_input_shapes != shapes:
+            self._graph.check_input_shapes(shapes)
+            self._checked_input_shapes = shapes
 
     @staticmethod
     def _batches(n, batch_size, shuffle):
@@ -115,28 +219,63 @@ class Model(Layer):
             stop = min(start + batch_size, n)
             yield (order[start:stop] if order is not None else slice(start, stop))
 
+    # ---- forward ------------------------------------------------------------------
+
+    def _forward_for_loss(self, xs, training=True):
+        if self._graph is not None:
+            return self._graph.forward(xs, training)
+        x = xs[0] if len(xs) == 1 else xs
+        y, backprop = Layer._forward(self, x, training)
+        ys = list(y) if isinstance(y, (list, tuple)) else [y]
+
+        def backward(d_preds, preactivation_flags=None, need_dx=False):
+            dx = backprop(d_preds[0] if len(ys) == 1 else d_preds)
+            return (dx if len(xs) > 1 else [dx]) if need_dx else None
+        return ys, backward
+
+    def _output_activations(self):
+        if self._graph is not None:
+            return self._graph.output_activations()
+        return [None]
+
+    def _forward(self, inputs, training=False, mask=None):
+        """A model used as a layer inside another model."""
+        xs = inputs if isinstance(inputs, list) and len(self._input_layers()) > 1 else [inputs]
+        ys, backward = self._forward_for_loss(xs, training)
+
+        def backprop(dy, need_dx=True):
+            d_preds = dy if len(ys) > 1 else [dy]
+            dxs = backward(d_preds, [False] * len(ys), need_dx)
+            return dxs if len(xs) > 1 else dxs[0]
+        return (ys if len(ys) > 1 else ys[0]), backprop
+
+    def _predict_batch(self, xs):
+        return self._forward_for_loss(xs, training=False)[0]
+
     # ---- one step -----------------------------------------------------------------
 
-    def _fusable_activation(self):
-        return None
-
-    def _train_batch(self, x, y, sample_weight):
-        """Forward, loss, backward, optimizer step. Returns y_pred (for metrics)."""
-        variables = self.trainable_weights
+    def _train_batch(self, xs, ys, sample_weight):
+        """Forward, loss, backward, optimizer step. Returns the predictions."""
+        y_preds, backward = self._forward_for_loss(xs, training=True)
+        variables = self.trainable_weights   # after the forward: it builds subclassed models
         for variable in variables:
             variable.zero_grad()
-        y_pred, backward = self._forward_for_loss(x, training=True)
+        self._resolve_metrics(ys, y_preds)
         sample_weight = self._masked_sample_weight(sample_weight)
-        self._resolve_metrics(y, y_pred.shape)
-        activation = self._fusable_activation()
-        fused = (self.loss.fused_backward(y, y_pred, activation, sample_weight)
-                 if activation else None)
-        loss_value, d_pred = fused or self.loss.forward_backward(y, y_pred, sample_weight)
-        backward(d_pred, from_preactivation=fused is not None)
-        loss_value += self._regularization_step(variables)
+        total, per_output, d_preds, fused_flags = 0.0, [], [], []
+        for loss, weight, activation, y, y_pred in zip(
+                self._output_losses, self._loss_weights, self._output_activations(), ys, y_preds):
+            fused = loss.fused_backward(y, y_pred, activation, sample_weight) if activation else None
+            value, d_pred = fused or loss.forward_backward(y, y_pred, sample_weight)
+            total += weight * value
+            per_output.append(value)
+            d_preds.append(d_pred * np.float32(weight) if weight != 1.0 else d_pred)
+            fused_flags.append(fused is not None)
+        backward(d_preds, fused_flags)
+        total += self._regularization_step(variables)
         self.optimizer.apply([v.grad for v in variables], variables)
-        self._update_metrics(loss_value, y, y_pred, sample_weight)
-        return y_pred
+        self._update_metrics(total, per_output, ys, y_preds, sample_weight)
+        return y_preds
 
     def _masked_sample_weight(self, sample_weight):
         """Keras weights the loss by the output mask (e.g. padded time steps count 0)."""
@@ -155,34 +294,40 @@ class Model(Layer):
             if variable.regularizer is not None:
                 total += float(variable.regularizer(variable.value))
                 variable.grad += variable.regularizer.gradient(variable.value)
-        return total + sum(sum(layer._step_losses) for layer in self._all_layers())
+        return total + sum(sum(layer._step_losses) for layer in self._all_layers()
+                           if layer._step_losses)
 
     def _all_layers(self):
-        layers, stack = [], list(self._sublayers)
-        while stack:
-            layer = stack.pop(0)
-            layers.append(layer)
-            stack.extend(layer._sublayers)
-        return layers
+        """Every layer under this model, nested ones included (cached per structure)."""
+        key = len(self._sublayers)
+        if getattr(self, "_all_layers_cache", (None,))[0] != key:
+            layers, stack = [], list(self._sublayers)
+            while stack:
+                layer = stack.pop(0)
+                layers.append(layer)
+                stack.extend(layer._sublayers)
+            self._all_layers_cache = (key, layers)
+        return self._all_layers_cache[1]
 
-    def _update_metrics(self, loss_value, y, y_pred, sample_weight):
-        self._loss_tracker.update_state(loss_value, sample_weight=len(y_pred))
-        for metric in self._compiled_metrics:
-            metric.update_state(y, y_pred, sample_weight=sample_weight)
+    def _update_metrics(self, total, per_output, ys, y_preds, sample_weight):
+        batch = len(y_preds[0])
+        self._loss_trackers[0].update_state(total, sample_weight=batch)
+        for tracker, value in zip(self._loss_trackers[1:], per_output):
+            tracker.update_state(value, sample_weight=batch)
+        for i, metric in self._compiled_metrics:
+            metric.update_state(ys[i], y_preds[i], sample_weight=sample_weight)
 
-    def _test_batch(self, x, y, sample_weight):
-        y_pred = self._predict_batch(x)
+    def _test_batch(self, xs, ys, sample_weight):
+        y_preds = self._predict_batch(xs)
+        self._resolve_metrics(ys, y_preds)
         sample_weight = self._masked_sample_weight(sample_weight)
-        self._resolve_metrics(y, y_pred.shape)
-        loss_value = float(self.loss(y, y_pred, sample_weight=sample_weight))
-        loss_value += sum(float(v.regularizer(v.value)) for v in self.trainable_weights
-                          if v.regularizer is not None)
-        self._update_metrics(loss_value, y, y_pred, sample_weight)
-        return y_pred
-
-    def _predict_batch(self, x):
-        y, _ = self._forward(x, training=False)
-        return y
+        per_output = [float(loss(y, p, sample_weight=sample_weight))
+                      for loss, y, p in zip(self._output_losses, ys, y_preds)]
+        total = sum(w * v for w, v in zip(self._loss_weights, per_output))
+        total += sum(float(v.regularizer(v.value)) for v in self.trainable_weights
+                     if v.regularizer is not None)
+        self._update_metrics(total, per_output, ys, y_preds, sample_weight)
+        return y_preds
 
     # ---- fit / evaluate / predict ---------------------------------------------------
 
@@ -198,35 +343,37 @@ class Model(Layer):
         if not 0.0 <= validation_split < 1.0:
             raise ValueError("`validation_split` must be in [0, 1). "
                              f"Received: validation_split={validation_split}")
-        x, y, sample_weight = self._prepare(x, y, sample_weight, class_weight)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight, class_weight)
         if validation_data is None and validation_split:
-            x, y, sample_weight, validation_data = _split_last(x, y, sample_weight, validation_split)
-        validation = self._prepare_validation(validation_data)
-        steps = -(-len(x) // batch_size)
+            xs, ys, sample_weight, validation = _split_last(xs, ys, sample_weight, validation_split)
+        else:
+            validation = self._prepare_validation(validation_data)
+        steps = -(-len(xs[0]) // batch_size)
         verbose = 1 if verbose == "auto" else verbose
         callback_list = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
                                      model=self, verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
         callback_list.on_train_begin()
+        logs = None
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             callback_list.on_epoch_begin(epoch)
-            logs = self._fit_epoch(x, y, sample_weight, batch_size, shuffle, callback_list)
+            logs = self._fit_epoch(xs, ys, sample_weight, batch_size, shuffle, callback_list)
             if validation is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_arrays(*validation, validation_batch_size or batch_size)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             callback_list.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        callback_list.on_train_end(logs if epochs > initial_epoch else None)
+        callback_list.on_train_end(logs)
         return self.history
 
-    def _fit_epoch(self, x, y, sample_weight, batch_size, shuffle, callback_list):
+    def _fit_epoch(self, xs, ys, sample_weight, batch_size, shuffle, callback_list):
         logs = {}
-        for step, index in enumerate(self._batches(len(x), batch_size, shuffle)):
+        for step, index in enumerate(self._batches(len(xs[0]), batch_size, shuffle)):
             callback_list.on_train_batch_begin(step)
             batch_weight = None if sample_weight is None else sample_weight[index]
-            self._train_batch(x[index], y[index], batch_weight)
+            self._train_batch([a[index] for a in xs], [t[index] for t in ys], batch_weight)
             logs = self._logs()
             callback_list.on_train_batch_end(step, logs)
             if self.stop_training:
@@ -241,10 +388,13 @@ class Model(Layer):
                              "(x_val, y_val, val_sample_weight).")
         return self._prepare(*validation_data)
 
-    def _evaluate_arrays(self, x, y, sample_weight, batch_size):
+    def _evaluate_arrays(self, xs, ys, sample_weight, batch_size, progbar=None):
         self._reset_metrics()
-        for index in self._batches(len(x), batch_size, shuffle=False):
-            self._test_batch(x[index], y[index], None if sample_weight is None else sample_weight[index])
+        for step, index in enumerate(self._batches(len(xs[0]), batch_size, shuffle=False)):
+            self._test_batch([a[index] for a in xs], [t[index] for t in ys],
+                             None if sample_weight is None else sample_weight[index])
+            if progbar is not None:
+                progbar.update(step + 1, values=list(self._logs().items()))
         return self._logs()
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
@@ -253,49 +403,49 @@ class Model(Layer):
         batch_size = _check_batch_size(batch_size, "evaluate")
         if y is None:
             raise ValueError(f"Model '{self.name}': evaluate() needs targets `y`.")
-        x, y, sample_weight = self._prepare(x, y, sample_weight)
-        logs = self._evaluate_arrays(x, y, sample_weight, batch_size)
-        if verbose != 0:
-            _print_evaluate_line(len(x), batch_size, logs, verbose)
-        if return_dict:
-            return logs
-        values = [logs[name] for name in self.metrics_names]
-        return values[0] if len(values) == 1 else values
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight)
+        progbar = _progbar(len(xs[0]), batch_size, verbose)
+        logs = self._evaluate_arrays(xs, ys, sample_weight, batch_size, progbar)
+        return self._result(return_dict, logs)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         batch_size = _check_batch_size(batch_size, "predict")
-        x, _, _ = self._prepare(x)
-        outputs = [self._predict_batch(x[index])
-                   for index in self._batches(len(x), batch_size, shuffle=False)]
-        if verbose != 0:
-            _print_predict_line(len(x), batch_size)
-        if not outputs:
-            return np.zeros((0,) + tuple(self._output_shape_for(x.shape)[1:]), dtype=np.float32)
-        return np.concatenate(outputs, axis=0)
+        xs, _, _ = self._prepare(x)
+        progbar = _progbar(len(xs[0]), batch_size, verbose)
+        batches = []
+        for step, index in enumerate(self._batches(len(xs[0]), batch_size, shuffle=False)):
+            batches.append(self._predict_batch([a[index] for a in xs]))
+            if progbar is not None:
+                progbar.update(step + 1)
+        if not batches:
+            batches = [self._predict_batch([a[:0] for a in xs])]
+        outputs = [np.concatenate(parts, axis=0) for parts in zip(*batches)]
+        return self._structure_outputs(outputs)
 
-    def _output_shape_for(self, input_shape):
-        return self.compute_output_shape((None,) + tuple(input_shape[1:]))
+    def _structure_outputs(self, outputs):
+        if self._graph is not None:
+            return self._graph.structure_like_outputs(outputs)
+        return outputs[0] if len(outputs) == 1 else outputs
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._require_compiled("train_on_batch")
-        x, y, sample_weight = self._prepare(x, y, sample_weight, class_weight)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight, class_weight)
         self._reset_metrics()
-        self._train_batch(x, y, sample_weight)
-        return self._result(return_dict)
+        self._train_batch(xs, ys, sample_weight)
+        return self._result(return_dict, self._logs())
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
-        x, y, sample_weight = self._prepare(x, y, sample_weight)
+        xs, ys, sample_weight = self._prepare(x, y, sample_weight)
         self._reset_metrics()
-        self._test_batch(x, y, sample_weight)
-        return self._result(return_dict)
+        self._test_batch(xs, ys, sample_weight)
+        return self._result(return_dict, self._logs())
 
     def predict_on_batch(self, x):
-        x, _, _ = self._prepare(x)
-        return self._predict_batch(x)
+        xs, _, _ = self._prepare(x)
+        return self._structure_outputs(self._predict_batch(xs))
 
-    def _result(self, return_dict):
-        logs = self._logs()
+    def _result(self, return_dict, logs):
         if return_dict:
             return logs
         values = [logs[name] for name in self.metrics_names]
@@ -321,12 +471,73 @@ class Model(Layer):
         from pylayers.saving import saving_lib
         return json.dumps(saving_lib.serialize_model(self), default=saving_lib._json_default, **kwargs)
 
+    def get_config(self):
+        if self._graph is not None:
+            return self._graph.get_config()
+        return super().get_config()
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        if "layers" in config and "input_layers" in config:
+            from pylayers.models.functional import model_from_graph_config
+            return model_from_graph_config(cls, config, custom_objects)
+        return cls(**config)
+
     # ---- summary ----------------------------------------------------------------------
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
         from pylayers.models.summary import print_summary
         print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn)
+
+    def summary_rows(self):
+        if self._graph is not None:
+            return self._graph.summary_rows()
+        from pylayers.models.summary import layer_fields
+        return [layer_fields(layer, None) for layer in self.layers], True
+
+
+def _as_target(y):
+    y = np.asarray(y)
+    return y.astype(np.float32) if y.dtype.kind == "f" and y.dtype != np.float32 else y
+
+
+def _get_loss(spec):
+    from pylayers import losses
+    return losses.get(spec)
+
+
+def _per_output(spec, names, argument):
+    """A single spec for every output, a list in output order, or a dict by output name."""
+    if isinstance(spec, dict):
+        unknown = set(spec) - set(names)
+        if unknown:
+            raise ValueError(f"`{argument}` has keys {sorted(unknown)} that match no output; "
+                             f"the outputs are {names}")
+        missing = set(names) - set(spec)
+        if missing and argument == "loss":
+            raise ValueError(f"`loss` has no entry for outputs {sorted(missing)}")
+        return [spec.get(n, 1.0) for n in names]
+    if isinstance(spec, (list, tuple)):
+        if len(spec) != len(names):
+            raise ValueError(f"`{argument}` has {len(spec)} entries but the model has "
+                             f"{len(names)} outputs {names}")
+        return list(spec)
+    return [spec] * len(names)
+
+
+def _per_output_metrics(metrics, names):
+    if metrics is None:
+        return [[] for _ in names]
+    if isinstance(metrics, dict):
+        return [list(_as_list(metrics.get(n, []))) for n in names]
+    if len(names) > 1 and metrics and all(isinstance(m, (list, tuple)) for m in metrics):
+        return [list(m) for m in _per_output(list(metrics), names, "metrics")]
+    return [list(metrics) for _ in names]
+
+
+def _as_list(value):
+    return value if isinstance(value, (list, tuple)) else [value]
 
 
 def _check_batch_size(batch_size, method):
@@ -338,13 +549,13 @@ def _check_batch_size(batch_size, method):
     return int(batch_size)
 
 
-def _split_last(x, y, sample_weight, validation_split):
+def _split_last(xs, ys, sample_weight, validation_split):
     """Keras takes the validation samples from the END of the data, before shuffling."""
-    split_at = int(len(x) * (1.0 - validation_split))
-    validation = (x[split_at:], y[split_at:],
+    split_at = int(len(xs[0]) * (1.0 - validation_split))
+    validation = ([a[split_at:] for a in xs], [t[split_at:] for t in ys],
                   None if sample_weight is None else sample_weight[split_at:])
     weights = None if sample_weight is None else sample_weight[:split_at]
-    return x[:split_at], y[:split_at], weights, validation
+    return [a[:split_at] for a in xs], [t[:split_at] for t in ys], weights, validation
 
 
 def _class_weights_to_samples(class_weight, y, sample_weight):
@@ -358,14 +569,9 @@ def _class_weights_to_samples(class_weight, y, sample_weight):
     return weights if sample_weight is None else weights * sample_weight
 
 
-def _print_predict_line(n, batch_size):
+def _progbar(n, batch_size, verbose):
+    """Keras' per-call progress bar for evaluate/predict (None when verbose=0)."""
+    if verbose == 0:
+        return None
     from pylayers.utils.progbar import Progbar
-    steps = max(1, -(-n // batch_size))
-    Progbar(steps, verbose=1).update(steps, finalize=True)
-
-
-def _print_evaluate_line(n, batch_size, logs, verbose):
-    from pylayers.utils.progbar import Progbar
-    steps = max(1, -(-n // batch_size))
-    Progbar(steps, verbose=1 if verbose == "auto" else verbose).update(
-        steps, values=list(logs.items()), finalize=True)
+    return Progbar(max(1, -(-n // batch_size)), verbose=1 if verbose == "auto" else verbose)

@@ -38,6 +38,9 @@ class Sequential(Model):
                 self._input_layer = InputLayer(batch_shape=layer._batch_input_shape)
             self._stack.append(layer)
             self._track_layer(layer)
+            if self.built and rebuild:
+                self._symbolic_output = self._call_symbolic(layer, self._symbolic_output)
+                return
         if rebuild:
             self._build_from_input_layer()
 
@@ -46,7 +49,9 @@ class Sequential(Model):
             raise TypeError(f"There are no layers in the Sequential model '{self.name}'.")
         layer = self._stack.pop()
         self._sublayers.remove(layer)
+        self._output_shapes.pop(layer.name, None)
         self.built = False
+        self._checked_input_shapes = None
         if rebuild:
             self._build_from_input_layer()
         return layer
@@ -55,20 +60,8 @@ class Sequential(Model):
     def layers(self):
         return list(self._stack)
 
-    def get_layer(self, name=None, index=None):
-        if index is not None:
-            if not -len(self._stack) <= index < len(self._stack):
-                raise ValueError(f"Was asked to retrieve layer at index {index} but model only "
-                                 f"has {len(self._stack)} layers.")
-            return self._stack[index]
-        for layer in self._stack:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"No such layer: {name}. Existing layers are: "
-                         f"{[layer.name for layer in self._stack]}.")
-
-    def _first_layer(self):
-        return self._stack[0] if self._stack else self
+    def _input_layers(self):
+        return [self._stack[0]] if self._stack else [self]
 
     # ---- shapes ---------------------------------------------------------------------
 
@@ -77,17 +70,41 @@ class Sequential(Model):
             self.build(self._input_layer.batch_shape)
 
     def build(self, input_shape=None):
-        """Check and build every layer from the input shape, recording output shapes."""
+        """Call every layer symbolically from an InputLayer: this checks and builds them,
+        records each output shape, and gives `model.input`/`layer.output`."""
         if input_shape is None:
             raise ValueError(f"Sequential model '{self.name}' cannot be built without an input shape.")
-        shape = tuple(input_shape)
+        if self._input_layer is None:
+            self._input_layer = InputLayer(batch_shape=(None,) + tuple(input_shape)[1:])
+        tensor = self._input_layer.output
         for layer in self._stack:
-            layer._check_input(shape)
-            layer._build_once(shape)
-            shape = tuple(layer.compute_output_shape(shape))
-            self._output_shapes[layer.name] = shape
-        self._built_input_shape = tuple(input_shape)
+            tensor = self._call_symbolic(layer, tensor)
+        self._symbolic_output = tensor
+        self._built_input_shape = self._input_layer.batch_shape
         self.built = True
+
+    def _call_symbolic(self, layer, tensor):
+        output = layer(tensor)
+        if isinstance(output, list):
+            raise ValueError(f"Layer '{layer.name}' returns {len(output)} outputs; a Sequential "
+                             "model needs layers with one output each. Use the functional API.")
+        self._output_shapes[layer.name] = output.shape
+        return output
+
+    @property
+    def input(self):
+        return self._require_graph().output
+
+    @property
+    def output(self):
+        self._require_graph()
+        return self._symbolic_output
+
+    def _require_graph(self):
+        if not self.built or self._input_layer is None:
+            raise AttributeError(f"Sequential model '{self.name}' has no defined input yet: "
+                                 "give it an input shape or call it on data first.")
+        return self._input_layer
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
@@ -95,23 +112,23 @@ class Sequential(Model):
             shape = tuple(layer.compute_output_shape(shape))
         return shape
 
-    def _check_input_data(self, shape):
+    def _check_input_data(self, shapes):
         if not self._stack:
             raise ValueError(f"Sequential model '{self.name}' has no layers.")
-        sample_shape = tuple(shape[1:])
-        if self._checked_input_shape != sample_shape:
-            if self._input_layer is not None:
-                expected = self._input_layer.batch_shape[1:]
-                if len(expected) != len(sample_shape) or any(
-                        e is not None and e != s for e, s in zip(expected, sample_shape)):
-                    raise ValueError(f"Input 0 of layer '{self._stack[0].name}' is incompatible "
-                                     f"with the layer: expected shape={self._input_layer.batch_shape}, "
-                                     f"found shape={tuple(shape)}")
-            self.build((None,) + sample_shape)
-            self._checked_input_shape = sample_shape
+        shape = tuple(shapes[0])
+        if not self.built:
+            self.build((None,) + shape[1:])
+        if self._checked_input_shapes == shape[1:]:
+            return
+        expected = self._input_layer.batch_shape
+        if len(expected) != len(shape) or any(
+                e is not None and e != s for e, s in zip(expected[1:], shape[1:])):
+            raise ValueError(f"Input 0 of layer '{self._stack[0].name}' is incompatible with the "
+                             f"layer: expected shape={expected}, found shape={shape}")
+        self._checked_input_shapes = shape[1:]
 
     def _check_input(self, input_shape):
-        self._check_input_data(input_shape)
+        self._check_input_data([input_shape])
 
     # ---- computation ----------------------------------------------------------------
 
@@ -120,18 +137,11 @@ class Sequential(Model):
             inputs = layer(inputs, training=training)
         return inputs
 
-    def _forward(self, inputs, training=False, mask=None):
-        return self._forward_for_loss(inputs, training, mask)
-
-    def compute_mask(self, inputs, previous_mask):
-        """The output mask of the forward pass just run (its layers computed it)."""
-        return getattr(self, "_output_mask", None)
-
-    def _forward_for_loss(self, x, training=True, mask=None):
-        """Run every layer, handing each the mask its predecessor computed; return y and
-        backward(d, need_dx=True, from_preactivation=False). The output's mask is kept
+    def _forward_for_loss(self, xs, training=True, mask=None):
+        """Run every layer, handing each the mask its predecessor computed; return [y]
+        and backward(d_preds, preactivation_flags, need_dx). The output's mask is kept
         in `_output_mask` for the loss."""
-        backprops = []
+        x, backprops = xs[0], []
         for layer in self._stack:
             y, backprop = (layer._train_forward(x, training, mask) if training
                            else layer._forward_masked(x, False, mask))
@@ -140,29 +150,44 @@ class Sequential(Model):
             backprops.append(backprop)
         self._output_mask = mask
 
-        def backward(d, need_dx=True, from_preactivation=False):
-            last = len(backprops) - 1
+        def backward(d_preds, preactivation_flags=None, need_dx=False):
+            d, last = d_preds[0], len(backprops) - 1
             for i in range(last, -1, -1):
                 needed = i > 0 or need_dx
-                if i == last and from_preactivation:
+                if i == last and preactivation_flags and preactivation_flags[0]:
                     d = backprops[i](d, need_dx=needed, from_preactivation=True)
                 else:
                     d = backprops[i](d, need_dx=needed)
-            return d
-        return x, backward
+            return [d] if need_dx else None
+        return [x], backward
 
-    def _predict_batch(self, x):
-        return self._forward_for_loss(x, training=False)[0]
+    def _forward(self, inputs, training=False, mask=None):
+        """This model used as a layer: one input, one output."""
+        (y,), backward = self._forward_for_loss([inputs], training, mask)
 
-    def _fusable_activation(self):
+        def backprop(dy, need_dx=True, from_preactivation=False):
+            dxs = backward([dy], [from_preactivation], need_dx)
+            return dxs[0] if need_dx else None
+        return y, backprop
+
+    def compute_mask(self, inputs, previous_mask):
+        """The output mask of the forward pass just run (its layers computed it)."""
+        return getattr(self, "_output_mask", None)
+
+    def _output_activations(self):
+        return [self.output_activation()]
+
+    def output_activation(self):
         last = self._stack[-1] if self._stack else None
         if last is None or last.activity_regularizer is not None:
             return None
         activation = getattr(last, "output_activation", None)
         return activation() if activation else None
 
-    def output_activation(self):
-        return self._fusable_activation()
+    def summary_rows(self):
+        from pylayers.models.summary import layer_fields
+        return [layer_fields(layer, self._output_shapes.get(layer.name))
+                for layer in self._stack], True
 
     # ---- config -----------------------------------------------------------------------
 

@@ -101,11 +101,8 @@ def _wrap(text, width):
 
 
 def model_rows(model):
-    """(rows, sequential_like). Functional models provide `summary_rows()`."""
-    if hasattr(model, "summary_rows"):
-        return model.summary_rows()
-    return [layer_fields(layer, getattr(model, "_output_shapes", {}).get(layer.name))
-            for layer in model.layers], True
+    """(rows, sequential_like) as the model lays them out."""
+    return model.summary_rows()
 
 
 def layer_fields(layer, output_shape):

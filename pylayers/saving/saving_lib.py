@@ -133,14 +133,24 @@ def serialize_model(model):
     if model.compiled:
         entry["compile_config"] = {
             "optimizer": serialize_keras_object(model.optimizer),
-            "loss": model._loss_spec if isinstance(model._loss_spec, str)
-            else serialize_keras_object(model.loss),
+            "loss": _serialize_specs(model._loss_spec),
             "loss_weights": model.loss_weights,
-            "metrics": [m if isinstance(m, str) else serialize_keras_object(m)
-                        for m in model._metric_specs] or None,
+            "metrics": _serialize_specs(model._metrics_spec),
             "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
             "jit_compile": False}
     return entry
+
+
+def _serialize_specs(spec):
+    """Loss/metric arguments as written to compile_config: names stay names."""
+    from pylayers.saving.serialization import serialize_keras_object
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        return [_serialize_specs(s) for s in spec]
+    if isinstance(spec, dict):
+        return {k: _serialize_specs(v) for k, v in spec.items()}
+    return serialize_keras_object(spec)
 
 
 def save_model(model, filepath, overwrite=True):

@@ -10,7 +10,7 @@ import pytest
 import pylayers as keras
 from pylayers import layers
 
-h5py = pytest.importorskip("h5py")
+import h5py
 
 
 def trained_mlp():
@@ -101,3 +101,12 @@ def test_bad_extensions_are_rejected(tmp_path):
         model.save(tmp_path / "m.zip")
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
         model.save_weights(tmp_path / "w.h5")
+
+
+def test_missing_h5py_names_the_extra(tmp_path, monkeypatch):
+    import sys
+    model, _, _ = trained_mlp()
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(ImportError, match=r"pylayers\[hdf5\]"):
+        model.save(tmp_path / "m.keras")
+    assert not (tmp_path / "m.keras").exists()

@@ -1,0 +1,332 @@
+/* The recurrent step kernels of rnn_steps.h, written once. Each rnn_steps_<isa>.c
+ * defines RNN_TARGET (a function attribute selecting the instruction set, possibly
+ * empty) and RNN_TABLE (the name of its pl_rnn_steps table), then includes this file:
+ * every loop below is over contiguous floats so the compiler vectorises it for that
+ * instruction set. Rows are independent, so results do not depend on thread count. */
+#include <string.h>
+#include "activations.h"
+#include "rnn_steps.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define TANH_CLAMP 7.90531110763549805f
+
+/* Rational minimax approximation of tanh on [-7.9, 7.9] (odd degree-13 numerator,
+ * even degree-6 denominator); beyond the clamp tanh rounds to +-1 in float. */
+INLINE float fast_tanh(float x) {
+    x = x < -TANH_CLAMP ? -TANH_CLAMP : x;
+    x = x > TANH_CLAMP ? TANH_CLAMP : x;
+    float x2 = x * x;
+    float p = -2.76076847742355e-16f;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 - 8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    float q = 1.19825839466702e-06f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    return x * p / q;
+}
+
+INLINE float fast_sigmoid(float x) {
+    return 0.5f + 0.5f * fast_tanh(0.5f * x);
+}
+
+/* v (n) = act(v) in place; the switch is outside the loops so each loop vectorises. */
+INLINE void activate_span(int act, long n, float *v) {
+    switch (act) {
+    case PL_ACT_TANH:
+        for (long j = 0; j < n; j++) v[j] = fast_tanh(v[j]);
+        break;
+    case PL_ACT_SIGMOID:
+        for (long j = 0; j < n; j++) v[j] = fast_sigmoid(v[j]);
+        break;
+    case PL_ACT_RELU:
+        for (long j = 0; j < n; j++) v[j] = v[j] > 0.0f ? v[j] : 0.0f;
+        break;
+    default:
+        break;
+    }
+}
+
+/* d (n) *= act'(.) written in terms of the activation output y (n). */
+INLINE void scale_by_derivative(int act, long n, const float *y, float *d) {
+    switch (act) {
+    case PL_ACT_TANH:
+        for (long j = 0; j < n; j++) d[j] *= 1.0f - y[j] * y[j];
+        break;
+    case PL_ACT_SIGMOID:
+        for (long j = 0; j < n; j++) d[j] *= y[j] * (1.0f - y[j]);
+        break;
+    case PL_ACT_RELU:
+        for (long j = 0; j < n; j++) d[j] = y[j] > 0.0f ? d[j] : 0.0f;
+        break;
+    default:
+        break;
+    }
+}
+
+INLINE int row_is_masked(const unsigned char *mask, long b) {
+    return mask != NULL && mask[b] == 0;
+}
+
+/* carry (U) += dy row (U) when there is one: the full gradient of this step's h. */
+INLINE void add_output_grad(long U, const float *dy, long ldy, long b, float *carry) {
+    if (dy == NULL) return;
+    const float *dy_row = dy + b * ldy;
+    for (long j = 0; j < U; j++) carry[j] += dy_row[j];
+}
+
+/* ---- LSTM ----------------------------------------------------------------------- */
+
+RNN_TARGET
+static void lstm_forward(int nt, long B, long U, int act, int rec_act,
+                         const unsigned char *mask, float *z, const float *c_prev,
+                         float *c, float *act_c, const float *h_prev, float *h) {
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < B; b++) {
+        const long row = b * U;
+        if (row_is_masked(mask, b)) {
+            memcpy(c + row, c_prev + row, U * sizeof(float));
+            memcpy(h + row, h_prev + row, U * sizeof(float));
+            continue;
+        }
+        float *zi = z + 4 * row, *zf = zi + U, *zg = zf + U, *zo = zg + U;
+        activate_span(rec_act, 2 * U, zi);
+        activate_span(act, U, zg);
+        activate_span(rec_act, U, zo);
+        for (long j = 0; j < U; j++) {
+            c[row + j] = zf[j] * c_prev[row + j] + zi[j] * zg[j];
+            act_c[row + j] = c[row + j];
+        }
+        activate_span(act, U, act_c + row);
+        for (long j = 0; j < U; j++) h[row + j] = zo[j] * act_c[row + j];
+    }
+}
+
+RNN_TARGET
+static void lstm_backward(int nt, long B, long U, int act, int rec_act,
+                          const unsigned char *mask, const float *z, const float *c_prev,
+                          const float *act_c, const float *dy, long ldy, float *carry,
+                          float *dc, float *dz) {
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < B; b++) {
+        const long row = b * U;
+        float *dh = carry + row;
+        float *di = dz + 4 * row, *df = di + U, *dg = df + U, *d_o = dg + U;
+        add_output_grad(U, dy, ldy, b, dh);
+        if (row_is_masked(mask, b)) {
+            memset(di, 0, 4 * U * sizeof(float));
+            continue;
+        }
+        const float *zi = z + 4 * row, *zf = zi + U, *zg = zf + U, *zo = zg + U;
+        const float *tc = act_c + row;
+        for (long j = 0; j < U; j++) {
+            d_o[j] = dh[j] * tc[j];
+            dg[j] = dh[j] * zo[j];   /* d c through h, before act'(c) */
+        }
+        scale_by_derivative(act, U, tc, dg);
+        for (long j = 0; j < U; j++) {
+            float dc_total = dc[row + j] + dg[j];
+            di[j] = dc_total * zg[j];
+            dg[j] = dc_total * zi[j];
+            df[j] = dc_total * c_prev[row + j];
+            dc[row + j] = dc_total * zf[j];
+            dh[j] = 0.0f;
+        }
+        scale_by_derivative(rec_act, 2 * U, zi, di);
+        scale_by_derivative(act, U, zg, dg);
+        scale_by_derivative(rec_act, U, zo, d_o);
+    }
+}
+
+/* ---- GRU, reset after ---------------------------------------------------------- */
+
+RNN_TARGET
+static void gru_forward(int nt, long B, long U, int act, int rec_act,
+                        const unsigned char *mask, float *x, const float *hu,
+                        const float *rec_bias, const float *h_prev, float *rec_h, float *h) {
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < B; b++) {
+        const long row = b * U;
+        if (row_is_masked(mask, b)) {
+            memcpy(h + row, h_prev + row, U * sizeof(float));
+            continue;
+        }
+        float *xz = x + 3 * row, *xr = xz + U, *xh = xr + U;
+        const float *hu_row = hu + 3 * row;
+        float *rh = rec_h + row;
+        for (long j = 0; j < 2 * U; j++)
+            xz[j] += hu_row[j] + (rec_bias ? rec_bias[j] : 0.0f);
+        activate_span(rec_act, 2 * U, xz);
+        for (long j = 0; j < U; j++) {
+            rh[j] = hu_row[2 * U + j] + (rec_bias ? rec_bias[2 * U + j] : 0.0f);
+            xh[j] += xr[j] * rh[j];
+        }
+        activate_span(act, U, xh);
+        for (long j = 0; j < U; j++)
+            h[row + j] = xz[j] * h_prev[row + j] + (1.0f - xz[j]) * xh[j];
+    }
+}
+
+RNN_TARGET
+static void gru_backward(int nt, long B, long U, int act, int rec_act,
+                         const unsigned char *mask, const float *x, const float *rec_h,
+                         const float *h_prev, const float *dy, long ldy, float *carry,
+                         float *dx, float *drec) {
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < B; b++) {
+        const long row = b * U;
+        float *dh = carry + row;
+        float *dxz = dx + 3 * row, *dxr = dxz + U, *dxh = dxr + U;
+        float *drz = drec + 3 * row, *drr = drz + U, *drh = drr + U;
+        add_output_grad(U, dy, ldy, b, dh);
+        if (row_is_masked(mask, b)) {
+            memset(dxz, 0, 3 * U * sizeof(float));
+            memset(drz, 0, 3 * U * sizeof(float));
+            continue;
+        }
+        const float *xz = x + 3 * row, *xr = xz + U, *xh = xr + U;
+        for (long j = 0; j < U; j++) {
+            dxh[j] = dh[j] * (1.0f - xz[j]);
+            dxz[j] = dh[j] * (h_prev[row + j] - xh[j]);
+            dh[j] *= xz[j];
+        }
+        scale_by_derivative(act, U, xh, dxh);
+        scale_by_derivative(rec_act, U, xz, dxz);
+        for (long j = 0; j < U; j++) {
+            dxr[j] = dxh[j] * rec_h[row + j];
+            drh[j] = dxh[j] * xr[j];
+        }
+        scale_by_derivative(rec_act, U, xr, dxr);
+        memcpy(drz, dxz, 2 * U * sizeof(float));
+    }
+}
+
+/* ---- GRU, reset before ---------------------------------------------------------- */
+
+RNN_TARGET
+static void gru1_gates(int nt, long B, long U, int rec_act, const unsigned char *mask,
+                       float *x, const float *hu, const float *h_prev, float *rh) {
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < B; b++) {
+        const long row = b * U;
+        if (row_is_masked(mask, b)) {
+            memset(rh + row, 0, U * sizeof(float));   /* read by the dR_h GEMM */
+            continue;
+        }
+        float *xz = x + 3 * row, *xr = xz + U;
+        const float *hu_row = hu + 2 * row;
+        for (long j = 0; j < 2 * U; j++) xz[j] += hu_row[j];
+        activate_span(rec_act, 2 * U, xz);
+        for (long j = 0; j < U; j++) rh[row + j] = xr[j] * h_prev[row + j];
+    }
+}
+
+RNN_TARGET
+static void gru1_candidate(int nt, long B, long U, int act, const unsigned char *mask,
+                           float *x, const float *hu_h, const float *h_prev, float *h) {
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < B; b++) {
+        const long row = b * U;
+        if (row_is_masked(mask, b)) {
+            memcpy(h + row, h_prev + row, U * sizeof(float));
+            continue;
+        }
+        float *xz = x + 3 * row, *xh = xz + 2 * U;
+        for (long j = 0; j < U; j++) xh[j] += hu_h[row + j];
+        activate_span(act, U, xh);
+        for (long j = 0; j < U; j++)
+            h[row + j] = xz[j] * h_prev[row + j] + (1.0f - xz[j]) * xh[j];
+    }
+}
+
+RNN_TARGET
+static void gru1_candidate_backward(int nt, long B, long U, int act, int rec_act,
+                                    const unsigned char *mask, const float *x,
+                                    const float *h_prev, const float *dy, long ldy,
+                                    float *carry, float *dx) {
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < B; b++) {
+        const long row = b * U;
+        float *dh = carry + row;
+        float *dxz = dx + 3 * row, *dxh = dxz + 2 * U;
+        add_output_grad(U, dy, ldy, b, dh);
+        if (row_is_masked(mask, b)) {
+            memset(dxz, 0, 3 * U * sizeof(float));
+            continue;
+        }
+        const float *xz = x + 3 * row, *xh = xz + 2 * U;
+        for (long j = 0; j < U; j++) {
+            dxh[j] = dh[j] * (1.0f - xz[j]);
+            dxz[j] = dh[j] * (h_prev[row + j] - xh[j]);
+            dh[j] *= xz[j];
+        }
+        scale_by_derivative(act, U, xh, dxh);
+        scale_by_derivative(rec_act, U, xz, dxz);
+    }
+}
+
+RNN_TARGET
+static void gru1_gates_backward(int nt, long B, long U, int rec_act,
+                                const unsigned char *mask, const float *x,
+                                const float *h_prev, const float *drh, float *carry,
+                                float *dx) {
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < B; b++) {
+        const long row = b * U;
+        if (row_is_masked(mask, b)) continue;
+        const float *xr = x + 3 * row + U;
+        float *dxr = dx + 3 * row + U;
+        for (long j = 0; j < U; j++) {
+            dxr[j] = drh[row + j] * h_prev[row + j];
+            carry[row + j] += drh[row + j] * xr[j];
+        }
+        scale_by_derivative(rec_act, U, xr, dxr);
+    }
+}
+
+/* ---- SimpleRNN ------------------------------------------------------------------ */
+
+RNN_TARGET
+static void simple_forward(int nt, long B, long U, int act, const unsigned char *mask,
+                           const float *proj, const float *h_prev, float *h) {
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < B; b++) {
+        const long row = b * U;
+        if (row_is_masked(mask, b)) {
+            memcpy(h + row, h_prev + row, U * sizeof(float));
+            continue;
+        }
+        for (long j = 0; j < U; j++) h[row + j] += proj[row + j];
+        activate_span(act, U, h + row);
+    }
+}
+
+RNN_TARGET
+static void simple_backward(int nt, long B, long U, int act, const unsigned char *mask,
+                            const float *h, const float *dy, long ldy, float *carry,
+                            float *dpre) {
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < B; b++) {
+        const long row = b * U;
+        float *dh = carry + row;
+        add_output_grad(U, dy, ldy, b, dh);
+        if (row_is_masked(mask, b)) {
+            memset(dpre + row, 0, U * sizeof(float));
+            continue;
+        }
+        for (long j = 0; j < U; j++) {
+            dpre[row + j] = dh[j];
+            dh[j] = 0.0f;
+        }
+        scale_by_derivative(act, U, h + row, dpre + row);
+    }
+}
+
+const pl_rnn_steps RNN_TABLE = {
+    lstm_forward, lstm_backward, gru_forward, gru_backward, gru1_gates, gru1_candidate,
+    gru1_candidate_backward, gru1_gates_backward, simple_forward, simple_backward,
+};
