@@ -2,6 +2,8 @@
 geometries, finite-difference gradients, thread-count and kernel-path agreement,
 run_layer_test checks, Keras 3 argument errors and bad inputs."""
 import contextlib
+import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -327,3 +329,40 @@ def test_cnn_with_batch_norm_and_every_layer_family_trains():
     model.compile(optimizer=pylayers.optimizers.Adam(0.01), loss="binary_crossentropy")
     history = model.fit(x, y, epochs=20, batch_size=16, verbose=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+
+
+KERAS_FIXTURES = np.load(pathlib.Path(__file__).parents[1] / "fixtures" / "conv" / "layers.npz")
+KERAS_CASES = sorted({key.split("/")[0] for key in KERAS_FIXTURES.files})
+
+
+def fixture_arrays(case, prefix):
+    keys = sorted((k for k in KERAS_FIXTURES.files if k.startswith(f"{case}/{prefix}")
+                   and k[len(case) + 1 + len(prefix):].isdigit()),
+                  key=lambda k: int(k[len(case) + 1 + len(prefix):]))
+    return [KERAS_FIXTURES[k] for k in keys]
+
+
+def assert_close_to_keras(actual, expected):
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("case", KERAS_CASES)
+def test_matches_keras_fixture(case):
+    """Output, input gradient, weight gradients and updated moving statistics agree with
+    Keras 3 (tests/fixtures/make_conv_fixtures.py; conv, pooling, reshaping and
+    normalisation layers, BatchNormalization in training and inference)."""
+    config = json.loads(str(KERAS_FIXTURES[f"{case}/config"]))
+    layer = getattr(layers, config["class_name"])(**config["kwargs"])
+    x = KERAS_FIXTURES[f"{case}/x"]
+    layer(x)
+    layer.set_weights(fixture_arrays(case, "w"))
+    for w in layer.trainable_weights:
+        w.grad = None
+    y, backprop = layer._train_forward(x, config["training"])
+    assert_close_to_keras(y, KERAS_FIXTURES[f"{case}/y"])
+    assert_close_to_keras(backprop(KERAS_FIXTURES[f"{case}/dy"]), KERAS_FIXTURES[f"{case}/dx"])
+    for w, expected in zip(layer.trainable_weights, fixture_arrays(case, "g")):
+        assert_close_to_keras(w.grad, expected)
+    for w, expected in zip(layer.non_trainable_weights, fixture_arrays(case, "after")):
+        assert_close_to_keras(w.numpy(), expected)
