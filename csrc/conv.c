@@ -75,6 +75,39 @@ static inline void add_floats(long n, const float *src, float *dst) {
     for (long c = 0; c < n; c++) dst[c] += src[c];
 }
 
+/* The outputs [*lo, *hi) along axis a whose tap t reads inside the input. */
+static void inside_range(const pl_conv_geom *g, int a, long t, long *lo, long *hi) {
+    long shift = g->pad[a] - t * g->dilation[a];   // input = o * stride - shift
+    long first = shift > 0 ? (shift + g->stride[a] - 1) / g->stride[a] : 0;
+    long end = (g->in_size[a] + shift + g->stride[a] - 1) / g->stride[a];
+    *lo = first < g->out_size[a] ? first : g->out_size[a];
+    *hi = end < g->out_size[a] ? end : g->out_size[a];
+    if (*hi < *lo) *hi = *lo;
+}
+
+/* One tap's columns of an output line: rows [0, out_size[2]) of col_line (row stride
+ * k_all, tap columns at tap_col) from input line x_line, zeros where the tap reads
+ * padding (or everywhere when the line itself is padding, x_line NULL). */
+static void unfold_tap(const pl_conv_geom *g, const conv_plan *p, long t2, long tap_col,
+                       const float *x_line, float *col_line) {
+    long lo = 0, hi = 0;
+    if (x_line) inside_range(g, 2, t2, &lo, &hi);
+    for (long o2 = 0; o2 < g->out_size[2]; o2++) {
+        float *dst = col_line + o2 * p->k_all + tap_col;
+        if (o2 < lo || o2 >= hi) {
+            for (long grp = 0; grp < g->groups; grp++)
+                memset(dst + grp * p->k_g, 0, p->cin_g * sizeof(float));
+            continue;
+        }
+        const float *src = x_line + input_coord(g, 2, o2, t2) * g->in_channels;
+        if (p->cin_g == 1)
+            for (long grp = 0; grp < g->groups; grp++) dst[grp * p->k_g] = src[grp];
+        else
+            for (long grp = 0; grp < g->groups; grp++)
+                copy_floats(p->cin_g, src + grp * p->cin_g, dst + grp * p->k_g);
+    }
+}
+
 /* col (rows, k_all) for `images` images starting at x (images, in..., cin).  Work is
  * split by output line (image, o0, o1): the line's out_size[2] rows of col. */
 static void unfold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
@@ -93,20 +126,10 @@ static void unfold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
             for (long t1 = 0; t1 < g->kernel[1]; t1++) {
                 long i0 = input_coord(g, 0, o0, t0), i1 = input_coord(g, 1, o1, t1);
                 int line_inside = i0 >= 0 && i0 < g->in_size[0] && i1 >= 0 && i1 < g->in_size[1];
-                const float *x_line = x_image + (i0 * g->in_size[1] + i1) * in_line;
+                const float *x_line = line_inside ? x_image + (i0 * g->in_size[1] + i1) * in_line
+                                                  : NULL;
                 for (long t2 = 0; t2 < g->kernel[2]; t2++, t++)
-                    for (long o2 = 0; o2 < g->out_size[2]; o2++) {
-                        long i2 = input_coord(g, 2, o2, t2);
-                        int inside = line_inside && i2 >= 0 && i2 < g->in_size[2];
-                        float *dst = col_line + o2 * p->k_all + t * p->cin_g;
-                        for (long grp = 0; grp < g->groups; grp++) {
-                            if (inside)
-                                copy_floats(p->cin_g, x_line + i2 * g->in_channels + grp * p->cin_g,
-                                            dst + grp * p->k_g);
-                            else
-                                memset(dst + grp * p->k_g, 0, p->cin_g * sizeof(float));
-                        }
-                    }
+                    unfold_tap(g, p, t2, t * p->cin_g, x_line, col_line);
             }
     }
 }
@@ -132,15 +155,17 @@ static void fold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
                 if (o0 < 0 || o1 < 0) continue;
                 const float *dcol_line = dcol + ((image * g->out_size[0] + o0) * g->out_size[1]
                                                  + o1) * g->out_size[2] * p->k_all;
-                for (long t2 = 0; t2 < g->kernel[2]; t2++)
-                    for (long o2 = 0; o2 < g->out_size[2]; o2++) {
+                for (long t2 = 0; t2 < g->kernel[2]; t2++) {
+                    long lo, hi;
+                    inside_range(g, 2, t2, &lo, &hi);
+                    for (long o2 = lo; o2 < hi; o2++) {
                         long i2 = input_coord(g, 2, o2, t2);
-                        if (i2 < 0 || i2 >= g->in_size[2]) continue;
                         const float *src = dcol_line + o2 * p->k_all + (t + t2) * p->cin_g;
                         for (long grp = 0; grp < g->groups; grp++)
                             add_floats(p->cin_g, src + grp * p->k_g,
                                        dx_line + i2 * g->in_channels + grp * p->cin_g);
                     }
+                }
             }
     }
 }
