@@ -85,27 +85,38 @@ static void inside_range(const pl_conv_geom *g, int a, long t, long *lo, long *h
     if (*hi < *lo) *hi = *lo;
 }
 
+/* Rows [first, end) of one tap's columns (tap_col) in col_line set to zero. */
+static void zero_tap_rows(const conv_plan *p, long groups, long first, long end, long tap_col,
+                          float *col_line) {
+    const long k_all = p->k_all, k_g = p->k_g, cin_g = p->cin_g;
+    for (long o2 = first; o2 < end; o2++)
+        for (long grp = 0; grp < groups; grp++)
+            memset(col_line + o2 * k_all + tap_col + grp * k_g, 0, cin_g * sizeof(float));
+}
+
 /* One tap's columns of an output line: rows [0, out_size[2]) of col_line (row stride
  * k_all, tap columns at tap_col) from input line x_line, zeros where the tap reads
- * padding (or everywhere when the line itself is padding, x_line NULL). */
+ * padding (or everywhere when the line itself is padding, x_line NULL).  Sizes are
+ * copied to locals: the stores could otherwise alias them. */
 static void unfold_tap(const pl_conv_geom *g, const conv_plan *p, long t2, long tap_col,
                        const float *x_line, float *col_line) {
+    const long k_all = p->k_all, k_g = p->k_g, cin_g = p->cin_g, groups = g->groups;
+    const long step = g->stride[2] * g->in_channels;   // input floats between outputs
     long lo = 0, hi = 0;
     if (x_line) inside_range(g, 2, t2, &lo, &hi);
-    for (long o2 = 0; o2 < g->out_size[2]; o2++) {
-        float *dst = col_line + o2 * p->k_all + tap_col;
-        if (o2 < lo || o2 >= hi) {
-            for (long grp = 0; grp < g->groups; grp++)
-                memset(dst + grp * p->k_g, 0, p->cin_g * sizeof(float));
-            continue;
+    zero_tap_rows(p, groups, 0, lo, tap_col, col_line);
+    if (hi > lo) {
+        const float *src = x_line + input_coord(g, 2, lo, t2) * g->in_channels;
+        float *dst = col_line + lo * k_all + tap_col;
+        if (cin_g == 1 && groups == 1) {
+            for (long o2 = lo; o2 < hi; o2++, src += step, dst += k_all) *dst = *src;
+        } else {
+            for (long o2 = lo; o2 < hi; o2++, src += step, dst += k_all)
+                for (long grp = 0; grp < groups; grp++)
+                    copy_floats(cin_g, src + grp * cin_g, dst + grp * k_g);
         }
-        const float *src = x_line + input_coord(g, 2, o2, t2) * g->in_channels;
-        if (p->cin_g == 1)
-            for (long grp = 0; grp < g->groups; grp++) dst[grp * p->k_g] = src[grp];
-        else
-            for (long grp = 0; grp < g->groups; grp++)
-                copy_floats(p->cin_g, src + grp * p->cin_g, dst + grp * p->k_g);
     }
+    zero_tap_rows(p, groups, hi, g->out_size[2], tap_col, col_line);
 }
 
 /* col (rows, k_all) for `images` images starting at x (images, in..., cin).  Work is
@@ -134,6 +145,21 @@ static void unfold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
     }
 }
 
+/* dx_line (in_size[2], cin) += one tap's columns (tap_col) of the output line dcol_line. */
+static void fold_tap(const pl_conv_geom *g, const conv_plan *p, long t2, long tap_col,
+                     const float *dcol_line, float *dx_line) {
+    const long k_all = p->k_all, k_g = p->k_g, cin_g = p->cin_g, groups = g->groups;
+    const long step = g->stride[2] * g->in_channels;
+    long lo, hi;
+    inside_range(g, 2, t2, &lo, &hi);
+    if (hi <= lo) return;
+    const float *src = dcol_line + lo * k_all + tap_col;
+    float *dst = dx_line + input_coord(g, 2, lo, t2) * g->in_channels;
+    for (long o2 = lo; o2 < hi; o2++, src += k_all, dst += step)
+        for (long grp = 0; grp < groups; grp++)
+            add_floats(cin_g, src + grp * k_g, dst + grp * cin_g);
+}
+
 /* dx (images, in..., cin) = the sum, over the col entries that read each input
  * element, of dcol (rows, k_all).  Work is split by input line (image, i0, i1), so
  * each dx element has one owner thread; its terms are added in tap order. */
@@ -155,17 +181,8 @@ static void fold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
                 if (o0 < 0 || o1 < 0) continue;
                 const float *dcol_line = dcol + ((image * g->out_size[0] + o0) * g->out_size[1]
                                                  + o1) * g->out_size[2] * p->k_all;
-                for (long t2 = 0; t2 < g->kernel[2]; t2++) {
-                    long lo, hi;
-                    inside_range(g, 2, t2, &lo, &hi);
-                    for (long o2 = lo; o2 < hi; o2++) {
-                        long i2 = input_coord(g, 2, o2, t2);
-                        const float *src = dcol_line + o2 * p->k_all + (t + t2) * p->cin_g;
-                        for (long grp = 0; grp < g->groups; grp++)
-                            add_floats(p->cin_g, src + grp * p->k_g,
-                                       dx_line + i2 * g->in_channels + grp * p->cin_g);
-                    }
-                }
+                for (long t2 = 0; t2 < g->kernel[2]; t2++)
+                    fold_tap(g, p, t2, (t + t2) * p->cin_g, dcol_line, dx_line);
             }
     }
 }
@@ -194,7 +211,10 @@ void pl_conv_bias_act_backward(const pl_ctx *ctx, long rows, long cout, const fl
     if (act == PL_ACT_RELU) {
         int nt = pl_elementwise_threads(ctx, rows * cout);
         #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-        for (long i = 0; i < rows * cout; i++) dz[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        for (long i = 0; i < rows * cout; i++) {
+            float grad = dy[i];   // loaded unconditionally, so the select vectorises
+            dz[i] = y[i] > 0.0f ? grad : 0.0f;
+        }
     } else if (act != PL_ACT_LINEAR) {
         pl_act_backward(ctx, rows, cout, y, dy, dz, act, alpha);
     } else if (dz != dy) {
