@@ -59,37 +59,6 @@ static inline long input_coord(const pl_conv_geom *g, int a, long o, long t) {
     return o * g->stride[a] - g->pad[a] + t * g->dilation[a];
 }
 
-/* col (rows, k_all) for `images` images starting at x (images, in..., cin). */
-static void unfold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
-                   long images, const float *x, float *col) {
-    long rows = images * p->out_spatial;
-    int nt = pl_elementwise_threads(ctx, rows * p->k_all);
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-    for (long r = 0; r < rows; r++) {
-        long image = r / p->out_spatial, pos = r % p->out_spatial;
-        long o[3] = {pos / (g->out_size[1] * g->out_size[2]),
-                     pos / g->out_size[2] % g->out_size[1], pos % g->out_size[2]};
-        const float *x_image = x + image * p->in_spatial * g->in_channels;
-        float *col_row = col + r * p->k_all;
-        long t = 0;
-        for (long t0 = 0; t0 < g->kernel[0]; t0++)
-            for (long t1 = 0; t1 < g->kernel[1]; t1++)
-                for (long t2 = 0; t2 < g->kernel[2]; t2++, t++) {
-                    long i0 = input_coord(g, 0, o[0], t0), i1 = input_coord(g, 1, o[1], t1),
-                         i2 = input_coord(g, 2, o[2], t2);
-                    int inside = i0 >= 0 && i0 < g->in_size[0] && i1 >= 0 &&
-                                 i1 < g->in_size[1] && i2 >= 0 && i2 < g->in_size[2];
-                    const float *src = x_image +
-                        ((i0 * g->in_size[1] + i1) * g->in_size[2] + i2) * g->in_channels;
-                    for (long grp = 0; grp < g->groups; grp++) {
-                        float *dst = col_row + grp * p->k_g + t * p->cin_g;
-                        if (inside) memcpy(dst, src + grp * p->cin_g, p->cin_g * sizeof(float));
-                        else memset(dst, 0, p->cin_g * sizeof(float));
-                    }
-                }
-    }
-}
-
 /* Output coordinate whose tap t reads input coordinate i along axis a, or -1. */
 static inline long output_coord(const pl_conv_geom *g, int a, long i, long t) {
     long shifted = i + g->pad[a] - t * g->dilation[a];
@@ -98,34 +67,160 @@ static inline long output_coord(const pl_conv_geom *g, int a, long i, long t) {
     return o < g->out_size[a] ? o : -1;
 }
 
-/* dx (images, in..., cin) = the sum, over the col entries that read each input
- * element, of dcol (rows, k_all): a gather, so each dx element has one owner. */
-static void fold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
-                 long images, const float *dcol, float *dx) {
-    long positions = images * p->in_spatial;
-    int nt = pl_elementwise_threads(ctx, positions * p->taps * g->in_channels);
+static inline void copy_floats(long n, const float *src, float *dst) {
+    for (long c = 0; c < n; c++) dst[c] = src[c];
+}
+
+static inline void add_floats(long n, const float *src, float *dst) {
+    for (long c = 0; c < n; c++) dst[c] += src[c];
+}
+
+/* The outputs [*lo, *hi) along axis a whose tap t reads inside the input. */
+static void inside_range(const pl_conv_geom *g, int a, long t, long *lo, long *hi) {
+    long shift = g->pad[a] - t * g->dilation[a];   // input = o * stride - shift
+    long first = shift > 0 ? (shift + g->stride[a] - 1) / g->stride[a] : 0;
+    long end = (g->in_size[a] + shift + g->stride[a] - 1) / g->stride[a];
+    *lo = first < g->out_size[a] ? first : g->out_size[a];
+    *hi = end < g->out_size[a] ? end : g->out_size[a];
+    if (*hi < *lo) *hi = *lo;
+}
+
+/* Rows [first, end) of one tap's columns (tap_col) in col_line set to zero. */
+static void zero_tap_rows(const conv_plan *p, long groups, long first, long end, long tap_col,
+                          float *col_line) {
+    const long k_all = p->k_all, k_g = p->k_g, cin_g = p->cin_g;
+    for (long o2 = first; o2 < end; o2++)
+        for (long grp = 0; grp < groups; grp++)
+            memset(col_line + o2 * k_all + tap_col + grp * k_g, 0, cin_g * sizeof(float));
+}
+
+/* One tap's columns of an output line: rows [0, out_size[2]) of col_line (row stride
+ * k_all, tap columns at tap_col) from input line x_line, zeros where the tap reads
+ * padding (or everywhere when the line itself is padding, x_line NULL).  Sizes are
+ * copied to locals: the stores could otherwise alias them. */
+static void unfold_tap(const pl_conv_geom *g, const conv_plan *p, long t2, long tap_col,
+                       const float *x_line, float *col_line) {
+    const long k_all = p->k_all, k_g = p->k_g, cin_g = p->cin_g, groups = g->groups;
+    const long step = g->stride[2] * g->in_channels;   // input floats between outputs
+    long lo = 0, hi = 0;
+    if (x_line) inside_range(g, 2, t2, &lo, &hi);
+    zero_tap_rows(p, groups, 0, lo, tap_col, col_line);
+    if (hi > lo) {
+        const float *src = x_line + input_coord(g, 2, lo, t2) * g->in_channels;
+        float *dst = col_line + lo * k_all + tap_col;
+        if (cin_g == 1 && groups == 1) {
+            for (long o2 = lo; o2 < hi; o2++, src += step, dst += k_all) *dst = *src;
+        } else {
+            for (long o2 = lo; o2 < hi; o2++, src += step, dst += k_all)
+                for (long grp = 0; grp < groups; grp++)
+                    copy_floats(cin_g, src + grp * cin_g, dst + grp * k_g);
+        }
+    }
+    zero_tap_rows(p, groups, hi, g->out_size[2], tap_col, col_line);
+}
+
+/* col (rows, k_all) for `images` images starting at x (images, in..., cin).  Work is
+ * split by output line (image, o0, o1): the line's out_size[2] rows of col. */
+static void unfold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                   long images, const float *x, float *col) {
+    long lines = images * g->out_size[0] * g->out_size[1];
+    long in_line = g->in_size[2] * g->in_channels;   // floats in one input line
+    int nt = pl_elementwise_threads(ctx, lines * g->out_size[2] * p->k_all);
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-    for (long q = 0; q < positions; q++) {
-        long image = q / p->in_spatial, pos = q % p->in_spatial;
-        long i[3] = {pos / (g->in_size[1] * g->in_size[2]),
-                     pos / g->in_size[2] % g->in_size[1], pos % g->in_size[2]};
-        float *dst = dx + q * g->in_channels;
-        memset(dst, 0, g->in_channels * sizeof(float));
+    for (long line = 0; line < lines; line++) {
+        long o0 = line / g->out_size[1] % g->out_size[0], o1 = line % g->out_size[1];
+        const float *x_image = x + line / (g->out_size[0] * g->out_size[1]) *
+                                   p->in_spatial * g->in_channels;
+        float *col_line = col + line * g->out_size[2] * p->k_all;   // (out_size[2], k_all)
         long t = 0;
         for (long t0 = 0; t0 < g->kernel[0]; t0++)
-            for (long t1 = 0; t1 < g->kernel[1]; t1++)
-                for (long t2 = 0; t2 < g->kernel[2]; t2++, t++) {
-                    long o0 = output_coord(g, 0, i[0], t0), o1 = output_coord(g, 1, i[1], t1),
-                         o2 = output_coord(g, 2, i[2], t2);
-                    if (o0 < 0 || o1 < 0 || o2 < 0) continue;
-                    long row = image * p->out_spatial +
-                               (o0 * g->out_size[1] + o1) * g->out_size[2] + o2;
-                    const float *src = dcol + row * p->k_all + t * p->cin_g;
-                    for (long grp = 0; grp < g->groups; grp++)
-                        for (long c = 0; c < p->cin_g; c++)
-                            dst[grp * p->cin_g + c] += src[grp * p->k_g + c];
-                }
+            for (long t1 = 0; t1 < g->kernel[1]; t1++) {
+                long i0 = input_coord(g, 0, o0, t0), i1 = input_coord(g, 1, o1, t1);
+                int line_inside = i0 >= 0 && i0 < g->in_size[0] && i1 >= 0 && i1 < g->in_size[1];
+                const float *x_line = line_inside ? x_image + (i0 * g->in_size[1] + i1) * in_line
+                                                  : NULL;
+                for (long t2 = 0; t2 < g->kernel[2]; t2++, t++)
+                    unfold_tap(g, p, t2, t * p->cin_g, x_line, col_line);
+            }
     }
+}
+
+/* dx_line (in_size[2], cin) += one tap's columns (tap_col) of the output line dcol_line. */
+static void fold_tap(const pl_conv_geom *g, const conv_plan *p, long t2, long tap_col,
+                     const float *dcol_line, float *dx_line) {
+    const long k_all = p->k_all, k_g = p->k_g, cin_g = p->cin_g, groups = g->groups;
+    const long step = g->stride[2] * g->in_channels;
+    long lo, hi;
+    inside_range(g, 2, t2, &lo, &hi);
+    if (hi <= lo) return;
+    const float *src = dcol_line + lo * k_all + tap_col;
+    float *dst = dx_line + input_coord(g, 2, lo, t2) * g->in_channels;
+    for (long o2 = lo; o2 < hi; o2++, src += k_all, dst += step)
+        for (long grp = 0; grp < groups; grp++)
+            add_floats(cin_g, src + grp * k_g, dst + grp * cin_g);
+}
+
+/* dx (images, in..., cin) = the sum, over the col entries that read each input
+ * element, of dcol (rows, k_all).  Work is split by input line (image, i0, i1), so
+ * each dx element has one owner thread; its terms are added in tap order. */
+static void fold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                 long images, const float *dcol, float *dx) {
+    long lines = images * g->in_size[0] * g->in_size[1];
+    long in_line = g->in_size[2] * g->in_channels;
+    int nt = pl_elementwise_threads(ctx, lines * in_line * p->taps);
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long line = 0; line < lines; line++) {
+        long image = line / (g->in_size[0] * g->in_size[1]);
+        long i0 = line / g->in_size[1] % g->in_size[0], i1 = line % g->in_size[1];
+        float *dx_line = dx + line * in_line;   // (in_size[2], cin)
+        memset(dx_line, 0, in_line * sizeof(float));
+        long t = 0;
+        for (long t0 = 0; t0 < g->kernel[0]; t0++)
+            for (long t1 = 0; t1 < g->kernel[1]; t1++, t += g->kernel[2]) {
+                long o0 = output_coord(g, 0, i0, t0), o1 = output_coord(g, 1, i1, t1);
+                if (o0 < 0 || o1 < 0) continue;
+                const float *dcol_line = dcol + ((image * g->out_size[0] + o0) * g->out_size[1]
+                                                 + o1) * g->out_size[2] * p->k_all;
+                for (long t2 = 0; t2 < g->kernel[2]; t2++)
+                    fold_tap(g, p, t2, (t + t2) * p->cin_g, dcol_line, dx_line);
+            }
+    }
+}
+
+/* y (rows, cout) = act(y + bias): relu and linear in vectorisable loops here, other
+ * activations through pl_bias_act_forward. */
+static void bias_act(const pl_ctx *ctx, long rows, long cout, float *y, const float *bias,
+                     int act, float alpha) {
+    if (act != PL_ACT_RELU && act != PL_ACT_LINEAR) {
+        pl_bias_act_forward(ctx, rows, cout, y, bias, act, alpha);
+        return;
+    }
+    if (act == PL_ACT_LINEAR && !bias) return;
+    int nt = pl_elementwise_threads(ctx, rows * cout);
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long r = 0; r < rows; r++) {
+        float *row = y + r * cout;
+        if (bias) add_floats(cout, bias, row);
+        if (act == PL_ACT_RELU)
+            for (long j = 0; j < cout; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+    }
+}
+
+void pl_conv_bias_act_backward(const pl_ctx *ctx, long rows, long cout, const float *y,
+                               const float *dy, int act, float alpha, float *dz, float *dbias) {
+    if (act == PL_ACT_RELU) {
+        int nt = pl_elementwise_threads(ctx, rows * cout);
+        #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+        for (long i = 0; i < rows * cout; i++) {
+            float grad = dy[i];   // loaded unconditionally, so the select vectorises
+            dz[i] = y[i] > 0.0f ? grad : 0.0f;
+        }
+    } else if (act != PL_ACT_LINEAR) {
+        pl_act_backward(ctx, rows, cout, y, dy, dz, act, alpha);
+    } else if (dz != dy) {
+        memcpy(dz, dy, (size_t)(rows * cout) * sizeof(float));
+    }
+    if (dbias) pl_bias_grad(ctx, rows, cout, dz, dbias);
 }
 
 static float *alloc_col(const conv_plan *p) {
@@ -152,7 +247,7 @@ int pl_conv_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
             pl_sgemm(ctx, 0, 0, rows, p.cout_g, p.k_g, 1.0f, a + grp * p.k_g, p.k_all,
                      w + grp * p.cout_g, g->out_channels, 0.0f,
                      y_chunk + grp * p.cout_g, g->out_channels);
-        pl_bias_act_forward(ctx, rows, g->out_channels, y_chunk, bias, act, alpha);
+        bias_act(ctx, rows, g->out_channels, y_chunk, bias, act, alpha);
     }
     free(col);
     return 0;

@@ -38,4 +38,9 @@ int pl_conv_backward_data(const pl_ctx *ctx, const pl_conv_geom *g, const float 
 int pl_conv_backward_weight(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
                             const float *dy, float *dw);
 
+/* dz (rows, cout) = dy * act'(y) from the output y (dz may be dy); dbias (cout) += the
+ * column sums of dz when not NULL.  The backward of the fused bias and activation. */
+void pl_conv_bias_act_backward(const pl_ctx *ctx, long rows, long cout, const float *y,
+                               const float *dy, int act, float alpha, float *dz, float *dbias);
+
 #endif

@@ -1,5 +1,4 @@
 /* Pooling kernels (see pool.h): one pass over each window, channels innermost. */
-#include <float.h>
 #include <string.h>
 #include "pool.h"
 #include "activations.h"
@@ -37,10 +36,47 @@ static long input_offset(const pl_pool_geom *g, long i0, long i1, long i2) {
     return ((i0 * g->in_size[1] + i1) * g->in_size[2] + i2) * g->channels;
 }
 
+typedef void (*keep_max_fn)(long c_n, const float *restrict src, int offset,
+                            float *restrict best, int *restrict arg);
+
+/* best, arg (c) = src where src > best (offset + c its index): a select that
+ * compilers vectorise when blends of mixed types exist (AVX2), scalar otherwise. */
+static inline __attribute__((always_inline))
+void keep_max_body(long c_n, const float *restrict src, int offset, float *restrict best,
+                   int *restrict arg) {
+    for (long c = 0; c < c_n; c++) {
+        float v = src[c], b = best[c];
+        best[c] = v > b ? v : b;
+        arg[c] = v > b ? offset + (int)c : arg[c];
+    }
+}
+
+static void keep_max_generic(long c_n, const float *restrict src, int offset,
+                             float *restrict best, int *restrict arg) {
+    keep_max_body(c_n, src, offset, best, arg);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2")))
+static void keep_max_avx2(long c_n, const float *restrict src, int offset,
+                          float *restrict best, int *restrict arg) {
+    keep_max_body(c_n, src, offset, best, arg);
+}
+#endif
+
+static keep_max_fn keep_max_for(int isa) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (isa >= PL_ISA_AVX2) return keep_max_avx2;
+#endif
+    (void)isa;
+    return keep_max_generic;
+}
+
 void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
                          float *y, int *argmax) {
     long out_spatial = prod3(g->out_size), in_image = prod3(g->in_size) * g->channels;
     long rows = g->batch * out_spatial, c_n = g->channels;
+    keep_max_fn keep_max = keep_max_for(ctx->isa);
     int nt = pl_elementwise_threads(ctx, rows * c_n * prod3(g->window));
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long r = 0; r < rows; r++) {
@@ -50,17 +86,16 @@ void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *
         const float *x_image = x + r / out_spatial * in_image;
         float *y_row = y + r * c_n;          // (channels)
         int *arg_row = argmax + r * c_n;
-        for (long c = 0; c < c_n; c++) { y_row[c] = -FLT_MAX; arg_row[c] = -1; }
+        int first = (int)input_offset(g, lo[0], lo[1], lo[2]);
+        for (long c = 0; c < c_n; c++) {
+            y_row[c] = x_image[first + c];
+            arg_row[c] = first + (int)c;
+        }
         for (long i0 = lo[0]; i0 < hi[0]; i0++)
             for (long i1 = lo[1]; i1 < hi[1]; i1++)
                 for (long i2 = lo[2]; i2 < hi[2]; i2++) {
-                    long offset = input_offset(g, i0, i1, i2);
-                    const float *src = x_image + offset;
-                    for (long c = 0; c < c_n; c++)
-                        if (src[c] > y_row[c] || arg_row[c] < 0) {
-                            y_row[c] = src[c];
-                            arg_row[c] = (int)(offset + c);
-                        }
+                    int offset = (int)input_offset(g, i0, i1, i2);
+                    if (offset != first) keep_max(c_n, x_image + offset, offset, y_row, arg_row);
                 }
     }
 }

@@ -20,6 +20,9 @@ cdef extern from "conv.h":
                               const float *w, float *dx) nogil
     int pl_conv_backward_weight(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
                                 const float *dy, float *dw) nogil
+    void pl_conv_bias_act_backward(const pl_ctx *ctx, long rows, long cout, const float *y,
+                                   const float *dy, int act, float alpha, float *dz,
+                                   float *dbias) nogil
 
 
 cdef pl_conv_geom make_geom(tuple geom) except *:
@@ -94,3 +97,19 @@ def conv_backward_weight(tuple geom, const float[::1] x, const float[::1] dy, fl
     with nogil:
         status = pl_conv_backward_weight(ctx(), &g, &x[0], &dy[0], &dw[0])
     _status(status)
+
+
+def bias_act_backward(const float[:, ::1] y, const float[:, ::1] dy, int act, float alpha,
+                      float[:, ::1] dz, float[::1] dbias):
+    """dz (rows, cout) = dy * act'(y) (dz may be dy); dbias += column sums of dz (None skips)."""
+    cdef long rows = y.shape[0], cout = y.shape[1]
+    if dy.shape[0] != rows or dy.shape[1] != cout or dz.shape[0] != rows or dz.shape[1] != cout:
+        raise ValueError(f"dy and dz must have the shape of y, {(rows, cout)}")
+    if dbias is not None:
+        _check_size("dbias", dbias, cout)
+    cdef float *dbias_ptr = NULL if dbias is None else &dbias[0]
+    if rows == 0 or cout == 0:
+        return
+    with nogil:
+        pl_conv_bias_act_backward(ctx(), rows, cout, &y[0, 0], &dy[0, 0], act, alpha, &dz[0, 0],
+                                  dbias_ptr)

@@ -230,24 +230,20 @@ def as_float32(x):
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def fused_activation_backward(y, dy, code, alpha, act_backward, from_preactivation):
-    """dz = dy * act'(.) for a conv output y (any shape), C-contiguous float32."""
+def output_gradient(y, dy, code, alpha, act_backward, from_preactivation, bias):
+    """dz = dy * act'(.) for a conv output y (n, ..., channels), C-contiguous float32;
+    accumulates the bias gradient when `bias` (a Variable) is given."""
     if from_preactivation:
-        return as_float32(dy)
-    if act_backward is not None:
-        return as_float32(act_backward(dy))
+        code = LINEAR
+    elif act_backward is not None:
+        dy, code = act_backward(dy), LINEAR
     dy = as_float32(dy)
-    if code == LINEAR:
-        return dy
     width = y.shape[-1]
-    dz = np.empty_like(dy)
-    dense_kernels.act_backward(y.reshape(-1, width), dy.reshape(-1, width),
-                               dz.reshape(-1, width), code, alpha)
+    dz = dy if code == LINEAR else np.empty_like(dy)
+    conv_kernels.bias_act_backward(y.reshape(-1, width), dy.reshape(-1, width), code, alpha,
+                                   dz.reshape(-1, width),
+                                   None if bias is None else grad_buffer(bias))
     return dz
-
-
-def add_bias_grad(bias, dz):
-    grad_buffer(bias)[...] += dz.reshape(-1, dz.shape[-1]).sum(axis=0, dtype=np.float64)
 
 
 # ---- layers ------------------------------------------------------------------------------
@@ -378,10 +374,9 @@ class _ForwardConv(_ConvBase):
             y, act_backward = activation_backward_fn(self.activation, y)
 
         def backprop(dy, need_dx=True, from_preactivation=False):
-            dz = fused_activation_backward(y, dy, code, alpha, act_backward, from_preactivation)
             train = self.trainable
-            if train and self.use_bias:
-                add_bias_grad(self.bias, dz)
+            dz = output_gradient(y, dy, code, alpha, act_backward, from_preactivation,
+                                 self.bias if train and self.use_bias else None)
             return self._conv_backward(geometry, x, kernel_var.value, dz,
                                        grad_buffer(kernel_var) if train else None, need_dx)
         return y, backprop
@@ -561,10 +556,9 @@ class BaseConvTranspose(_ConvBase):
             y, act_backward = activation_backward_fn(self.activation, y)
 
         def backprop(dy, need_dx=True, from_preactivation=False):
-            dz = fused_activation_backward(y, dy, code, alpha, act_backward, from_preactivation)
+            dz = output_gradient(y, dy, code, alpha, act_backward, from_preactivation,
+                                 self.bias if self.trainable and self.use_bias else None)
             if self.trainable:
-                if self.use_bias:
-                    add_bias_grad(self.bias, dz)
                 conv_kernels.conv_backward_weight(geometry, dz.reshape(-1), x.reshape(-1),
                                                   grad_buffer(self.kernel).reshape(-1))
             if not need_dx:
@@ -755,10 +749,9 @@ class SeparableConv2D(_ForwardConv):
             y, act_backward = activation_backward_fn(self.activation, y)
 
         def backprop(dy, need_dx=True, from_preactivation=False):
-            dz = fused_activation_backward(y, dy, code, alpha, act_backward, from_preactivation)
             train = self.trainable
-            if train and self.use_bias:
-                add_bias_grad(self.bias, dz)
+            dz = output_gradient(y, dy, code, alpha, act_backward, from_preactivation,
+                                 self.bias if train and self.use_bias else None)
             d_depthwise = self._conv_backward(
                 pointwise_geometry, depthwise, self.pointwise_kernel.value, dz,
                 grad_buffer(self.pointwise_kernel) if train else None, True)

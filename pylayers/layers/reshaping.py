@@ -64,6 +64,8 @@ class ZeroPadding1D(_ZeroPadding):
     rank = 1
 
     def __init__(self, padding=1, data_format=None, **kwargs):
+        if not isinstance(padding, (int, np.integer)):   # (left, right), as Keras
+            padding = (padding,)
         super().__init__(padding, data_format, **kwargs)
 
     def get_config(self):

@@ -2,6 +2,8 @@
 geometries, finite-difference gradients, thread-count and kernel-path agreement,
 run_layer_test checks, Keras 3 argument errors and bad inputs."""
 import contextlib
+import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -279,3 +281,88 @@ def test_batch_larger_than_one_unfolding_chunk_matches_per_sample_results():
     x = normal(40, 30, 30, 32).astype(np.float32)   # 30*30*288 floats per image: 4 per chunk
     full = conv(x)
     np.testing.assert_allclose(full[37:38], conv(x[37:38]), rtol=1e-5, atol=1e-5)
+
+
+def test_seed_cnn_has_keras_parameter_counts_and_names():
+    pylayers.backend.clear_session()
+    model = pylayers.Sequential()
+    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
+    model.add(layers.MaxPooling2D((2, 2)))
+    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
+    model.add(layers.MaxPooling2D((2, 2)))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(10, activation="softmax"))
+    assert model.count_params() == 320 + 18496 + 16010
+    assert [layer.name for layer in model.layers] == [
+        "conv2d", "max_pooling2d", "conv2d_1", "max_pooling2d_1", "flatten", "dense"]
+    assert [layer.compute_output_shape((None, 28, 28, 1))[1:] for layer in model.layers[:1]] == [
+        (26, 26, 32)]
+
+
+def test_brief_cnn_learns_the_digits():
+    """Conv2D(32, 3x3, relu) -> MaxPooling2D -> Flatten -> Dense(10, softmax) on the
+    bundled 8x8 digits from a fixed seed (real Keras: 97% on this split)."""
+    pylayers.utils.set_random_seed(0)
+    (x_train, y_train), (x_test, y_test) = pylayers.datasets.digits.load_data()
+    x_train = x_train.reshape(-1, 8, 8, 1).astype("float32") / 16
+    x_test = x_test.reshape(-1, 8, 8, 1).astype("float32") / 16
+    model = pylayers.Sequential([
+        layers.Conv2D(32, (3, 3), activation="relu", input_shape=(8, 8, 1)),
+        layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=30, batch_size=32, verbose=0)
+    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    assert accuracy >= 0.96
+
+
+def test_cnn_with_batch_norm_and_every_layer_family_trains():
+    pylayers.utils.set_random_seed(1)
+    x = rng.normal(size=(64, 8, 8, 2)).astype("float32")
+    y = (x[..., 0].mean(axis=(1, 2)) > 0).astype("float32")
+    model = pylayers.Sequential([
+        layers.Input((8, 8, 2)), layers.ZeroPadding2D(1),
+        layers.Conv2D(8, 3, use_bias=False), layers.BatchNormalization(),
+        layers.Activation("relu"), layers.SeparableConv2D(8, 3, padding="same"),
+        layers.AveragePooling2D(), layers.DepthwiseConv2D(3, padding="same"),
+        layers.UpSampling2D(), layers.Conv2DTranspose(4, 3, strides=2, padding="same"),
+        layers.GlobalMaxPooling2D(), layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=pylayers.optimizers.Adam(0.01), loss="binary_crossentropy")
+    history = model.fit(x, y, epochs=20, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+
+
+KERAS_FIXTURES = np.load(pathlib.Path(__file__).parents[1] / "fixtures" / "conv" / "layers.npz")
+KERAS_CASES = sorted({key.split("/")[0] for key in KERAS_FIXTURES.files})
+
+
+def fixture_arrays(case, prefix):
+    keys = sorted((k for k in KERAS_FIXTURES.files if k.startswith(f"{case}/{prefix}")
+                   and k[len(case) + 1 + len(prefix):].isdigit()),
+                  key=lambda k: int(k[len(case) + 1 + len(prefix):]))
+    return [KERAS_FIXTURES[k] for k in keys]
+
+
+def assert_close_to_keras(actual, expected):
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("case", KERAS_CASES)
+def test_matches_keras_fixture(case):
+    """Output, input gradient, weight gradients and updated moving statistics agree with
+    Keras 3 (tests/fixtures/make_conv_fixtures.py; conv, pooling, reshaping and
+    normalisation layers, BatchNormalization in training and inference)."""
+    config = json.loads(str(KERAS_FIXTURES[f"{case}/config"]))
+    layer = getattr(layers, config["class_name"])(**config["kwargs"])
+    x = KERAS_FIXTURES[f"{case}/x"]
+    layer(x)
+    layer.set_weights(fixture_arrays(case, "w"))
+    for w in layer.trainable_weights:
+        w.grad = None
+    y, backprop = layer._train_forward(x, config["training"])
+    assert_close_to_keras(y, KERAS_FIXTURES[f"{case}/y"])
+    assert_close_to_keras(backprop(KERAS_FIXTURES[f"{case}/dy"]), KERAS_FIXTURES[f"{case}/dx"])
+    for w, expected in zip(layer.trainable_weights, fixture_arrays(case, "g")):
+        assert_close_to_keras(w.grad, expected)
+    for w, expected in zip(layer.non_trainable_weights, fixture_arrays(case, "after")):
+        assert_close_to_keras(w.numpy(), expected)
