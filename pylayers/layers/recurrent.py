@@ -17,13 +17,35 @@ from pylayers._kernels import rnn as rnn_kernels
 from pylayers.layers.core import grad_buffer
 from pylayers.layers.layer import Layer
 from pylayers.layers.rnn_cells import GRUCell, LSTMCell, SimpleRNNCell, check_units
-from pylayers.ops import Tape, Tensor, value_of
+from pylayers.ops import Tape, value_of
 from pylayers.ops.mode import floatx, reference_mode_on
 
 
 def _serialize(obj):
     from pylayers.saving.serialization import serialize_keras_object
     return serialize_keras_object(obj)
+
+
+def tape_forward(layer, inputs, training, mask):
+    """`layer.call` under a tape, like Layer._forward, for one output or a list of them
+    (recorded as one packed vector so a single backward reaches every output)."""
+    layer._step_losses = []
+    with Tape(watch=layer.trainable_weights) as tape:
+        leaf = tape.leaf(inputs)
+        out = layer._call_with_training(leaf, training, mask)
+        outs = out if isinstance(out, list) else [out]
+        packed = ops.concatenate([ops.reshape(o, (-1,)) for o in outs], axis=0)
+    ys = [np.array(value_of(o), dtype=floatx()) for o in outs]
+
+    def backprop(dy, need_dx=True):
+        dys = dy if isinstance(out, list) else [dy]
+        flat = [np.zeros(y.size, dtype=y.dtype) if d is None else np.ravel(d)
+                for y, d in zip(ys, dys)]
+        (dx,) = tape.backward(packed, np.concatenate(flat), [leaf])
+        if not need_dx:
+            return None
+        return np.zeros_like(leaf.data) if dx is None else dx
+    return (ys if isinstance(out, list) else ys[0]), backprop
 
 
 class RNN(Layer):
@@ -207,7 +229,7 @@ class RNN(Layer):
     def _forward(self, inputs, training=False, mask=None):
         sequence = None if reference_mode_on() else self._fused_sequence(training)
         if sequence is None:
-            return self._tape_forward(inputs, training, mask)
+            return tape_forward(self, inputs, training, mask)
         return self._fused_forward(sequence, inputs, training, mask)
 
     def _fused_sequence(self, training):
@@ -218,26 +240,6 @@ class RNN(Layer):
         if training and 0 < self.cell.recurrent_dropout < 1:
             return None
         return runner
-
-    def _tape_forward(self, inputs, training, mask):
-        """`call` under a tape (several outputs packed into one recorded vector)."""
-        self._step_losses = []
-        with Tape(watch=self.trainable_weights) as tape:
-            leaf = tape.leaf(inputs)
-            out = self._call_with_training(leaf, training, mask)
-            outs = out if isinstance(out, list) else [out]
-            packed = ops.concatenate([ops.reshape(o, (-1,)) for o in outs], axis=0)
-        ys = [np.array(value_of(o), dtype=floatx()) for o in outs]
-
-        def backprop(dy, need_dx=True):
-            dys = dy if isinstance(out, list) else [dy]
-            flat = [np.zeros(y.size, dtype=y.dtype) if d is None else np.ravel(d)
-                    for y, d in zip(ys, dys)]
-            (dx,) = tape.backward(packed, np.concatenate(flat), [leaf])
-            if not need_dx:
-                return None
-            return np.zeros_like(leaf.data) if dx is None else dx
-        return (ys if isinstance(out, list) else ys[0]), backprop
 
     def _fused_forward(self, run_sequence, inputs, training, mask):
         self._step_losses = []

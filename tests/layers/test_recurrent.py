@@ -67,6 +67,18 @@ GRADIENT_CASES = {
     "GRUCell_in_RNN": (lambda: layers.RNN(layers.GRUCell(3, reset_after=False)), seq(2, 3, 2), False),
     "SimpleRNNCell_in_RNN": (lambda: layers.RNN(layers.SimpleRNNCell(3), go_backwards=True),
                              seq(2, 3, 2), False),
+    "Bidirectional_concat_sequences": (lambda: layers.Bidirectional(
+        layers.LSTM(2, return_sequences=True)), seq(2, 3, 2), False),
+    "Bidirectional_sum": (lambda: layers.Bidirectional(layers.GRU(3), merge_mode="sum"),
+                          seq(2, 3, 2), False),
+    "Bidirectional_mul_sequences": (lambda: layers.Bidirectional(
+        layers.SimpleRNN(2, return_sequences=True), merge_mode="mul"), seq(2, 3, 2), False),
+    "Bidirectional_ave": (lambda: layers.Bidirectional(layers.LSTM(2), merge_mode="ave"),
+                          seq(2, 3, 2), False),
+    "TimeDistributed_dense": (lambda: layers.TimeDistributed(layers.Dense(3, activation="tanh")),
+                              seq(2, 3, 4), False),
+    "TimeDistributed_flatten": (lambda: layers.TimeDistributed(layers.Flatten()),
+                                seq(2, 3, 2, 2), False),
 }
 
 
@@ -154,6 +166,12 @@ MASKED_CASES = {
     "gru_before_state": lambda: layers.GRU(3, reset_after=False, return_state=True),
     "simple_backwards": lambda: layers.SimpleRNN(3, go_backwards=True, return_sequences=True),
     "custom_cell_state": lambda: layers.RNN(MinimalRNNCell(2), return_state=True),
+    "bidirectional_concat_sequences": lambda: layers.Bidirectional(
+        layers.LSTM(2, return_sequences=True)),
+    "bidirectional_none_state": lambda: layers.Bidirectional(
+        layers.GRU(2, return_state=True), merge_mode=None),
+    "bidirectional_ave_state_sequences": lambda: layers.Bidirectional(
+        layers.SimpleRNN(2, return_state=True, return_sequences=True), merge_mode="ave"),
 }
 
 
@@ -441,3 +459,56 @@ def test_a_stacked_lstm_learns_the_adding_problem():
     baseline = float(np.mean((y - y.mean()) ** 2))      # ~0.17: predicting the mean
     assert history.history["loss"][-1] < 0.1 * baseline
     assert history.history["loss"][-1] < 0.25 * history.history["loss"][0]
+
+
+# ---- wrappers -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("merge_mode, width", [("concat", 6), ("sum", 3), ("mul", 3), ("ave", 3)])
+def test_bidirectional_merges_a_forward_and_a_reversed_run(merge_mode, width):
+    layer = layers.Bidirectional(layers.LSTM(3, return_sequences=True), merge_mode=merge_mode)
+    x = seq(2, 4, 5).astype(np.float32)
+    y = layer(x)
+    assert y.shape == (2, 4, width) and layer.count_params() == 2 * 4 * (3 * (5 + 3) + 3)
+    forward = layers.LSTM(3, return_sequences=True, weights=layer.forward_layer.get_weights())(x)
+    backward = layers.LSTM(3, return_sequences=True,
+                           weights=layer.backward_layer.get_weights())(x[:, ::-1])[:, ::-1]
+    expected = {"concat": np.concatenate([forward, backward], -1), "sum": forward + backward,
+                "mul": forward * backward, "ave": (forward + backward) / 2}[merge_mode]
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
+    assert layer.compute_output_shape((None, None, 5)) == (None, None, width)
+
+
+def test_bidirectional_states_config_and_errors():
+    layer = layers.Bidirectional(layers.GRU(2, return_state=True), merge_mode=None)
+    y_forward, y_backward, h_forward, h_backward = layer(seq(3, 4, 2).astype(np.float32))
+    np.testing.assert_array_equal(y_forward, h_forward)
+    np.testing.assert_array_equal(y_backward, h_backward)
+    assert layer.compute_output_shape((None, 4, 2)) == [(None, 2)] * 4
+    assert [w.name for w in layer.weights] == ["kernel", "recurrent_kernel", "bias"] * 2
+    clone = layers.Bidirectional.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    with pytest.raises(ValueError, match="Invalid merge mode"):
+        layers.Bidirectional(layers.LSTM(2), merge_mode="max")
+    with pytest.raises(ValueError, match="recurrent"):
+        layers.Bidirectional(layers.Dense(2))
+
+
+def test_bidirectional_in_a_model_with_embedding_masks():
+    model = keras.Sequential([layers.Embedding(30, 4, mask_zero=True),
+                              layers.Bidirectional(layers.LSTM(3)), layers.Dense(1)])
+    short = np.array([[5, 2, 9]])
+    padded = np.array([[5, 2, 9, 0, 0]])
+    np.testing.assert_allclose(model.predict(padded, verbose=0), model.predict(short, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_time_distributed_applies_the_layer_to_every_step():
+    inner = layers.Dense(3)
+    layer = layers.TimeDistributed(inner)
+    x = seq(2, 4, 5).astype(np.float32)
+    np.testing.assert_allclose(layer(x), inner(x.reshape(8, 5)).reshape(2, 4, 3), rtol=1e-6)
+    assert layer.compute_output_shape((None, None, 5)) == (None, None, 3)
+    run_layer_test(layers.TimeDistributed, {"layer": layers.Dense(2)}, (2, 3, 4), (2, 3, 2),
+                   expected_num_trainable_weights=2)
+    with pytest.raises(ValueError, match="at least 3 dimensions"):
+        layer(np.zeros((2, 5), dtype=np.float32))
