@@ -2,6 +2,8 @@
 the C time loops against that reference and against plain numpy cells, masks,
 go_backwards, return_state, stateful, dropout, errors and configs."""
 import contextlib
+import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -512,3 +514,48 @@ def test_time_distributed_applies_the_layer_to_every_step():
                    expected_num_trainable_weights=2)
     with pytest.raises(ValueError, match="at least 3 dimensions"):
         layer(np.zeros((2, 5), dtype=np.float32))
+
+
+# ---- parity with real Keras (tests/fixtures/make_rnn_fixtures.py) ---------------------
+
+FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures" / "rnn"
+
+
+def _outputs(out):
+    return out if isinstance(out, list) else [out]
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.npz")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("reference", [False, True], ids=["compiled", "float64_reference"])
+def test_outputs_and_states_match_keras(path, reference):
+    data = np.load(path)
+    if "spec" not in data:
+        pytest.skip("embedding fixture: test_embedding_mask_zero_matches_keras")
+    spec = json.loads(str(data["spec"]))
+    layer = getattr(layers, spec["class"])(**spec["kwargs"])
+    if "wrap" in spec:
+        layer = getattr(layers, spec["wrap"])(layer, **spec["wrap_kwargs"])
+    x = data["x"]
+    layer(x)
+    layer.set_weights([data[f"weight_{i}"] for i in range(len(layer.weights))])
+    mask = data["mask"] if "mask" in data else None
+    with reference_mode() if reference else contextlib.nullcontext():
+        out = _outputs(layer(x.astype(np.float64) if reference else x, mask=mask))
+    expected = [data[f"output_{i}"] for i in range(len(out))]
+    assert f"output_{len(out)}" not in data
+    for got, want in zip(out, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_embedding_mask_zero_matches_keras():
+    data = np.load(FIXTURES / "embedding_mask_zero_lstm.npz")
+    embedding = layers.Embedding(12, 3, mask_zero=True, weights=[data["table"]])
+    lstm = layers.LSTM(4, return_sequences=True, return_state=True)
+    model = keras.Sequential([embedding, lstm])
+    model.build((None, 6))
+    lstm.set_weights([data[f"weight_{i}"] for i in range(3)])
+    embedded = embedding(data["indices"])
+    np.testing.assert_allclose(embedded, data["embedded"], rtol=1e-6)
+    np.testing.assert_array_equal(embedding.compute_mask(data["indices"], None), data["mask"])
+    for got, i in zip(lstm(embedded, mask=data["mask"]), range(3)):
+        np.testing.assert_allclose(got, data[f"output_{i}"], rtol=1e-5, atol=1e-5)
