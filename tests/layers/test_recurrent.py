@@ -559,3 +559,23 @@ def test_embedding_mask_zero_matches_keras():
     np.testing.assert_array_equal(embedding.compute_mask(data["indices"], None), data["mask"])
     for got, i in zip(lstm(embedded, mask=data["mask"]), range(3)):
         np.testing.assert_allclose(got, data[f"output_{i}"], rtol=1e-5, atol=1e-5)
+
+
+def test_reused_work_arrays_never_change_a_live_backprop():
+    """Kernel work arrays are pooled per layer: a second forward while the first one's
+    backprop is alive must not disturb it."""
+    layer = layers.LSTM(3, return_sequences=True)
+    x1, x2 = seq(2, 4, 2).astype(np.float32), seq(2, 4, 2).astype(np.float32)
+    dy = np.ones((2, 4, 3), dtype=np.float32)
+    layer(x1)
+
+    def gradients(backprop):
+        layer.cell.kernel.grad = None
+        return backprop(dy), layer.cell.kernel.grad.copy()
+    y1, backprop1 = layer._train_forward(x1, True)
+    expected = gradients(backprop1)
+    y2, backprop2 = layer._train_forward(x2, True)
+    for got, want in zip(gradients(backprop1), expected):
+        np.testing.assert_array_equal(got, want)
+    del backprop1, backprop2
+    np.testing.assert_array_equal(layer._train_forward(x1, True)[0], y1)
