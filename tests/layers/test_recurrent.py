@@ -256,7 +256,7 @@ NUMPY_CELLS = {
 
 @pytest.mark.parametrize("kind", sorted(NUMPY_CELLS))
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 7, 3, 5), (5, 3, 8, 16), (4, 20, 2, 33),
-                                   (33, 4, 17, 9)])
+                                   (33, 4, 17, 9), (200, 3, 5, 7)])
 def test_forward_matches_numpy_cells(kind, shape):
     batch, steps, features, units = shape
     factory, reference = NUMPY_CELLS[kind]
@@ -299,8 +299,8 @@ def _train_step_results(layer, x, mask):
     lambda: layers.SimpleRNN(24, return_sequences=True)])
 def test_threads_and_kernel_paths_agree(factory):
     layer = factory()
-    x = rng.normal(size=(64, 6, 40)).astype(np.float32)
-    mask = rng.random((64, 6)) > 0.2
+    x = rng.normal(size=(150, 6, 40)).astype(np.float32)   # 150 rows: two row chunks
+    mask = rng.random((150, 6)) > 0.2
     layer(x)
     threads, path = keras.get_num_threads(), keras.get_kernel_path()
     try:
