@@ -44,7 +44,6 @@ class Bidirectional(Layer):
                 raise ValueError("Forward layer and backward layer should have the same "
                                  "`return_sequences` and `return_state` values.")
             self.backward_layer = backward_layer
-        self._given_backward_layer = backward_layer is not None
         self.merge_mode = merge_mode
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
@@ -170,8 +169,7 @@ class Bidirectional(Layer):
         config = super().get_config()
         config["merge_mode"] = self.merge_mode
         config["layer"] = serialize_layer(self.forward_layer)
-        if self._given_backward_layer:
-            config["backward_layer"] = serialize_layer(self.backward_layer)
+        config["backward_layer"] = serialize_layer(self.backward_layer)
         return config
 
     @classmethod
