@@ -1,19 +1,102 @@
 /* Time loops of the recurrent layers (see rnn.h): GEMMs here, elementwise step
- * kernels from the per-ISA table of rnn_steps.h. */
+ * kernels from the per-ISA table of rnn_steps.h.
+ *
+ * Batch rows never interact, so a large batch is cut into row chunks that each run the
+ * whole time loop on their own, in parallel, with no synchronisation per step. The
+ * chunks depend on the batch size only (never on the thread count), so every GEMM has
+ * the same shape, and the results are identical, however many threads run them. A
+ * single chunk runs its per-step GEMMs and step kernels threaded instead. */
+#include <stdlib.h>
 #include <string.h>
 #include "activations.h"
 #include "gemm.h"
 #include "rnn.h"
 #include "rnn_steps.h"
 
+#define CHUNK_ROWS 64L   /* rows per chunk; fewer rows make the GEMMs inefficient */
+#define MAX_CHUNKS 16L
+
 const pl_rnn_steps *pl_rnn_steps_for(const pl_ctx *ctx) {
     return ctx->isa == PL_ISA_AVX2 ? &pl_rnn_steps_avx2 : &pl_rnn_steps_generic;
 }
 
-/* Threads for a step kernel over B rows of G gate columns (transcendental work
+/* Everything one sequence's time loop reads and writes (see rnn.h for the shapes);
+ * pointers a given cell or direction does not use are NULL. */
+typedef struct {
+    pl_rnn_dims d;
+    int act, rec_act;
+    long G;                           /* gate columns of the weights */
+    const float *recurrent;           /* (U, G) */
+    const float *recurrent_t;         /* backward: (G, U) transposed copy, or NULL */
+    const float *rec_bias;            /* GRU reset_after: recurrent bias row, or NULL */
+    const unsigned char *mask_tm;
+    float *gates, *aux, *hu, *act_c;  /* forward tape and scratch */
+    float *h, *c;
+    const float *dy_seq;              /* backward */
+    float *dh, *dc, *dgates, *drec;
+} rnn_job;
+
+typedef void (*rows_fn)(const pl_ctx *ctx, const rnn_job *job, long r0, long rows);
+
+/* Index of row r0 of time slice t in a time-major buffer of `width` columns. */
+static long at(const rnn_job *job, long t, long r0, long width) {
+    return (t * job->d.batch + r0) * width;
+}
+
+static const unsigned char *mask_at(const rnn_job *job, long t, long r0) {
+    return job->mask_tm ? job->mask_tm + t * job->d.batch + r0 : NULL;
+}
+
+/* Rows r0.. of step t of the batch-major (B, T, U) output gradient, or NULL. */
+static const float *dy_at(const rnn_job *job, long t, long r0) {
+    const long T = job->d.steps, U = job->d.units;
+    return job->dy_seq ? job->dy_seq + (r0 * T + t) * U : NULL;
+}
+
+/* Threads for a step kernel over `rows` rows of G gate columns (transcendental work
  * counts several times an ordinary elementwise operation). */
-static int step_threads(const pl_ctx *ctx, long B, long G) {
-    return pl_elementwise_threads(ctx, 8 * B * G);
+static int step_threads(const pl_ctx *ctx, long rows, long G) {
+    return pl_elementwise_threads(ctx, 8 * rows * G);
+}
+
+/* A new (G, U) copy of recurrent (U, G), or NULL when memory is short: the backward
+ * GEMMs then read recurrent transposed in place (slower packing, same result). */
+static float *transposed(long U, long G, const float *recurrent) {
+    float *copy = malloc((size_t)(U * G) * sizeof(float));
+    if (copy)
+        for (long g = 0; g < G; g++)
+            for (long u = 0; u < U; u++) copy[g * U + u] = recurrent[u * G + g];
+    return copy;
+}
+
+/* out (rows, U) = beta * out + d (rows, cols; row stride ldd) @ recurrent[:, col0:col0+cols]^T */
+static void times_recurrent_t(const pl_ctx *ctx, const rnn_job *job, long rows, long col0,
+                              long cols, const float *d, long ldd, float beta, float *out) {
+    const long U = job->d.units;
+    if (job->recurrent_t)
+        pl_sgemm(ctx, 0, 0, rows, U, cols, 1.0f, d, ldd, job->recurrent_t + col0 * U, U, beta,
+                 out, U);
+    else
+        pl_sgemm(ctx, 0, 1, rows, U, cols, 1.0f, d, ldd, job->recurrent + col0, job->G, beta,
+                 out, U);
+}
+
+static void run_row_chunks(const pl_ctx *ctx, const rnn_job *job, rows_fn run_rows) {
+    const long B = job->d.batch;
+    long chunks = B / CHUNK_ROWS;
+    chunks = chunks < 1 ? 1 : chunks > MAX_CHUNKS ? MAX_CHUNKS : chunks;
+    if (chunks == 1) {
+        run_rows(ctx, job, 0, B);
+        return;
+    }
+    pl_ctx serial = *ctx;
+    serial.n_threads = 1;
+    int nt = ctx->n_threads < chunks ? ctx->n_threads : (int)chunks;
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long chunk = 0; chunk < chunks; chunk++) {
+        long r0 = B * chunk / chunks, r1 = B * (chunk + 1) / chunks;
+        run_rows(&serial, job, r0, r1 - r0);
+    }
 }
 
 static void swap_leading_axes(const pl_ctx *ctx, long rows, long cols, long F,
@@ -22,8 +105,11 @@ static void swap_leading_axes(const pl_ctx *ctx, long rows, long cols, long F,
     int nt = pl_elementwise_threads(ctx, rows * cols * F);
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long i = 0; i < rows; i++)
-        for (long j = 0; j < cols; j++)
-            memcpy(dst + (j * rows + i) * F, src + (i * cols + j) * F, F * sizeof(float));
+        for (long j = 0; j < cols; j++) {
+            const float *from = src + (i * cols + j) * F;
+            float *to = dst + (j * rows + i) * F;
+            for (long f = 0; f < F; f++) to[f] = from[f];
+        }
 }
 
 void pl_rnn_to_time_major(const pl_ctx *ctx, long B, long T, long F, const float *src,
@@ -44,9 +130,8 @@ static void project_inputs(const pl_ctx *ctx, long rows, long I, long G, const f
     pl_sgemm(ctx, 0, 0, rows, G, I, 1.0f, x, I, kernel, G, bias ? 1.0f : 0.0f, out, G);
 }
 
-/* The input side of a backward pass, dgates (rows, G) with row stride ldg:
- * dkernel (I, G) += x^T dgates, dbias (G) += column sums, dx (rows, I) = dgates kernel^T.
- * Any output may be NULL. */
+/* The input side of a backward pass over dgates (rows, G): dkernel (I, G) += x^T dgates,
+ * dbias (G) += column sums, dx (rows, I) = dgates kernel^T. Any output may be NULL. */
 static void input_gradients(const pl_ctx *ctx, long rows, long I, long G, const float *x,
                             const float *kernel, const float *dgates, float *dkernel,
                             float *dbias, float *dx) {
@@ -55,32 +140,46 @@ static void input_gradients(const pl_ctx *ctx, long rows, long I, long G, const 
     if (dx) pl_sgemm(ctx, 0, 1, rows, I, G, 1.0f, dgates, G, kernel, G, 0.0f, dx, I);
 }
 
-static const unsigned char *mask_at(const unsigned char *mask_tm, long t, long B) {
-    return mask_tm ? mask_tm + t * B : NULL;
-}
-
-static const float *dy_at(const float *dy_seq, long t, long U) {
-    return dy_seq ? dy_seq + t * U : NULL;
-}
-
 /* ---- LSTM ----------------------------------------------------------------------- */
+
+static void lstm_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, long rows) {
+    const long U = job->d.units, G = 4 * U;
+    const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
+    const int nt = step_threads(ctx, rows, G);
+    for (long t = 0; t < job->d.steps; t++) {
+        float *z = job->gates + at(job, t, r0, G);
+        const float *h_prev = job->h + at(job, t, r0, U);
+        pl_sgemm(ctx, 0, 0, rows, G, U, 1.0f, h_prev, U, job->recurrent, G, 1.0f, z, G);
+        steps->lstm_forward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0), z,
+                            job->c + at(job, t, r0, U), job->c + at(job, t + 1, r0, U),
+                            job->act_c + at(job, t, r0, U), h_prev,
+                            job->h + at(job, t + 1, r0, U));
+    }
+}
+
+static void lstm_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, long rows) {
+    const long U = job->d.units, G = 4 * U;
+    const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
+    const int nt = step_threads(ctx, rows, G);
+    float *dh = job->dh + r0 * U, *dc = job->dc + r0 * U;
+    for (long t = job->d.steps - 1; t >= 0; t--) {
+        float *dz = job->dgates + at(job, t, r0, G);
+        steps->lstm_backward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0),
+                             job->gates + at(job, t, r0, G), job->c + at(job, t, r0, U),
+                             job->act_c + at(job, t, r0, U), dy_at(job, t, r0),
+                             job->d.steps * U, dh, dc, dz);
+        times_recurrent_t(ctx, job, rows, 0, G, dz, G, 1.0f, dh);
+    }
+}
 
 void pl_lstm_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                      const float *kernel, const float *recurrent, const float *bias,
                      const unsigned char *mask_tm, int act, int rec_act,
                      float *gates, float *act_c, float *h, float *c) {
-    const long B = d.batch, T = d.steps, U = d.units, G = 4 * U, state = B * U;
-    const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, B, G);
-    project_inputs(ctx, T * B, d.inputs, G, x_tm, kernel, bias, gates);
-    for (long t = 0; t < T; t++) {
-        float *z = gates + t * B * G;
-        const float *h_prev = h + t * state;
-        pl_sgemm(ctx, 0, 0, B, G, U, 1.0f, h_prev, U, recurrent, G, 1.0f, z, G);
-        steps->lstm_forward(nt, B, U, act, rec_act, mask_at(mask_tm, t, B), z,
-                            c + t * state, c + (t + 1) * state, act_c + t * state,
-                            h_prev, h + (t + 1) * state);
-    }
+    rnn_job job = {d, act, rec_act, 4 * d.units, recurrent, NULL, NULL, mask_tm, gates,
+                   NULL, NULL, act_c, h, c, NULL, NULL, NULL, NULL, NULL};
+    project_inputs(ctx, d.steps * d.batch, d.inputs, 4 * d.units, x_tm, kernel, bias, gates);
+    run_row_chunks(ctx, &job, lstm_forward_rows);
 }
 
 void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
@@ -90,53 +189,51 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                       const float *c, const float *dy_seq, float *dh, float *dc,
                       float *dgates, float *dkernel, float *drecurrent, float *dbias,
                       float *dx_tm) {
-    const long B = d.batch, T = d.steps, U = d.units, G = 4 * U, state = B * U;
-    const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, B, G);
-    for (long t = T - 1; t >= 0; t--) {
-        float *dz = dgates + t * B * G;
-        steps->lstm_backward(nt, B, U, act, rec_act, mask_at(mask_tm, t, B),
-                             gates + t * B * G, c + t * state, act_c + t * state,
-                             dy_at(dy_seq, t, U), T * U, dh, dc, dz);
-        pl_sgemm(ctx, 0, 1, B, U, G, 1.0f, dz, G, recurrent, G, 1.0f, dh, U);
-    }
-    input_gradients(ctx, T * B, d.inputs, G, x_tm, kernel, dgates, dkernel, dbias, dx_tm);
+    const long rows = d.steps * d.batch, U = d.units, G = 4 * U;
+    /* The job only reads the forward tape in a backward pass. */
+    rnn_job job = {d, act, rec_act, G, recurrent, transposed(U, G, recurrent), NULL,
+                   mask_tm, (float *)gates, NULL, NULL, (float *)act_c, (float *)h,
+                   (float *)c, dy_seq, dh, dc, dgates, NULL};
+    run_row_chunks(ctx, &job, lstm_backward_rows);
+    free((float *)job.recurrent_t);
+    input_gradients(ctx, rows, d.inputs, G, x_tm, kernel, dgates, dkernel, dbias, dx_tm);
     if (drecurrent)
-        pl_sgemm(ctx, 1, 0, U, G, T * B, 1.0f, h, U, dgates, G, 1.0f, drecurrent, G);
+        pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h, U, dgates, G, 1.0f, drecurrent, G);
 }
 
 /* ---- GRU ------------------------------------------------------------------------ */
 
-static void gru_reset_after_forward(const pl_ctx *ctx, pl_rnn_dims d,
-                                    const float *recurrent, const float *rec_bias,
-                                    const unsigned char *mask_tm, int act, int rec_act,
-                                    float *gates, float *aux, float *hu, float *h) {
-    const long B = d.batch, T = d.steps, U = d.units, G = 3 * U, state = B * U;
+static void gru_reset_after_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0,
+                                         long rows) {
+    const long U = job->d.units, G = 3 * U;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, B, G);
-    for (long t = 0; t < T; t++) {
-        const float *h_prev = h + t * state;
-        pl_sgemm(ctx, 0, 0, B, G, U, 1.0f, h_prev, U, recurrent, G, 0.0f, hu, G);
-        steps->gru_forward(nt, B, U, act, rec_act, mask_at(mask_tm, t, B), gates + t * B * G,
-                           hu, rec_bias, h_prev, aux + t * state, h + (t + 1) * state);
+    const int nt = step_threads(ctx, rows, G);
+    float *hu = job->hu + r0 * G;
+    for (long t = 0; t < job->d.steps; t++) {
+        const float *h_prev = job->h + at(job, t, r0, U);
+        pl_sgemm(ctx, 0, 0, rows, G, U, 1.0f, h_prev, U, job->recurrent, G, 0.0f, hu, G);
+        steps->gru_forward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0),
+                           job->gates + at(job, t, r0, G), hu, job->rec_bias, h_prev,
+                           job->aux + at(job, t, r0, U), job->h + at(job, t + 1, r0, U));
     }
 }
 
-static void gru_reset_before_forward(const pl_ctx *ctx, pl_rnn_dims d,
-                                     const float *recurrent, const unsigned char *mask_tm,
-                                     int act, int rec_act, float *gates, float *aux,
-                                     float *hu, float *h) {
-    const long B = d.batch, T = d.steps, U = d.units, G = 3 * U, state = B * U;
+static void gru_reset_before_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0,
+                                          long rows) {
+    const long U = job->d.units, G = 3 * U;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, B, G);
-    for (long t = 0; t < T; t++) {
-        const float *h_prev = h + t * state;
-        const unsigned char *mask = mask_at(mask_tm, t, B);
-        float *x = gates + t * B * G, *rh = aux + t * state;
-        pl_sgemm(ctx, 0, 0, B, 2 * U, U, 1.0f, h_prev, U, recurrent, G, 0.0f, hu, 2 * U);
-        steps->gru1_gates(nt, B, U, rec_act, mask, x, hu, h_prev, rh);
-        pl_sgemm(ctx, 0, 0, B, U, U, 1.0f, rh, U, recurrent + 2 * U, G, 0.0f, hu, U);
-        steps->gru1_candidate(nt, B, U, act, mask, x, hu, h_prev, h + (t + 1) * state);
+    const int nt = step_threads(ctx, rows, G);
+    float *hu = job->hu + r0 * G;
+    for (long t = 0; t < job->d.steps; t++) {
+        const unsigned char *mask = mask_at(job, t, r0);
+        const float *h_prev = job->h + at(job, t, r0, U);
+        float *x = job->gates + at(job, t, r0, G), *rh = job->aux + at(job, t, r0, U);
+        pl_sgemm(ctx, 0, 0, rows, 2 * U, U, 1.0f, h_prev, U, job->recurrent, G, 0.0f, hu,
+                 2 * U);
+        steps->gru1_gates(nt, rows, U, job->rec_act, mask, x, hu, h_prev, rh);
+        pl_sgemm(ctx, 0, 0, rows, U, U, 1.0f, rh, U, job->recurrent + 2 * U, G, 0.0f, hu, U);
+        steps->gru1_candidate(nt, rows, U, job->act, mask, x, hu, h_prev,
+                              job->h + at(job, t + 1, r0, U));
     }
 }
 
@@ -145,48 +242,45 @@ void pl_gru_forward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after, const flo
                     const unsigned char *mask_tm, int act, int rec_act,
                     float *gates, float *aux, float *hu, float *h) {
     const long G = 3 * d.units;
+    const float *rec_bias = reset_after && bias ? bias + G : NULL;
+    rnn_job job = {d, act, rec_act, G, recurrent, NULL, rec_bias, mask_tm, gates, aux, hu,
+                   NULL, h, NULL, NULL, NULL, NULL, NULL, NULL};
     project_inputs(ctx, d.steps * d.batch, d.inputs, G, x_tm, kernel, bias, gates);
-    if (reset_after)
-        gru_reset_after_forward(ctx, d, recurrent, bias ? bias + G : NULL, mask_tm, act,
-                                rec_act, gates, aux, hu, h);
-    else
-        gru_reset_before_forward(ctx, d, recurrent, mask_tm, act, rec_act, gates, aux, hu, h);
+    run_row_chunks(ctx, &job, reset_after ? gru_reset_after_forward_rows
+                                          : gru_reset_before_forward_rows);
 }
 
-static void gru_reset_after_backward(const pl_ctx *ctx, pl_rnn_dims d,
-                                     const float *recurrent, const unsigned char *mask_tm,
-                                     int act, int rec_act, const float *gates,
-                                     const float *aux, const float *h, const float *dy_seq,
-                                     float *dh, float *dx_gates, float *drec_gates) {
-    const long B = d.batch, T = d.steps, U = d.units, G = 3 * U, state = B * U;
+static void gru_reset_after_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0,
+                                          long rows) {
+    const long U = job->d.units, G = 3 * U;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, B, G);
-    for (long t = T - 1; t >= 0; t--) {
-        float *drec = drec_gates + t * B * G;
-        steps->gru_backward(nt, B, U, act, rec_act, mask_at(mask_tm, t, B), gates + t * B * G,
-                            aux + t * state, h + t * state, dy_at(dy_seq, t, U), T * U, dh,
-                            dx_gates + t * B * G, drec);
-        pl_sgemm(ctx, 0, 1, B, U, G, 1.0f, drec, G, recurrent, G, 1.0f, dh, U);
+    const int nt = step_threads(ctx, rows, G);
+    float *dh = job->dh + r0 * U;
+    for (long t = job->d.steps - 1; t >= 0; t--) {
+        float *drec = job->drec + at(job, t, r0, G);
+        steps->gru_backward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0),
+                            job->gates + at(job, t, r0, G), job->aux + at(job, t, r0, U),
+                            job->h + at(job, t, r0, U), dy_at(job, t, r0), job->d.steps * U,
+                            dh, job->dgates + at(job, t, r0, G), drec);
+        times_recurrent_t(ctx, job, rows, 0, G, drec, G, 1.0f, dh);
     }
 }
 
-static void gru_reset_before_backward(const pl_ctx *ctx, pl_rnn_dims d,
-                                      const float *recurrent, const unsigned char *mask_tm,
-                                      int act, int rec_act, const float *gates,
-                                      const float *h, const float *dy_seq, float *dh,
-                                      float *dx_gates, float *drh) {
-    const long B = d.batch, T = d.steps, U = d.units, G = 3 * U, state = B * U;
+static void gru_reset_before_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0,
+                                           long rows) {
+    const long U = job->d.units, G = 3 * U;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, B, G);
-    for (long t = T - 1; t >= 0; t--) {
-        const unsigned char *mask = mask_at(mask_tm, t, B);
-        const float *x = gates + t * B * G, *h_prev = h + t * state;
-        float *dx = dx_gates + t * B * G;
-        steps->gru1_candidate_backward(nt, B, U, act, rec_act, mask, x, h_prev,
-                                       dy_at(dy_seq, t, U), T * U, dh, dx);
-        pl_sgemm(ctx, 0, 1, B, U, U, 1.0f, dx + 2 * U, G, recurrent + 2 * U, G, 0.0f, drh, U);
-        steps->gru1_gates_backward(nt, B, U, rec_act, mask, x, h_prev, drh, dh, dx);
-        pl_sgemm(ctx, 0, 1, B, U, 2 * U, 1.0f, dx, G, recurrent, G, 1.0f, dh, U);
+    const int nt = step_threads(ctx, rows, G);
+    float *dh = job->dh + r0 * U, *drh = job->drec + r0 * U;
+    for (long t = job->d.steps - 1; t >= 0; t--) {
+        const unsigned char *mask = mask_at(job, t, r0);
+        const float *x = job->gates + at(job, t, r0, G), *h_prev = job->h + at(job, t, r0, U);
+        float *dx = job->dgates + at(job, t, r0, G);
+        steps->gru1_candidate_backward(nt, rows, U, job->act, job->rec_act, mask, x, h_prev,
+                                       dy_at(job, t, r0), job->d.steps * U, dh, dx);
+        times_recurrent_t(ctx, job, rows, 2 * U, U, dx + 2 * U, G, 0.0f, drh);
+        steps->gru1_gates_backward(nt, rows, U, job->rec_act, mask, x, h_prev, drh, dh, dx);
+        times_recurrent_t(ctx, job, rows, 0, 2 * U, dx, G, 1.0f, dh);
     }
 }
 
@@ -197,40 +291,63 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
                      const float *dy_seq, float *dh, float *dx_gates, float *drec_gates,
                      float *dkernel, float *drecurrent, float *dbias, float *dx_tm) {
     const long rows = d.steps * d.batch, U = d.units, G = 3 * U;
+    /* The job only reads the forward tape in a backward pass. */
+    rnn_job job = {d, act, rec_act, G, recurrent, transposed(U, G, recurrent), NULL, mask_tm,
+                   (float *)gates, (float *)aux, NULL, NULL, (float *)h, NULL, dy_seq, dh,
+                   NULL, dx_gates, drec_gates};
     if (reset_after) {
-        gru_reset_after_backward(ctx, d, recurrent, mask_tm, act, rec_act, gates, aux, h,
-                                 dy_seq, dh, dx_gates, drec_gates);
+        run_row_chunks(ctx, &job, gru_reset_after_backward_rows);
         if (drecurrent)
             pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h, U, drec_gates, G, 1.0f, drecurrent, G);
         if (dbias) pl_bias_grad(ctx, rows, G, drec_gates, dbias + G);
     } else {
-        gru_reset_before_backward(ctx, d, recurrent, mask_tm, act, rec_act, gates, h, dy_seq,
-                                  dh, dx_gates, drec_gates);
+        run_row_chunks(ctx, &job, gru_reset_before_backward_rows);
         if (drecurrent) {
             pl_sgemm(ctx, 1, 0, U, 2 * U, rows, 1.0f, h, U, dx_gates, G, 1.0f, drecurrent, G);
             pl_sgemm(ctx, 1, 0, U, U, rows, 1.0f, aux, U, dx_gates + 2 * U, G, 1.0f,
                      drecurrent + 2 * U, G);
         }
     }
+    free((float *)job.recurrent_t);
     input_gradients(ctx, rows, d.inputs, G, x_tm, kernel, dx_gates, dkernel, dbias, dx_tm);
 }
 
 /* ---- SimpleRNN ------------------------------------------------------------------ */
 
+static void simple_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, long rows) {
+    const long U = job->d.units;
+    const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
+    const int nt = step_threads(ctx, rows, U);
+    for (long t = 0; t < job->d.steps; t++) {
+        const float *h_prev = job->h + at(job, t, r0, U);
+        float *h_next = job->h + at(job, t + 1, r0, U);
+        pl_sgemm(ctx, 0, 0, rows, U, U, 1.0f, h_prev, U, job->recurrent, U, 0.0f, h_next, U);
+        steps->simple_forward(nt, rows, U, job->act, mask_at(job, t, r0),
+                              job->gates + at(job, t, r0, U), h_prev, h_next);
+    }
+}
+
+static void simple_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, long rows) {
+    const long U = job->d.units;
+    const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
+    const int nt = step_threads(ctx, rows, U);
+    float *dh = job->dh + r0 * U;
+    for (long t = job->d.steps - 1; t >= 0; t--) {
+        float *dpre = job->dgates + at(job, t, r0, U);
+        steps->simple_backward(nt, rows, U, job->act, mask_at(job, t, r0),
+                               job->h + at(job, t + 1, r0, U), dy_at(job, t, r0),
+                               job->d.steps * U, dh, dpre);
+        times_recurrent_t(ctx, job, rows, 0, U, dpre, U, 1.0f, dh);
+    }
+}
+
 void pl_simple_rnn_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                            const float *kernel, const float *recurrent, const float *bias,
                            const unsigned char *mask_tm, int act, float *proj, float *h) {
-    const long B = d.batch, T = d.steps, U = d.units, state = B * U;
-    const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, B, U);
-    project_inputs(ctx, T * B, d.inputs, U, x_tm, kernel, bias, proj);
-    for (long t = 0; t < T; t++) {
-        const float *h_prev = h + t * state;
-        float *h_next = h + (t + 1) * state;
-        pl_sgemm(ctx, 0, 0, B, U, U, 1.0f, h_prev, U, recurrent, U, 0.0f, h_next, U);
-        steps->simple_forward(nt, B, U, act, mask_at(mask_tm, t, B), proj + t * state,
-                              h_prev, h_next);
-    }
+    rnn_job job = {d, act, 0, d.units, recurrent, NULL, NULL, mask_tm, proj, NULL, NULL,
+                   NULL, h, NULL, NULL, NULL, NULL, NULL, NULL};
+    project_inputs(ctx, d.steps * d.batch, d.inputs, d.units, x_tm, kernel, bias, proj);
+    run_row_chunks(ctx, &job, simple_forward_rows);
 }
 
 void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
@@ -238,16 +355,13 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                             const unsigned char *mask_tm, int act, const float *h,
                             const float *dy_seq, float *dh, float *dpre, float *dkernel,
                             float *drecurrent, float *dbias, float *dx_tm) {
-    const long B = d.batch, T = d.steps, U = d.units, state = B * U;
-    const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, B, U);
-    for (long t = T - 1; t >= 0; t--) {
-        float *dp = dpre + t * state;
-        steps->simple_backward(nt, B, U, act, mask_at(mask_tm, t, B), h + (t + 1) * state,
-                               dy_at(dy_seq, t, U), T * U, dh, dp);
-        pl_sgemm(ctx, 0, 1, B, U, U, 1.0f, dp, U, recurrent, U, 1.0f, dh, U);
-    }
-    input_gradients(ctx, T * B, d.inputs, U, x_tm, kernel, dpre, dkernel, dbias, dx_tm);
+    const long rows = d.steps * d.batch, U = d.units;
+    /* The job only reads the forward tape in a backward pass. */
+    rnn_job job = {d, act, 0, U, recurrent, transposed(U, U, recurrent), NULL, mask_tm, NULL,
+                   NULL, NULL, NULL, (float *)h, NULL, dy_seq, dh, NULL, dpre, NULL};
+    run_row_chunks(ctx, &job, simple_backward_rows);
+    free((float *)job.recurrent_t);
+    input_gradients(ctx, rows, d.inputs, U, x_tm, kernel, dpre, dkernel, dbias, dx_tm);
     if (drecurrent)
-        pl_sgemm(ctx, 1, 0, U, U, T * B, 1.0f, h, U, dpre, U, 1.0f, drecurrent, U);
+        pl_sgemm(ctx, 1, 0, U, U, rows, 1.0f, h, U, dpre, U, 1.0f, drecurrent, U);
 }

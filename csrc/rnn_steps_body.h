@@ -3,6 +3,10 @@
  * empty) and RNN_TABLE (the name of its pl_rnn_steps table), then includes this file:
  * every loop below is over contiguous floats so the compiler vectorises it for that
  * instruction set. Rows are independent, so results do not depend on thread count. */
+#if defined(__GNUC__) && !defined(__clang__)
+/* Lets GCC turn the clamps of fast_tanh into vector min/max (no float traps are used). */
+#pragma GCC optimize ("no-trapping-math")
+#endif
 #include <string.h>
 #include "activations.h"
 #include "rnn_steps.h"

@@ -1,7 +1,8 @@
 """Thin wrappers over csrc/rnn.c: whole-sequence LSTM, GRU and SimpleRNN forward and
-backward (float32, C-contiguous). Each forward allocates its time-major buffers and
-returns them; the matching backward takes them back. Shapes are checked here, before
-the GIL is released."""
+backward (float32, C-contiguous). Each forward fills its time-major buffers and returns
+them (the tape); the matching backward takes them back. Work arrays come from
+`alloc(name, shape)` when the caller pools them, else are allocated. Shapes are
+checked here, before the GIL is released."""
 import numpy as np
 from pylayers._kernels._runtime cimport ctx, pl_ctx
 
@@ -71,6 +72,12 @@ cdef unsigned char *mask_ptr(a) except? NULL:
     return <unsigned char *>&flat[0]
 
 
+def _buffer(alloc, name, shape):
+    """A float32 work array: from the caller's reusable pool `alloc(name, shape)` when
+    given (contents undefined), else freshly allocated."""
+    return alloc(name, shape) if alloc is not None else np.empty(shape, dtype=np.float32)
+
+
 def _require(name, array, shape):
     if array is None:
         return
@@ -88,14 +95,14 @@ cdef pl_rnn_dims dims_of(x, long units):
     return d
 
 
-def _time_major_inputs(x, mask):
+def _time_major_inputs(x, mask, alloc):
     """x (B, T, I) -> (T, B, I); mask (B, T) -> (T, B) uint8 (or None)."""
     _require("x", x, x.shape)
     if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"x must be (batch, time, features) with batch and time > 0; "
                          f"received shape {tuple(x.shape)}")
     cdef long B = x.shape[0], T = x.shape[1], F = x.shape[2]
-    x_tm = np.empty((T, B, F), dtype=np.float32)
+    x_tm = _buffer(alloc, "x_tm", (T, B, F))
     cdef float *src = ptr(x)
     cdef float *dst = ptr(x_tm)
     if F:
@@ -135,10 +142,10 @@ def to_time_major(seq):
     return out
 
 
-def _states(initial, long T, long B, long U):
+def _states(alloc, name, initial, long T, long B, long U):
     """(T + 1, B, U) buffer whose first slice is the initial state."""
     _require("initial state", initial, (B, U))
-    states = np.empty((T + 1, B, U), dtype=np.float32)
+    states = _buffer(alloc, name, (T + 1, B, U))
     states[0] = initial
     return states
 
@@ -163,16 +170,17 @@ def _dx_batch_major(dx_tm, need_dx):
     return to_batch_major(dx_tm) if need_dx else None
 
 
-def lstm_forward(x, kernel, recurrent, bias, mask, int act, int rec_act, h0, c0):
+def lstm_forward(x, kernel, recurrent, bias, mask, int act, int rec_act, h0, c0, alloc=None):
     """x (B, T, I); returns the tape (x_tm, mask_tm, gates, act_c, h, c) with h, c
     (T + 1, B, U) holding h0, c0 first."""
     cdef long U = recurrent.shape[0]
-    x_tm, mask_tm = _time_major_inputs(x, mask)
+    x_tm, mask_tm = _time_major_inputs(x, mask, alloc)
     cdef pl_rnn_dims d = dims_of(x, U)
     _check_weights(kernel, recurrent, bias, d.inputs, U, 4 * U, (4 * U,))
-    h, c = _states(h0, d.steps, d.batch, U), _states(c0, d.steps, d.batch, U)
-    gates = np.empty((d.steps, d.batch, 4 * U), dtype=np.float32)
-    act_c = np.empty((d.steps, d.batch, U), dtype=np.float32)
+    h = _states(alloc, "h", h0, d.steps, d.batch, U)
+    c = _states(alloc, "c", c0, d.steps, d.batch, U)
+    gates = _buffer(alloc, "gates", (d.steps, d.batch, 4 * U))
+    act_c = _buffer(alloc, "act_c", (d.steps, d.batch, U))
     cdef float *p_x = ptr(x_tm)
     cdef float *p_k = ptr(kernel)
     cdef float *p_r = ptr(recurrent)
@@ -188,7 +196,7 @@ def lstm_forward(x, kernel, recurrent, bias, mask, int act, int rec_act, h0, c0)
 
 
 def lstm_backward(tape, kernel, recurrent, bias, int act, int rec_act, dy_seq, dh, dc,
-                  dkernel, drecurrent, dbias, bint need_dx):
+                  dkernel, drecurrent, dbias, bint need_dx, alloc=None):
     """dh, dc (B, U): in, gradients of the final states; out, of the initial ones.
     Weight gradients accumulate (None skips); returns dx (B, T, I) or None."""
     x_tm, mask_tm, gates, act_c, h, c = tape
@@ -199,8 +207,8 @@ def lstm_backward(tape, kernel, recurrent, bias, int act, int rec_act, dy_seq, d
     _check_backward(dy_seq, dh, d.batch, T, U, dkernel, drecurrent, dbias, kernel,
                     recurrent, bias)
     _require("dc", dc, (d.batch, U))
-    dgates = np.empty_like(gates)
-    dx_tm = np.empty_like(x_tm) if need_dx else None
+    dgates = _buffer(alloc, "dgates", gates.shape)
+    dx_tm = _buffer(alloc, "dx_tm", x_tm.shape) if need_dx else None
     cdef float *p_x = ptr(x_tm)
     cdef float *p_k = ptr(kernel)
     cdef float *p_r = ptr(recurrent)
@@ -228,17 +236,17 @@ def _gru_bias_shape(units, reset_after):
 
 
 def gru_forward(x, kernel, recurrent, bias, mask, int act, int rec_act, bint reset_after,
-                h0):
+                h0, alloc=None):
     """x (B, T, I); returns the tape (x_tm, mask_tm, gates, aux, h), h (T + 1, B, U)."""
     cdef long U = recurrent.shape[0]
-    x_tm, mask_tm = _time_major_inputs(x, mask)
+    x_tm, mask_tm = _time_major_inputs(x, mask, alloc)
     cdef pl_rnn_dims d = dims_of(x, U)
     _check_weights(kernel, recurrent, bias, d.inputs, U, 3 * U,
                    _gru_bias_shape(U, reset_after))
-    h = _states(h0, d.steps, d.batch, U)
-    gates = np.empty((d.steps, d.batch, 3 * U), dtype=np.float32)
-    aux = np.empty((d.steps, d.batch, U), dtype=np.float32)
-    hu = np.empty((d.batch, 3 * U), dtype=np.float32)
+    h = _states(alloc, "h", h0, d.steps, d.batch, U)
+    gates = _buffer(alloc, "gates", (d.steps, d.batch, 3 * U))
+    aux = _buffer(alloc, "aux", (d.steps, d.batch, U))
+    hu = _buffer(alloc, "hu", (d.batch, 3 * U))
     cdef float *p_x = ptr(x_tm)
     cdef float *p_k = ptr(kernel)
     cdef float *p_r = ptr(recurrent)
@@ -255,7 +263,7 @@ def gru_forward(x, kernel, recurrent, bias, mask, int act, int rec_act, bint res
 
 
 def gru_backward(tape, kernel, recurrent, bias, int act, int rec_act, bint reset_after,
-                 dy_seq, dh, dkernel, drecurrent, dbias, bint need_dx):
+                 dy_seq, dh, dkernel, drecurrent, dbias, bint need_dx, alloc=None):
     x_tm, mask_tm, gates, aux, h = tape
     cdef long T = x_tm.shape[0], U = recurrent.shape[0]
     cdef pl_rnn_dims d
@@ -263,9 +271,9 @@ def gru_backward(tape, kernel, recurrent, bias, int act, int rec_act, bint reset
     d.units = U
     _check_backward(dy_seq, dh, d.batch, T, U, dkernel, drecurrent, dbias, kernel,
                     recurrent, bias)
-    dx_gates = np.empty_like(gates)
-    drec_gates = np.empty_like(gates)
-    dx_tm = np.empty_like(x_tm) if need_dx else None
+    dx_gates = _buffer(alloc, "dx_gates", gates.shape)
+    drec_gates = _buffer(alloc, "drec_gates", gates.shape)
+    dx_tm = _buffer(alloc, "dx_tm", x_tm.shape) if need_dx else None
     cdef float *p_x = ptr(x_tm)
     cdef float *p_k = ptr(kernel)
     cdef float *p_r = ptr(recurrent)
@@ -287,14 +295,14 @@ def gru_backward(tape, kernel, recurrent, bias, int act, int rec_act, bint reset
     return _dx_batch_major(dx_tm, need_dx)
 
 
-def simple_rnn_forward(x, kernel, recurrent, bias, mask, int act, h0):
+def simple_rnn_forward(x, kernel, recurrent, bias, mask, int act, h0, alloc=None):
     """x (B, T, I); returns the tape (x_tm, mask_tm, h), h (T + 1, B, U)."""
     cdef long U = recurrent.shape[0]
-    x_tm, mask_tm = _time_major_inputs(x, mask)
+    x_tm, mask_tm = _time_major_inputs(x, mask, alloc)
     cdef pl_rnn_dims d = dims_of(x, U)
     _check_weights(kernel, recurrent, bias, d.inputs, U, U, (U,))
-    h = _states(h0, d.steps, d.batch, U)
-    proj = np.empty((d.steps, d.batch, U), dtype=np.float32)
+    h = _states(alloc, "h", h0, d.steps, d.batch, U)
+    proj = _buffer(alloc, "proj", (d.steps, d.batch, U))
     cdef float *p_x = ptr(x_tm)
     cdef float *p_k = ptr(kernel)
     cdef float *p_r = ptr(recurrent)
@@ -308,7 +316,7 @@ def simple_rnn_forward(x, kernel, recurrent, bias, mask, int act, h0):
 
 
 def simple_rnn_backward(tape, kernel, recurrent, bias, int act, dy_seq, dh, dkernel,
-                        drecurrent, dbias, bint need_dx):
+                        drecurrent, dbias, bint need_dx, alloc=None):
     x_tm, mask_tm, h = tape
     cdef long T = x_tm.shape[0], U = recurrent.shape[0]
     cdef pl_rnn_dims d
@@ -316,8 +324,8 @@ def simple_rnn_backward(tape, kernel, recurrent, bias, int act, dy_seq, dh, dker
     d.units = U
     _check_backward(dy_seq, dh, d.batch, T, U, dkernel, drecurrent, dbias, kernel,
                     recurrent, bias)
-    dpre = np.empty((T, d.batch, U), dtype=np.float32)
-    dx_tm = np.empty_like(x_tm) if need_dx else None
+    dpre = _buffer(alloc, "dpre", (T, d.batch, U))
+    dx_tm = _buffer(alloc, "dx_tm", x_tm.shape) if need_dx else None
     cdef float *p_x = ptr(x_tm)
     cdef float *p_k = ptr(kernel)
     cdef float *p_r = ptr(recurrent)

@@ -14,3 +14,4 @@ from pylayers.layers.reshaping import (Cropping2D, Permute, RepeatVector, UpSamp
 from pylayers.layers.embedding import Embedding, Masking
 from pylayers.layers.recurrent import GRU, LSTM, RNN, SimpleRNN
 from pylayers.layers.rnn_cells import GRUCell, LSTMCell, SimpleRNNCell
+from pylayers.layers.wrappers import Bidirectional, TimeDistributed

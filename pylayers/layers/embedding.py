@@ -26,13 +26,15 @@ class Embedding(Layer):
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
-                 weights=None, lora_rank=None, input_length=None, **kwargs):
+                 weights=None, lora_rank=None, input_length=None, quantization_config=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.input_dim = _positive_int("input_dim", input_dim)
         self.output_dim = _positive_int("output_dim", output_dim)
-        if lora_rank is not None:
-            raise ValueError(f"Layer '{self.name}': lora_rank is not supported by pylayers. "
-                             f"Received: lora_rank={lora_rank}")
+        if lora_rank is not None or quantization_config is not None:
+            raise ValueError(f"Layer '{self.name}': LoRA and quantization are not supported "
+                             f"by pylayers. Received: lora_rank={lora_rank}, "
+                             f"quantization_config={quantization_config}")
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
         self.embeddings_constraint = constraints.get(embeddings_constraint)
@@ -112,7 +114,7 @@ class Embedding(Layer):
             "embeddings_regularizer": _serialize(self.embeddings_regularizer),
             "activity_regularizer": _serialize(self.activity_regularizer),
             "embeddings_constraint": _serialize(self.embeddings_constraint),
-            "mask_zero": self.mask_zero})
+            "mask_zero": self.mask_zero, "quantization_config": None})
         return config
 
 

@@ -9,6 +9,7 @@ backward through time likewise) and returns one backprop for the whole layer.
 Masks (batch, time): a masked step leaves the states unchanged and outputs the
 previous output (zeros with zero_output_for_mask), as Keras does."""
 import inspect
+import weakref
 
 import numpy as np
 
@@ -17,13 +18,68 @@ from pylayers._kernels import rnn as rnn_kernels
 from pylayers.layers.core import grad_buffer
 from pylayers.layers.layer import Layer
 from pylayers.layers.rnn_cells import GRUCell, LSTMCell, SimpleRNNCell, check_units
-from pylayers.ops import Tape, Tensor, value_of
+from pylayers.ops import Tape, value_of
 from pylayers.ops.mode import floatx, reference_mode_on
 
 
 def _serialize(obj):
     from pylayers.saving.serialization import serialize_keras_object
     return serialize_keras_object(obj)
+
+
+def tape_forward(layer, inputs, training, mask):
+    """`layer.call` under a tape, like Layer._forward, for one output or a list of them
+    (recorded as one packed vector so a single backward reaches every output)."""
+    layer._step_losses = []
+    with Tape(watch=layer.trainable_weights) as tape:
+        leaf = tape.leaf(inputs)
+        out = layer._call_with_training(leaf, training, mask)
+        outs = out if isinstance(out, list) else [out]
+        packed = ops.concatenate([ops.reshape(o, (-1,)) for o in outs], axis=0)
+    ys = [np.array(value_of(o), dtype=floatx()) for o in outs]
+
+    def backprop(dy, need_dx=True):
+        dys = dy if isinstance(out, list) else [dy]
+        flat = [np.zeros(y.size, dtype=y.dtype) if d is None else np.ravel(d)
+                for y, d in zip(ys, dys)]
+        (dx,) = tape.backward(packed, np.concatenate(flat), [leaf])
+        if not need_dx:
+            return None
+        return np.zeros_like(leaf.data) if dx is None else dx
+    return (ys if isinstance(out, list) else ys[0]), backprop
+
+
+class KernelBuffers:
+    """The C kernels' work arrays, reused by one layer from call to call (fresh arrays
+    per batch cost page faults comparable to the compute). One forward at a time holds
+    them, for as long as its backprop exists; a forward that finds them held gets
+    fresh arrays, so results never depend on the reuse."""
+
+    def __init__(self):
+        self._arrays = {}
+        self._holder = None
+
+    def lease(self):
+        """(token, alloc) for a forward, or (None, None) while an earlier one holds them."""
+        if self._holder is not None:
+            return None, None
+        self._holder = token = object()
+        return token, self._take
+
+    def hold_until_collected(self, token, backprop):
+        """Keep the arrays leased until `backprop` is garbage."""
+        if token is not None:
+            weakref.finalize(backprop, self.release, token)
+
+    def release(self, token):
+        if self._holder is token:
+            self._holder = None
+
+    def _take(self, name, shape):
+        array = self._arrays.get(name)
+        if array is None or array.shape != tuple(shape):
+            array = self._arrays[name] = np.empty(shape, dtype=np.float32)
+        return array
 
 
 class RNN(Layer):
@@ -52,6 +108,7 @@ class RNN(Layer):
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.states = None
         self._given_initial_state = None
+        self._buffers = KernelBuffers()
         self.input_spec_ndim = 3
         self._cell_takes_training = "training" in inspect.signature(cell.call).parameters
 
@@ -207,7 +264,7 @@ class RNN(Layer):
     def _forward(self, inputs, training=False, mask=None):
         sequence = None if reference_mode_on() else self._fused_sequence(training)
         if sequence is None:
-            return self._tape_forward(inputs, training, mask)
+            return tape_forward(self, inputs, training, mask)
         return self._fused_forward(sequence, inputs, training, mask)
 
     def _fused_sequence(self, training):
@@ -218,26 +275,6 @@ class RNN(Layer):
         if training and 0 < self.cell.recurrent_dropout < 1:
             return None
         return runner
-
-    def _tape_forward(self, inputs, training, mask):
-        """`call` under a tape (several outputs packed into one recorded vector)."""
-        self._step_losses = []
-        with Tape(watch=self.trainable_weights) as tape:
-            leaf = tape.leaf(inputs)
-            out = self._call_with_training(leaf, training, mask)
-            outs = out if isinstance(out, list) else [out]
-            packed = ops.concatenate([ops.reshape(o, (-1,)) for o in outs], axis=0)
-        ys = [np.array(value_of(o), dtype=floatx()) for o in outs]
-
-        def backprop(dy, need_dx=True):
-            dys = dy if isinstance(out, list) else [dy]
-            flat = [np.zeros(y.size, dtype=y.dtype) if d is None else np.ravel(d)
-                    for y, d in zip(ys, dys)]
-            (dx,) = tape.backward(packed, np.concatenate(flat), [leaf])
-            if not need_dx:
-                return None
-            return np.zeros_like(leaf.data) if dx is None else dx
-        return (ys if isinstance(out, list) else ys[0]), backprop
 
     def _fused_forward(self, run_sequence, inputs, training, mask):
         self._step_losses = []
@@ -252,7 +289,13 @@ class RNN(Layer):
             input_scale = self.cell.dropout_mask(x.shape[0], x.shape[2])[:, None, :]
             self.cell.reset_dropout_masks()
             x = x * input_scale
-        h_all, finals, backward = run_sequence(self.cell, x, keep, self._initial_states(x.shape[0]))
+        token, alloc = self._buffers.lease()
+        try:
+            h_all, finals, backward = run_sequence(self.cell, x, keep,
+                                                   self._initial_states(x.shape[0]), alloc)
+        except Exception:
+            self._buffers.release(token)
+            raise
         zero_masked = self.zero_output_for_mask and keep is not None
         if self.return_sequences:
             y = rnn_kernels.to_batch_major(h_all[1:])
@@ -283,6 +326,7 @@ class RNN(Layer):
             if input_scale is not None:
                 dx *= input_scale
             return dx[:, ::-1] if self.go_backwards else dx
+        self._buffers.hold_until_collected(token, backprop)
         return outputs, backprop
 
     # ---- config -----------------------------------------------------------------------
@@ -309,7 +353,8 @@ class RNN(Layer):
 
 # ---- whole-sequence C kernels per built-in cell -------------------------------------
 # Each runner takes (cell, x (B, T, I) float32, keep (B, T) bool or None, initial
-# states) and returns (h_all (T + 1, B, U), final states, backward) where
+# states, alloc: the work-array pool or None) and returns (h_all (T + 1, B, U), final
+# states, backward) where
 # backward(dy_seq (B, T, U) or None, d_finals, need_dx) accumulates the cell's weight
 # gradients and returns dx (B, T, I) or None.
 
@@ -325,42 +370,45 @@ def _grad_buffers(cell):
     return grad_buffer(cell.kernel), grad_buffer(cell.recurrent_kernel), bias
 
 
-def _run_lstm(cell, x, keep, states):
+def _run_lstm(cell, x, keep, states, alloc):
     act, rec_act = cell.fused_activations()
     kernel, recurrent, bias = _weight_values(cell)
-    tape = rnn_kernels.lstm_forward(x, kernel, recurrent, bias, keep, act, rec_act, *states)
+    tape = rnn_kernels.lstm_forward(x, kernel, recurrent, bias, keep, act, rec_act, *states,
+                                    alloc=alloc)
     h_all, c_all = tape[4], tape[5]
 
     def backward(dy_seq, d_finals, need_dx):
         dh, dc = d_finals
         return rnn_kernels.lstm_backward(tape, kernel, recurrent, bias, act, rec_act, dy_seq,
-                                         dh, dc, *_grad_buffers(cell), need_dx)
+                                         dh, dc, *_grad_buffers(cell), need_dx, alloc=alloc)
     return h_all, [h_all[-1], c_all[-1]], backward
 
 
-def _run_gru(cell, x, keep, states):
+def _run_gru(cell, x, keep, states, alloc):
     act, rec_act = cell.fused_activations()
     kernel, recurrent, bias = _weight_values(cell)
     tape = rnn_kernels.gru_forward(x, kernel, recurrent, bias, keep, act, rec_act,
-                                   cell.reset_after, states[0])
+                                   cell.reset_after, states[0], alloc=alloc)
     h_all = tape[4]
 
     def backward(dy_seq, d_finals, need_dx):
         return rnn_kernels.gru_backward(tape, kernel, recurrent, bias, act, rec_act,
                                         cell.reset_after, dy_seq, d_finals[0],
-                                        *_grad_buffers(cell), need_dx)
+                                        *_grad_buffers(cell), need_dx, alloc=alloc)
     return h_all, [h_all[-1]], backward
 
 
-def _run_simple_rnn(cell, x, keep, states):
+def _run_simple_rnn(cell, x, keep, states, alloc):
     act, _ = cell.fused_activations()
     kernel, recurrent, bias = _weight_values(cell)
-    tape = rnn_kernels.simple_rnn_forward(x, kernel, recurrent, bias, keep, act, states[0])
+    tape = rnn_kernels.simple_rnn_forward(x, kernel, recurrent, bias, keep, act, states[0],
+                                          alloc=alloc)
     h_all = tape[2]
 
     def backward(dy_seq, d_finals, need_dx):
         return rnn_kernels.simple_rnn_backward(tape, kernel, recurrent, bias, act, dy_seq,
-                                               d_finals[0], *_grad_buffers(cell), need_dx)
+                                               d_finals[0], *_grad_buffers(cell), need_dx,
+                                               alloc=alloc)
     return h_all, [h_all[-1]], backward
 
 

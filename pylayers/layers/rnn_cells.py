@@ -192,6 +192,11 @@ class SimpleRNNCell(_GatedCell):
     def __init__(self, units, activation="tanh", use_bias=True, **kwargs):
         super().__init__(units, activation=activation, use_bias=use_bias, **kwargs)
 
+    def get_config(self):
+        config = super().get_config()
+        del config["seed"]   # Keras' SimpleRNN config has none
+        return config
+
     def call(self, inputs, states, training=False):
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
         inputs, h_prev = self._dropped(inputs, h_prev, training)
