@@ -34,9 +34,11 @@ class UnsupportedSetting(ValueError):
 
 
 def accepted_arguments(cls):
-    """The keyword arguments `cls(**config)` takes."""
+    """The keyword arguments `cls(**config)` takes (an RNN layer built around a
+    `cell_class` also forwards that cell's arguments)."""
     from pylayers.layers.layer import _LAYER_KWARGS, Layer
-    names = set()
+    cell_class = getattr(cls, "cell_class", None)
+    names = accepted_arguments(cell_class) if cell_class is not None else set()
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
@@ -49,8 +51,21 @@ def accepted_arguments(cls):
     return names
 
 
+def _single_axis(config):
+    """Keras 2 writes a normalization layer's built axis as a list ([3]); Keras 3 an int."""
+    axis = config.get("axis")
+    if isinstance(axis, list) and len(axis) == 1:
+        config = dict(config, axis=axis[0])
+    return config
+
+
+# Per-class rewrites of Keras 2 values into the form Keras 3 (and pylayers) take.
+CLASS_REWRITES = {"BatchNormalization": _single_axis}
+
+
 def translate_config(cls, config, owner):
     """`config` restricted to what `cls` accepts; `owner` names the object in errors."""
+    config = CLASS_REWRITES.get(cls.__name__, dict)(config)
     accepted = accepted_arguments(cls)
     computes_in_float32 = cls.__name__ != "InputLayer"   # an Input may hold int indices
     translated = {}

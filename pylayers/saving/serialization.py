@@ -10,8 +10,8 @@ import numpy as np
 from pylayers.saving import keras_configs
 from pylayers.saving.object_registration import get_registered_name, get_registered_object
 
-_MODULES = {"initializers": "keras.initializers", "regularizers": "keras.regularizers",
-            "constraints": "keras.constraints"}
+# The module Keras writes for a built-in model class (Keras locates classes by it).
+_MODEL_MODULES = {"Functional": "keras.src.models.functional", "Sequential": "keras"}
 # Keras class names of pylayers classes that pylayers calls otherwise.
 _KERAS_ALIASES = {"Functional": "Model"}
 
@@ -29,8 +29,8 @@ def serialize_keras_object(obj):
     if hasattr(obj, "get_config"):
         cls = type(obj)
         builtin = _is_builtin(cls)
-        package = cls.__module__.split(".")[1] if builtin else ""
-        return {"module": _MODULES.get(package, cls.__module__),
+        module = f"keras.{cls.__module__.split('.')[1]}" if builtin else cls.__module__
+        return {"module": module,
                 "class_name": cls.__name__, "config": obj.get_config(),
                 "registered_name": None if builtin else get_registered_name(cls)}
     return getattr(obj, "__name__", repr(obj))
@@ -50,16 +50,22 @@ def keras_class_name(layer):
 
 
 def serialize_layer(layer):
-    """Keras 3's layer entry: module, class_name, config, registered_name, build_config."""
+    """Keras 3's layer entry: module, class_name, config, registered_name, build_config.
+    The Keras 2 style `batch_input_shape` is left out of the config: Keras 3 layers do not
+    take it, and models carry the input shape in their InputLayer."""
     cls = type(layer)
+    class_name = keras_class_name(layer)
     if not _is_builtin(cls):
         module, registered_name = cls.__module__, get_registered_name(cls)
     elif _is_model_class(cls):
-        module, registered_name = "keras", None
+        module, registered_name = _MODEL_MODULES.get(class_name, "keras"), None
     else:
         module, registered_name = "keras.layers", None
-    entry = {"module": module, "class_name": keras_class_name(layer),
-             "config": layer.get_config(), "registered_name": registered_name}
+    config = layer.get_config()
+    if class_name != "InputLayer":
+        config.pop("batch_input_shape", None)
+    entry = {"module": module, "class_name": class_name, "config": config,
+             "registered_name": registered_name}
     build_shape = getattr(layer, "_built_input_shape", None)
     if build_shape is not None:
         entry["build_config"] = {"input_shape": list(build_shape)}

@@ -11,6 +11,7 @@ so a bad file leaves the model as it was."""
 import contextlib
 import os
 import re
+import stat
 import tempfile
 import warnings
 
@@ -31,12 +32,23 @@ def h5py_module():
     return h5py
 
 
+def _permissions_for(filepath):
+    """The mode a plain open() would give a new file (the umask applied), or the mode of
+    the file being replaced: mkstemp's 0600 would make saved models private."""
+    if os.path.exists(filepath):
+        return stat.S_IMODE(os.stat(filepath).st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(filepath, mode="wb"):
     """Yield a temporary file beside `filepath`; rename it into place only on success."""
     folder = os.path.dirname(os.path.abspath(filepath))
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(filepath))
     try:
+        os.fchmod(handle, _permissions_for(filepath))
         with os.fdopen(handle, mode) as stream:
             yield stream
             stream.flush()
