@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from pylayers.saving import keras_configs, saving_lib, weights_store
+from pylayers.saving.functions import safe_mode_scope
 
 MODEL_WEIGHTS, OPTIMIZER_WEIGHTS = "model_weights", "optimizer_weights"
 
@@ -87,11 +88,12 @@ def load_weights(model, stream, filepath, skip_mismatch=False):
 
 # ---- whole models -------------------------------------------------------------------------
 
-def load_model(filepath, custom_objects=None, compile=True):
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     h5py = weights_store.h5py_module()
     with open(filepath, "rb") as stream:
         data = io.BytesIO(stream.read())
-    with weights_store._open(data, filepath) as f, saving_lib.errors_naming(filepath):
+    with weights_store._open(data, filepath) as f, saving_lib.errors_naming(filepath), \
+            safe_mode_scope(safe_mode):
         model_config = _json_attribute(f, "model_config")
         if model_config is None:
             raise ValueError(f"'{filepath}' holds no model_config (a weights-only HDF5 file): "

@@ -10,6 +10,7 @@ import os
 import zipfile
 
 from pylayers.saving import weights_store
+from pylayers.saving.functions import safe_mode_scope
 from pylayers.saving.weights_store import atomic_write, h5py_module  # noqa: F401  (public helpers)
 
 KERAS_VERSION = "3.15.1"   # the format version these files follow
@@ -157,13 +158,16 @@ def read_archive(filepath):
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """A model from a `.keras` archive or a legacy `.h5` file (Keras 3, Keras 2, tf.keras
-    or pylayers); every weight checked against the model before it is assigned."""
+    or pylayers); every weight checked against the model before it is assigned.
+    safe_mode=False allows Lambda layers whose function is a Python lambda (their code
+    is in the file)."""
     filepath = os.fspath(filepath)
     if is_hdf5(filepath):
         from pylayers.saving import legacy_h5
-        return legacy_h5.load_model(filepath, custom_objects=custom_objects, compile=compile)
+        return legacy_h5.load_model(filepath, custom_objects=custom_objects, compile=compile,
+                                    safe_mode=safe_mode)
     entry, weights = read_archive(filepath)
-    with errors_naming(filepath):
+    with errors_naming(filepath), safe_mode_scope(safe_mode):
         model = model_from_entry(entry, custom_objects, compile)
         if weights is not None:
             stores = weights_store.read(io.BytesIO(weights), filepath)

@@ -8,6 +8,7 @@ import inspect
 import numpy as np
 
 from pylayers.saving import keras_configs
+from pylayers.saving.functions import deserialize_function, serialize_function
 from pylayers.saving.object_registration import get_registered_name, get_registered_object
 
 # The module Keras writes for a built-in model class (Keras locates classes by it).
@@ -64,12 +65,29 @@ def serialize_layer(layer):
     config = layer.get_config()
     if class_name != "InputLayer":
         config.pop("batch_input_shape", None)
+    if class_name == "Lambda" and _is_builtin(cls):
+        config.update(_lambda_functions(layer))
     entry = {"module": module, "class_name": class_name, "config": config,
              "registered_name": registered_name}
     build_shape = getattr(layer, "_built_input_shape", None)
     if build_shape is not None:
         entry["build_config"] = {"input_shape": list(build_shape)}
     return entry
+
+
+def _lambda_functions(layer):
+    """A Lambda's function (and output_shape function) as Keras 3 writes them."""
+    functions = {"function": serialize_function(layer.function)}
+    if callable(layer._output_shape):
+        functions["output_shape"] = serialize_function(layer._output_shape)
+    return functions
+
+
+def _lambda_functions_from(config, owner, custom_objects):
+    config = dict(config, function=deserialize_function(config["function"], owner, custom_objects))
+    if isinstance(config.get("output_shape"), dict):
+        config["output_shape"] = deserialize_function(config["output_shape"], owner, custom_objects)
+    return config
 
 
 def resolve_class(entry, custom_objects=None):
@@ -102,7 +120,10 @@ def deserialize_layer(entry, custom_objects=None):
     if "layers" in config and _is_model_class(cls):   # Sequential or functional model
         config = keras_configs.keras3_graph_config(config)
     elif _is_builtin(getattr(cls.from_config, "__func__", cls.from_config)):
-        config = keras_configs.translate_config(cls, config, keras_configs.layer_owner(entry))
+        owner = keras_configs.layer_owner(entry)
+        if cls.__name__ == "Lambda" and "function" in config:
+            config = _lambda_functions_from(config, owner, custom_objects)
+        config = keras_configs.translate_config(cls, config, owner)
     if "custom_objects" in inspect.signature(cls.from_config).parameters:
         return cls.from_config(config, custom_objects=custom_objects)
     return cls.from_config(config)

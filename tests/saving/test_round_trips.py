@@ -61,13 +61,9 @@ LAYER_CASES = {
 }
 NOT_STANDALONE = {"Layer", "Input", "InputLayer", "KerasTensor",
                   "LSTMCell", "GRUCell", "SimpleRNNCell"}   # cells: inside RNN
-# Lambda wraps a Python function: pylayers writes only its name (see test_lambda_...).
-NOT_SAVED_WITH_CODE = {"Lambda"}
-
 GRADIENT_CASES = gradient_cases()
 COVERED = {name.split("_")[0] for name in GRADIENT_CASES}
-CASES = {name: (factory, x) for name, (factory, x, _) in GRADIENT_CASES.items()
-         if name.split("_")[0] not in NOT_SAVED_WITH_CODE}
+CASES = {name: (factory, x) for name, (factory, x, _) in GRADIENT_CASES.items()}
 CASES.update({name: case for name, case in LAYER_CASES.items()
               if name in vars(layers) and name not in COVERED})
 
@@ -98,7 +94,7 @@ def test_every_public_layer_is_round_tripped():
     public = {name for name, obj in vars(layers).items()
               if inspect.isclass(obj) and not name.startswith("_")}
     covered = {name.split("_")[0] for name in CASES}
-    assert public - NOT_STANDALONE - NOT_SAVED_WITH_CODE - covered == set()
+    assert public - NOT_STANDALONE - covered == set()
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -109,10 +105,28 @@ def test_layer_round_trip_predicts_bitwise_equal(name, tmp_path):
                      "(fixed on the conv branch, 93cf339)")
     keras.utils.set_random_seed(0)
     model = model_around(factory(), x)
-    restored = saved_and_loaded(model, tmp_path)
+    restored = saved_and_loaded(model, tmp_path, safe_mode=False)   # Lambda: a Python lambda
     np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
     assert type(restored.layers[-1]) is type(model.layers[-1])
     assert restored.layers[-1].get_config() == model.layers[-1].get_config()
+
+
+def double(x):
+    return x * 2.0
+
+
+def test_lambda_layers_need_safe_mode_off_or_a_known_function(tmp_path):
+    inputs = keras.Input((3,))
+    with_lambda = keras.Model(inputs, layers.Lambda(lambda x: x + 1.0, name="plus_one")(inputs))
+    with_lambda.save(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match=r"lambda\.keras.*layer 'plus_one' \(Lambda\) wraps a "
+                                         r"Python lambda.*safe_mode=False"):
+        keras.models.load_model(tmp_path / "lambda.keras")
+    inputs = keras.Input((3,))
+    named = keras.Model(inputs, layers.Lambda(double)(inputs))
+    named.save(tmp_path / "named.keras")
+    restored = keras.models.load_model(tmp_path / "named.keras")   # found in this module
+    np.testing.assert_array_equal(restored.predict(np.ones((1, 3)), verbose=0), [[2.0, 2.0, 2.0]])
 
 
 def nested_model():
