@@ -69,7 +69,7 @@ def _pairs_by_order(model, stored, filepath):
                          f"({[name for name, _ in stored]})")
     pairs = []
     for layer, (name, arrays) in zip(layers, stored):
-        pairs += weights_store._checked_pairs(layer, f"{MODEL_WEIGHTS}/{name}",
+        pairs += weights_store.checked_pairs(layer, f"{MODEL_WEIGHTS}/{name}",
                                               legacy_variables(layer), arrays, filepath)
     return pairs
 
@@ -89,10 +89,9 @@ def load_weights(model, stream, filepath, skip_mismatch=False):
 # ---- whole models -------------------------------------------------------------------------
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
-    h5py = weights_store.h5py_module()
     with open(filepath, "rb") as stream:
         data = io.BytesIO(stream.read())
-    with weights_store._open(data, filepath) as f, saving_lib.errors_naming(filepath), \
+    with weights_store.open_h5(data, filepath) as f, saving_lib.errors_naming(filepath), \
             safe_mode_scope(safe_mode):
         model_config = _json_attribute(f, "model_config")
         if model_config is None:
@@ -101,7 +100,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         model = saving_lib.model_from_entry(model_config, custom_objects, compile=False)
         pairs = _pairs_by_order(model, read_layer_weights(f[MODEL_WEIGHTS]), filepath)
         training_config = _json_attribute(f, "training_config")
-        optimizer_state = _optimizer_state(f, h5py)
+        optimizer_state = _optimizer_state(f)
     for variable, array in pairs:
         variable.assign(array)
     if compile and training_config:
@@ -111,7 +110,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     return model
 
 
-def _optimizer_state(f, h5py):
+def _optimizer_state(f):
     if OPTIMIZER_WEIGHTS not in f:
         return None
     group = f[OPTIMIZER_WEIGHTS]

@@ -11,7 +11,6 @@ import zipfile
 
 from pylayers.saving import weights_store
 from pylayers.saving.functions import safe_mode_scope
-from pylayers.saving.weights_store import atomic_write, h5py_module  # noqa: F401  (public helpers)
 
 KERAS_VERSION = "3.15.1"   # the format version these files follow
 CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME = "config.json", "metadata.json", "model.weights.h5"
@@ -28,7 +27,16 @@ def errors_naming(filepath):
     except (ValueError, TypeError) as error:
         if str(filepath) in str(error):
             raise
-        raise type(error)(f"Cannot load '{filepath}': {error}") from error
+        raise _with_message(error, f"Cannot load '{filepath}': {error}") from error
+
+
+def _with_message(error, message):
+    """An exception of the same type with `message` (its base type when the subclass
+    takes other constructor arguments)."""
+    try:
+        return type(error)(message)
+    except TypeError:
+        return (TypeError if isinstance(error, TypeError) else ValueError)(message)
 
 
 def file_signature(filepath):
@@ -120,7 +128,7 @@ def save_model(model, filepath, overwrite=True):
     metadata = {"keras_version": KERAS_VERSION,
                 "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
     config = json.dumps(serialize_model(model), default=to_json_default)
-    with atomic_write(filepath) as stream, zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED) as archive:
+    with weights_store.atomic_write(filepath) as stream, zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr(METADATA_NAME, json.dumps(metadata))
         archive.writestr(CONFIG_NAME, config)
         archive.writestr(WEIGHTS_NAME, weights.getvalue())
@@ -184,7 +192,7 @@ def save_weights(model, filepath, overwrite=True):
                          f"Received: filepath={filepath}")
     _check_overwrite(filepath, overwrite)
     stores = weights_store.collect(model)
-    with atomic_write(filepath) as stream:
+    with weights_store.atomic_write(filepath) as stream:
         weights_store.write(stream, stores)
 
 

@@ -116,7 +116,10 @@ def deserialize_layer(entry, custom_objects=None):
     if not isinstance(entry, dict) or "class_name" not in entry:
         raise ValueError(f"Not a serialized layer (a dict with 'class_name' and 'config'): {entry!r}")
     cls = resolve_class(entry, custom_objects)
-    config = dict(entry.get("config") or {})
+    config = entry.get("config") or {}
+    if isinstance(config, list) and _is_model_class(cls):   # Keras 2.2: a Sequential's layers
+        config = {"layers": config}
+    config = dict(config)
     if "layers" in config and _is_model_class(cls):   # Sequential or functional model
         config = keras_configs.keras3_graph_config(config)
     elif _is_builtin(getattr(cls.from_config, "__func__", cls.from_config)):

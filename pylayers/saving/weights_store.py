@@ -149,7 +149,7 @@ def write(stream, stores):
                 group.create_dataset(str(i), data=np.asarray(array))
 
 
-def _open(stream, filepath):
+def open_h5(stream, filepath):
     h5py = h5py_module()
     try:
         return h5py.File(stream, "r")
@@ -159,7 +159,7 @@ def _open(stream, filepath):
 
 def is_legacy_layout(stream):
     """True for a Keras 2 / legacy weights layout (`layer_names` per model)."""
-    with _open(stream, "<weights>") as f:
+    with open_h5(stream, "<weights>") as f:
         legacy = "layer_names" in f.attrs or "model_weights" in f
     stream.seek(0)
     return legacy
@@ -169,7 +169,7 @@ def read(stream, filepath):
     """{vars path: [arrays]} of a Keras 3 weights file."""
     h5py = h5py_module()
     stores = {}
-    with _open(stream, filepath) as f:
+    with open_h5(stream, filepath) as f:
         def visit(name, obj):
             if isinstance(obj, h5py.Group) and name.split("/")[-1] == "vars":
                 stores[name] = [obj[str(i)][()] for i in range(len(obj))]
@@ -183,7 +183,7 @@ def _describe(layer, path):
     return f"layer '{layer.name}' ({type(layer).__name__}, stored at '{path}')"
 
 
-def _checked_pairs(layer, path, variables, arrays, filepath):
+def checked_pairs(layer, path, variables, arrays, filepath):
     """[(variable, array)] after checking count and shapes; ValueError otherwise."""
     expected = [tuple(v.shape) for v in variables]
     received = [tuple(np.shape(a)) for a in arrays]
@@ -201,7 +201,7 @@ def assign(model, stores, filepath, skip_optimizer=False, skip_mismatch=False):
         key = vars_path(path)
         expected_paths.add(key)
         try:
-            pairs += _checked_pairs(layer, key, own_variables(layer), stores.get(key, []), filepath)
+            pairs += checked_pairs(layer, key, own_variables(layer), stores.get(key, []), filepath)
         except ValueError as error:
             if not skip_mismatch:
                 raise

@@ -274,3 +274,11 @@ def test_weights_move_between_keras_and_legacy_files(tmp_path):
         other.set_weights([w * 0 for w in other.get_weights()])
         other.load_weights(tmp_path / source)
         np.testing.assert_array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_keras_2_2_sequential_config_as_a_bare_layer_list():
+    entry = {"class_name": "Sequential", "config": [
+        {"class_name": "Dense", "config": {"name": "d", "units": 2, "batch_input_shape": [None, 3],
+                                           "dtype": "float32", "activation": "linear"}}]}
+    model = keras.models.model_from_json(json.dumps(entry))
+    assert model.layers[0].kernel.shape == (3, 2)
