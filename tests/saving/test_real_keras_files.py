@@ -92,6 +92,8 @@ def test_real_keras_loads_pylayers_files():
             assert keras_own_error and result["error"] == keras_own_error, (file, result)
             result = result["without_compile"]
         assert result["loaded"] and result["max_abs_diff"] < 1e-5, (file, result)
+        if result["optimizer"]:   # the optimizer state came across: 2 epochs of 2 batches
+            assert result["optimizer_iterations"] == 4, (file, result)
 
 
 @pytest.mark.parametrize("file", sorted(p.name for p in (FIXTURES / "pylayers_made").glob("*.keras")))
@@ -104,3 +106,24 @@ def test_pylayers_made_files_still_load_in_pylayers(file):
 def test_fixtures_stay_small():
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
     assert total < 2 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name", ["keras_mlp", "keras_cnn", "keras_lstm", "keras_merge"])
+def test_pylayers_writes_the_weight_paths_keras_wrote(name, tmp_path):
+    """Same model, same `model.weights.h5` layout: every group and dataset shape."""
+    import h5py
+    import zipfile
+    skip_unless_layers_exist(name)
+
+    def layout(file):
+        shapes = {}
+        with h5py.File(file) as f:
+            f.visititems(lambda path, obj: shapes.setdefault(path, getattr(obj, "shape", None)))
+        return shapes
+    with zipfile.ZipFile(FIXTURES / f"{name}.keras") as archive:
+        archive.extract("model.weights.h5", tmp_path / "keras")
+    keras.models.load_model(FIXTURES / f"{name}.keras").save(tmp_path / "again.keras")
+    with zipfile.ZipFile(tmp_path / "again.keras") as archive:
+        archive.extract("model.weights.h5", tmp_path / "pylayers")
+    assert layout(tmp_path / "pylayers" / "model.weights.h5") == \
+        layout(tmp_path / "keras" / "model.weights.h5")

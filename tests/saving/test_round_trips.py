@@ -282,3 +282,9 @@ def test_keras_2_2_sequential_config_as_a_bare_layer_list():
                                            "dtype": "float32", "activation": "linear"}}]}
     model = keras.models.model_from_json(json.dumps(entry))
     assert model.layers[0].kernel.shape == (3, 2)
+
+
+def test_utils_exports_the_same_decorator():
+    if not hasattr(keras.utils, "register_keras_serializable"):
+        pytest.skip("pylayers.utils does not export register_keras_serializable yet")
+    assert keras.utils.register_keras_serializable is register_keras_serializable
