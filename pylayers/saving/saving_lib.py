@@ -94,10 +94,22 @@ def model_from_entry(entry, custom_objects=None, compile=True):
     model = deserialize_layer(entry, custom_objects)
     build_config = entry.get("build_config")
     if build_config and not model.built:
-        model.build(tuple(build_config["input_shape"]))
+        build_from_config(model, build_config["input_shape"])
     if compile and entry.get("compile_config"):
         compile_from_config(model, entry["compile_config"])
     return model
+
+
+def build_from_config(model, input_shape):
+    """Create the model's weights for `input_shape`, as Keras' build_from_config. A
+    subclassed model (no graph, no layer stack) builds by a call on zeros, its unknown
+    dimensions taken as 1, as Keras builds one by a call on a symbolic input."""
+    import numpy as np
+    if getattr(model, "_graph", None) is not None or hasattr(model, "_stack"):
+        model.build(tuple(input_shape))
+        return
+    model(np.zeros([1 if d is None else d for d in input_shape], dtype="float32"))
+    model.built = True
 
 
 def to_json_default(obj):

@@ -288,3 +288,42 @@ def test_utils_exports_the_same_decorator():
     if not hasattr(keras.utils, "register_keras_serializable"):
         pytest.skip("pylayers.utils does not export register_keras_serializable yet")
     assert keras.utils.register_keras_serializable is register_keras_serializable
+
+
+@register_keras_serializable(package="Test")
+class TwoLayer(keras.Model):
+    """A subclassed model: sublayers held as attributes, built by its first call."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = layers.Dense(4, activation="relu")
+        self.head = layers.Dense(2)
+
+    def call(self, inputs):
+        return self.head(self.hidden(inputs))
+
+
+def trained_subclassed_model():
+    model = TwoLayer()
+    x = rng.normal(size=(6, 5)).astype("float32")
+    model.compile("adam", "mse")
+    model.fit(x, np.ones((6, 2)), verbose=0)
+    return model, x
+
+
+def test_subclassed_model_round_trips_given_its_build_shape(tmp_path):
+    """pylayers' Model does not yet record the input shape it was built for (Keras'
+    build_config), so this test sets it; the loader then builds the model by a call."""
+    model, x = trained_subclassed_model()
+    model._built_input_shape = (None, 5)
+    restored = saved_and_loaded(model, tmp_path)
+    np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert restored.optimizer.iterations == 1
+
+
+@pytest.mark.xfail(strict=True, reason="models: a subclassed Model should record the input "
+                   "shape of its first call/fit (Keras' build_config, `_built_input_shape`)")
+def test_subclassed_model_round_trips(tmp_path):
+    model, x = trained_subclassed_model()
+    restored = saved_and_loaded(model, tmp_path)
+    np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
