@@ -4,9 +4,15 @@
 layers, ops, activations, initializers, regularizers, constraints, optimizers, losses,
 metrics, callbacks, datasets, utils, backend. Submodules load on first use."""
 import importlib
+import warnings
 
 from pylayers._kernels._runtime import (get_kernel_path, get_num_threads, openmp_enabled,
                                         set_kernel_path, set_num_threads)
+
+if not openmp_enabled():
+    warnings.warn("pylayers was built without OpenMP: every kernel runs on one thread. "
+                  "Reinstall with a compiler that supports OpenMP (gcc, or clang with libomp) "
+                  "for multi-threaded speed.", RuntimeWarning, stacklevel=2)
 
 __version__ = "0.1.0"
 

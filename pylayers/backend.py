@@ -16,8 +16,15 @@ def unique_name(prefix):
 
 
 def snake_case(class_name):
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    """Keras' to_snake_case: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, GRUCell -> gru_cell."""
+    name = re.sub(r"\W+", "", class_name)
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def auto_name(class_name):
+    """The default name of an object of this class: snake_case, then _1, _2, ..."""
+    return unique_name(snake_case(class_name))
 
 
 def clear_session():

@@ -7,7 +7,7 @@ shape such that d(values)/d(y_pred) = G (elementwise along the reduced last axis
 d(loss)/d(y_pred) = W[..., None] * G with W the reduction weights."""
 import numpy as np
 
-from pylayers.optimizers.base import auto_name
+from pylayers.backend import auto_name
 from pylayers.losses.reduction import (reduction_weights, squeeze_or_expand_to_same_rank,
                                        standardize_reduction)
 

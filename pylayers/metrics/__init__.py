@@ -18,7 +18,7 @@ from pylayers.metrics.base import Mean, MeanMetricWrapper, Metric
 from pylayers.metrics.confusion import AUC, Precision, Recall
 from pylayers.metrics.f_score import F1Score, FBetaScore
 from pylayers.metrics.regression import MeanAbsoluteError, MeanSquaredError
-from pylayers.optimizers.base import to_snake_case
+from pylayers.backend import snake_case as to_snake_case
 
 __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "BinaryAccuracy",
            "CategoricalAccuracy", "SparseCategoricalAccuracy", "TopKCategoricalAccuracy",

@@ -3,7 +3,7 @@ reduction_metrics.py). State is kept in float64 numpy arrays listed in `variable
 import numpy as np
 
 from pylayers.losses.reduction import squeeze_or_expand_to_same_rank
-from pylayers.optimizers.base import auto_name
+from pylayers.backend import auto_name
 
 
 class Metric:

@@ -12,14 +12,13 @@ Steps 1-3 run inside one C loop per variable; the learning rate is read once per
 import math
 import re
 import warnings
-from collections import defaultdict
 
 import numpy as np
 
 from pylayers._kernels import optim as kernels
+from pylayers.backend import auto_name
 from pylayers.optimizers import schedules
 
-_name_counts = defaultdict(int)
 
 # Keras options pylayers accepts only at their default value (configs saved by Keras
 # carry them all).
@@ -27,18 +26,6 @@ UNSUPPORTED_DEFAULTS = {"use_ema": False, "ema_overwrite_frequency": None,
                         "loss_scale_factor": None, "gradient_accumulation_steps": None}
 
 
-def to_snake_case(name):
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def auto_name(class_name):
-    """Keras' default object names: 'adam', then 'adam_1', 'adam_2', ..."""
-    base = to_snake_case(class_name)
-    count = _name_counts[base]
-    _name_counts[base] += 1
-    return base if count == 0 else f"{base}_{count}"
 
 
 def _is_number(value):

@@ -1,0 +1,161 @@
+"""Whole models as users time them, pylayers beside PyTorch (CPU, same thread count) in
+one run: one training epoch (after a warm-up) and predict calls. Groups pair the peers;
+`python benchmarks/compare.py benchmarks/bench_models.py --threads 2` prints the table.
+Keras on TensorFlow joins the table where it is installed (it is not on this machine)."""
+import numpy as np
+import pytest
+
+import pylayers as keras
+from pylayers import layers
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+BATCH = 128
+STEPS = 20
+
+
+def mlp(sizes):
+    hidden = [layers.Dense(width, activation="relu") for width in sizes[1:-1]]
+    return [layers.InputLayer(shape=(sizes[0],))] + hidden + [layers.Dense(sizes[-1], activation="softmax")]
+
+
+def torch_mlp(sizes):
+    modules = []
+    for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
+        modules += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+    return nn.Sequential(*modules, nn.Linear(sizes[-2], sizes[-1]))
+
+
+def cnn():
+    return [layers.InputLayer(shape=(28, 28, 1)), layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(10, activation="softmax")]
+
+
+class TorchCNN(nn.Module):
+    """The same network in PyTorch, taking channels-last input like the Keras model."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool, self.dense = nn.Conv2d(1, 32, 3), nn.MaxPool2d(2), nn.Linear(13 * 13 * 32, 10)
+
+    def forward(self, x):
+        h = self.pool(torch.relu(self.conv(x.permute(0, 3, 1, 2))))
+        return self.dense(h.permute(0, 2, 3, 1).reshape(len(x), -1))
+
+
+def lstm_64():
+    return [layers.InputLayer(shape=(50, 10)), layers.LSTM(64), layers.Dense(1)]
+
+
+def stacked_lstm():
+    return [layers.InputLayer(shape=(100, 1)), layers.LSTM(64, return_sequences=True),
+            layers.LSTM(10), layers.Dense(1)]
+
+
+class TorchLSTMs(nn.Module):
+    def __init__(self, features, units):
+        super().__init__()
+        self.lstms = nn.ModuleList(nn.LSTM(i, u, batch_first=True)
+                                   for i, u in zip([features] + units[:-1], units))
+        self.dense = nn.Linear(units[-1], 1)
+
+    def forward(self, x):
+        for lstm in self.lstms:
+            x, _ = lstm(x)
+        return self.dense(x[:, -1])
+
+
+# name -> (pylayers layers, torch module, input shape, classes (None: regression))
+MODELS = {
+    "mlp_784_64_10": (lambda: mlp([784, 64, 10]), lambda: torch_mlp([784, 64, 10]), (784,), 10),
+    "mlp_784_512_512_10": (lambda: mlp([784, 512, 512, 10]), lambda: torch_mlp([784, 512, 512, 10]), (784,), 10),
+    "cnn_28x28": (cnn, TorchCNN, (28, 28, 1), 10),
+    "lstm64_50x10": (lstm_64, lambda: TorchLSTMs(10, [64]), (50, 10), None),
+    "stacked_lstm_100x1": (stacked_lstm, lambda: TorchLSTMs(1, [64, 10]), (100, 1), None),
+}
+PREDICT_MODELS = ["mlp_784_64_10", "mlp_784_512_512_10", "cnn_28x28"]
+
+
+def data(name, n):
+    _, _, shape, classes = MODELS[name]
+    rng = np.random.default_rng(0)
+    x = rng.random((n,) + shape, dtype=np.float32)
+    y = rng.integers(0, classes, size=n) if classes else rng.random((n, 1), dtype=np.float32)
+    return x, y
+
+
+def pylayers_model(name):
+    keras.utils.set_random_seed(0)
+    build, _, _, classes = MODELS[name]
+    model = keras.Sequential(build())
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy" if classes else "mse")
+    return model
+
+
+def torch_training(name):
+    torch.manual_seed(0)
+    _, build, _, classes = MODELS[name]
+    model = build()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss() if classes else nn.MSELoss()
+
+    def epoch(x, y):
+        order = torch.randperm(len(x))
+        for start in range(0, len(x), BATCH):
+            index = order[start:start + BATCH]
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(x[index]), y[index]).backward()
+            optimizer.step()
+    return model, epoch
+
+
+@pytest.fixture(autouse=True)
+def same_threads():
+    torch.set_num_threads(keras.get_num_threads())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_train_epoch_pylayers(benchmark, name):
+    benchmark.group = f"train_epoch:{name}"
+    x, y = data(name, BATCH * STEPS)
+    model = pylayers_model(name)
+    model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, verbose=0)
+    benchmark.extra_info["samples"] = len(x)
+    benchmark.pedantic(model.fit, args=(x, y), kwargs={"batch_size": BATCH, "verbose": 0},
+                       rounds=5, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_train_epoch_torch(benchmark, name):
+    benchmark.group = f"train_epoch:{name}"
+    x, y = data(name, BATCH * STEPS)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    _, epoch = torch_training(name)
+    epoch(x[:BATCH], y[:BATCH])
+    benchmark.extra_info["samples"] = len(x)
+    benchmark.pedantic(epoch, args=(x, y), rounds=5, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("batch", [1, 256])
+@pytest.mark.parametrize("name", PREDICT_MODELS)
+def test_predict_pylayers(benchmark, name, batch):
+    benchmark.group = f"predict_batch{batch}:{name}"
+    x, _ = data(name, batch)
+    model = pylayers_model(name)
+    benchmark.extra_info["samples"] = batch
+    benchmark(model.predict_on_batch, x)
+
+
+@pytest.mark.parametrize("batch", [1, 256])
+@pytest.mark.parametrize("name", PREDICT_MODELS)
+def test_predict_torch(benchmark, name, batch):
+    benchmark.group = f"predict_batch{batch}:{name}"
+    x, _ = data(name, batch)
+    model = MODELS[name][1]().eval()
+
+    def predict(batch_x):
+        with torch.inference_mode():
+            return torch.softmax(model(torch.from_numpy(batch_x)), dim=-1).numpy()
+    benchmark.extra_info["samples"] = batch
+    benchmark(predict, x)
