@@ -313,7 +313,7 @@ def leaky_relu(x, negative_slope=0.2):
 @named_op
 def softmax(x, axis=-1):
     def forward(v):
-        e = np.exp(v - np.max(v, axis=axis, keepdims=True))
+        e = np.exp(v - np.max(v, axis=axis, keepdims=True, initial=-np.inf))
         return e / np.sum(e, axis=axis, keepdims=True)
     return _unary(x, forward,
                   lambda x, y, dy: y * (dy - np.sum(dy * y, axis=axis, keepdims=True)))
@@ -322,7 +322,7 @@ def softmax(x, axis=-1):
 @named_op
 def log_softmax(x, axis=-1):
     def forward(v):
-        shifted = v - np.max(v, axis=axis, keepdims=True)
+        shifted = v - np.max(v, axis=axis, keepdims=True, initial=-np.inf)
         return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
     return _unary(x, forward,
                   lambda x, y, dy: dy - np.exp(y) * np.sum(dy, axis=axis, keepdims=True))
