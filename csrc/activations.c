@@ -18,7 +18,7 @@ int pl_elementwise_threads(const pl_ctx *ctx, long work) {
 
 static float act_forward(float z, int act, float alpha) {
     switch (act) {
-    case PL_ACT_RELU: return z > 0.0f ? z : 0.0f;
+    case PL_ACT_RELU: return z < 0.0f ? 0.0f : z;   /* NaN passes through, as numpy */
     case PL_ACT_SIGMOID: return 1.0f / (1.0f + expf(-z));
     case PL_ACT_TANH: return tanhf(z);
     case PL_ACT_ELU: return z > 0.0f ? z : alpha * expm1f(z);

@@ -18,6 +18,7 @@ cdef extern from "dense.h":
 # Codes of csrc/activations.h enum pl_act.
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4, "elu": 5,
                     "selu": 6, "leaky_relu": 7, "softplus": 8, "softsign": 9, "exponential": 10}
+_VALID_CODES = frozenset(ACTIVATION_CODES.values())
 
 
 cdef const float *const_or_null_1d(const float[::1] a):
@@ -32,15 +33,22 @@ cdef float *data_or_null_2d(float[:, ::1] a):
     return NULL if a is None or a.shape[0] * a.shape[1] == 0 else &a[0, 0]
 
 
+def _check_act(int act):
+    if act not in _VALID_CODES:
+        raise ValueError(f"dense kernels: unknown activation code {act}; "
+                         f"expected one of {sorted(_VALID_CODES)}")
+
+
 def _check(name, array, shape):
     if array is not None and tuple(array.shape[:len(shape)]) != shape:
         raise ValueError(f"{name} has shape {tuple(array.shape)}; expected {shape}")
 
 
-def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] bias,
-                  int act, float alpha, float[:, ::1] y):
+def dense_forward(const float[:, ::1] x not None, const float[:, ::1] w not None,
+                  const float[::1] bias, int act, float alpha, float[:, ::1] y not None):
     """y (m, n) = act(x (m, k) @ w (k, n) + bias (n))."""
     cdef long m = x.shape[0], k = x.shape[1], n = w.shape[1]
+    _check_act(act)
     _check("w", w, (k, n))
     _check("y", y, (m, n))
     _check("bias", bias, (n,))
@@ -52,11 +60,13 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
                          bias_ptr, act, alpha, &y[0, 0])
 
 
-def dense_backward(const float[:, ::1] x, const float[:, ::1] w, const float[:, ::1] y,
-                   const float[:, ::1] dy, int act, float alpha, float[:, ::1] dz,
-                   float[:, ::1] dw, float[::1] dbias, float[:, ::1] dx):
+def dense_backward(const float[:, ::1] x not None, const float[:, ::1] w not None,
+                   const float[:, ::1] y not None, const float[:, ::1] dy not None, int act,
+                   float alpha, float[:, ::1] dz not None, float[:, ::1] dw, float[::1] dbias,
+                   float[:, ::1] dx):
     """dz = dy*act'(y); dw += x^T dz; dbias += colsum dz; dx = dz w^T (None skips)."""
     cdef long m = x.shape[0], k = x.shape[1], n = w.shape[1]
+    _check_act(act)
     for name, array, shape in (("w", w, (k, n)), ("y", y, (m, n)), ("dy", dy, (m, n)),
                                ("dz", dz, (m, n)), ("dw", dw, (k, n)), ("dbias", dbias, (n,)),
                                ("dx", dx, (m, k))):
@@ -74,9 +84,10 @@ def dense_backward(const float[:, ::1] x, const float[:, ::1] w, const float[:, 
                           dx_ptr if k else NULL)
 
 
-def bias_act_forward(float[:, ::1] y, const float[::1] bias, int act, float alpha):
+def bias_act_forward(float[:, ::1] y not None, const float[::1] bias, int act, float alpha):
     """In place: y (m, n) = act(y + bias)."""
     cdef long m = y.shape[0], n = y.shape[1]
+    _check_act(act)
     _check("bias", bias, (n,))
     cdef const float *bias_ptr = const_or_null_1d(bias)
     if m == 0 or n == 0:
@@ -85,10 +96,11 @@ def bias_act_forward(float[:, ::1] y, const float[::1] bias, int act, float alph
         pl_bias_act_forward(ctx(), m, n, &y[0, 0], bias_ptr, act, alpha)
 
 
-def act_backward(const float[:, ::1] y, const float[:, ::1] dy, float[:, ::1] dz,
-                 int act, float alpha):
+def act_backward(const float[:, ::1] y not None, const float[:, ::1] dy not None,
+                 float[:, ::1] dz not None, int act, float alpha):
     """dz (m, n) = dy * act'(y); dz may be dy."""
     cdef long m = y.shape[0], n = y.shape[1]
+    _check_act(act)
     _check("dy", dy, (m, n))
     _check("dz", dz, (m, n))
     if m == 0 or n == 0:

@@ -126,6 +126,22 @@ class PReLU(Layer):
                                      constraint=self.alpha_constraint)
         self.built = True
 
+    def _check_input(self, input_shape):
+        """After building, every non-shared axis must keep its size: alpha would
+        otherwise broadcast the input to a different shape without a word."""
+        super()._check_input(input_shape)
+        if not self.built:
+            return
+        shared = {a % len(input_shape) for a in self.shared_axes or []} if input_shape else set()
+        sample = tuple(input_shape[1:])
+        if len(sample) != len(self.alpha.shape) or any(
+                axis + 1 not in shared and size != alpha_size
+                for axis, (size, alpha_size) in enumerate(zip(sample, self.alpha.shape))):
+            raise ValueError(f"Input 0 of layer '{self.name}' is incompatible with the layer: "
+                             f"alpha has shape {self.alpha.shape} (shared_axes="
+                             f"{self.shared_axes}), but received input with shape "
+                             f"{tuple(input_shape)}")
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 

@@ -16,6 +16,7 @@ import numpy as np
 from pylayers import backend
 from pylayers.layers.keras_tensor import KerasTensor, Node, is_symbolic
 from pylayers.ops import Tape, Tensor, Variable, value_of
+from pylayers.ops.errors import named
 from pylayers.ops.mode import floatx, reference_mode_on
 from pylayers.ops.tape import current_tape
 
@@ -183,6 +184,17 @@ class Layer:
     def __call__(self, inputs, training=None, mask=None, **kwargs):
         if is_symbolic(inputs):
             return self._symbolic_call(inputs)
+        try:
+            return self._call_on_values(inputs, training, mask)
+        except (ValueError, TypeError, IndexError) as error:
+            if f"'{self.name}'" in str(error):
+                raise
+            items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+            raise named(error, f"Exception encountered when calling layer '{self.name}' "
+                               f"({type(self).__name__})", items) from error
+
+    def _call_on_values(self, inputs, training, mask):
+        """__call__ on arrays, Tensors or Variables: check, build, forward (or record)."""
         inputs = self._convert_inputs(inputs)
         self._check_input(_shapes_of(inputs))
         self._build_once(_shapes_of(inputs))

@@ -5,19 +5,26 @@ import math
 import numpy as np
 
 from pylayers._kernels import gemm
+from pylayers.ops.errors import named_op
 from pylayers.ops.mode import floatx, reference_mode_on
 from pylayers.ops.tape import Tensor, current_tape
 from pylayers.ops.variable import Variable
 
 
 def value_of(x):
-    """The numpy value behind a Tensor, Variable, array or scalar (floats in the mode's dtype)."""
+    """The numpy value behind a Tensor, Variable, array or scalar: arrays in the mode's
+    float dtype (integers and booleans too: numpy would compute int8 in float16).
+    Complex, string and object data are refused: ops compute on real numbers."""
     if isinstance(x, Tensor):
         return x.data
     if isinstance(x, Variable):
         return x.value.astype(np.float64) if reference_mode_on() else x.value
     if isinstance(x, np.ndarray):
-        return x.astype(floatx()) if x.dtype.kind == "f" and x.dtype != floatx() else x
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"expected real numbers, received an array of dtype {x.dtype}")
+        return x.astype(floatx()) if x.dtype != floatx() else x
+    if isinstance(x, (complex, np.complexfloating, str, bytes)):
+        raise TypeError(f"expected real numbers, received {x!r}")
     if isinstance(x, (list, tuple)):
         return np.asarray(x, dtype=floatx())
     return x
@@ -65,22 +72,27 @@ def _binary(a, b, forward, backward):
 
 # ---- arithmetic -------------------------------------------------------------------
 
+@named_op
 def add(a, b):
     return _binary(a, b, np.add, lambda a, b, y, dy: (dy, dy))
 
 
+@named_op
 def subtract(a, b):
     return _binary(a, b, np.subtract, lambda a, b, y, dy: (dy, -dy))
 
 
+@named_op
 def multiply(a, b):
     return _binary(a, b, np.multiply, lambda a, b, y, dy: (dy * b, dy * a))
 
 
+@named_op
 def divide(a, b):
     return _binary(a, b, np.true_divide, lambda a, b, y, dy: (dy / b, -dy * y / b))
 
 
+@named_op
 def power(a, b):
     def backward(a, b, y, dy):
         log_a = np.log(np.where(a > 0, a, 1))
@@ -88,45 +100,55 @@ def power(a, b):
     return _binary(a, b, np.power, backward)
 
 
+@named_op
 def maximum(a, b):
     return _binary(a, b, np.maximum,
                    lambda a, b, y, dy: (dy * (a >= b), dy * (a < b)))
 
 
+@named_op
 def minimum(a, b):
     return _binary(a, b, np.minimum,
                    lambda a, b, y, dy: (dy * (a <= b), dy * (a > b)))
 
 
+@named_op
 def negative(x):
     return _unary(x, np.negative, lambda x, y, dy: -dy)
 
 
+@named_op
 def exp(x):
     return _unary(x, np.exp, lambda x, y, dy: dy * y)
 
 
+@named_op
 def log(x):
     return _unary(x, np.log, lambda x, y, dy: dy / x)
 
 
+@named_op
 def sqrt(x):
     return _unary(x, np.sqrt, lambda x, y, dy: dy / (2 * y))
 
 
+@named_op
 def square(x):
     return _unary(x, np.square, lambda x, y, dy: 2 * x * dy)
 
 
+@named_op
 def abs(x):  # noqa: A001 (keras.ops name)
     return _unary(x, np.abs, lambda x, y, dy: dy * np.sign(x))
 
 
+@named_op
 def clip(x, x_min, x_max):
     return _unary(x, lambda v: np.clip(v, x_min, x_max),
                   lambda x, y, dy: dy * ((x >= x_min) & (x <= x_max)))
 
 
+@named_op
 def where(condition, x1, x2):
     cond = np.asarray(value_of(condition), dtype=bool)
     return _binary(x1, x2, lambda a, b: np.where(cond, a, b),
@@ -141,6 +163,7 @@ def _matmul_values(a, b):
     return gemm.matmul(a, b)
 
 
+@named_op
 def matmul(a, b):
     """numpy matmul semantics; the compiled GEMM in float32 mode."""
     def backward(av, bv, y, dy):
@@ -172,11 +195,13 @@ def _expand_reduced(dy, x_shape, axis, keepdims):
     return np.broadcast_to(dy, x_shape)
 
 
+@named_op
 def sum(x, axis=None, keepdims=False):  # noqa: A001
     return _unary(x, lambda v: np.sum(v, axis=_tuple(axis), keepdims=keepdims),
                   lambda x, y, dy: _expand_reduced(np.asarray(dy), x.shape, axis, keepdims).copy())
 
 
+@named_op
 def mean(x, axis=None, keepdims=False):
     def backward(x, y, dy):
         count = np.prod([x.shape[a] for a in _axes(axis, x.ndim)])
@@ -184,6 +209,7 @@ def mean(x, axis=None, keepdims=False):
     return _unary(x, lambda v: np.mean(v, axis=_tuple(axis), keepdims=keepdims), backward)
 
 
+@named_op
 def max(x, axis=None, keepdims=False):  # noqa: A001
     def backward(x, y, dy):
         y_full = _expand_reduced(np.asarray(y), x.shape, axis, keepdims)
@@ -193,6 +219,7 @@ def max(x, axis=None, keepdims=False):  # noqa: A001
     return _unary(x, lambda v: np.max(v, axis=_tuple(axis), keepdims=keepdims), backward)
 
 
+@named_op
 def min(x, axis=None, keepdims=False):  # noqa: A001
     return negative(max(negative(x), axis=axis, keepdims=keepdims))
 
@@ -203,24 +230,29 @@ def _tuple(axis):
 
 # ---- shapes -------------------------------------------------------------------------
 
+@named_op
 def reshape(x, new_shape):
     return _unary(x, lambda v: np.reshape(v, new_shape), lambda x, y, dy: dy.reshape(x.shape))
 
 
+@named_op
 def transpose(x, axes=None):
     def backward(x, y, dy):
         return np.transpose(dy, None if axes is None else np.argsort(axes))
     return _unary(x, lambda v: np.transpose(v, axes), backward)
 
 
+@named_op
 def expand_dims(x, axis):
     return _unary(x, lambda v: np.expand_dims(v, axis), lambda x, y, dy: dy.reshape(x.shape))
 
 
+@named_op
 def squeeze(x, axis=None):
     return _unary(x, lambda v: np.squeeze(v, axis), lambda x, y, dy: dy.reshape(x.shape))
 
 
+@named_op
 def concatenate(xs, axis=0):
     values = [value_of(x) for x in xs]
     y = np.concatenate(values, axis=axis)
@@ -231,10 +263,12 @@ def concatenate(xs, axis=0):
     return tape.record(y, tuple(xs), lambda dy: tuple(np.split(dy, bounds, axis=axis)))
 
 
+@named_op
 def stack(xs, axis=0):
     return concatenate([expand_dims(x, axis) for x in xs], axis=axis)
 
 
+@named_op
 def take_slice(x, index):
     """x[index] for basic and fancy indexing; the backward scatters."""
     def backward(x, y, dy):
@@ -246,50 +280,60 @@ def take_slice(x, index):
 
 # ---- activations --------------------------------------------------------------------
 
+@named_op
 def relu(x):
     return _unary(x, lambda v: np.maximum(v, 0), lambda x, y, dy: dy * (x > 0))
 
 
+@named_op
 def sigmoid(x):
     def forward(v):
-        return np.where(v >= 0, 1 / (1 + np.exp(-np.abs(v))), 1 - 1 / (1 + np.exp(-np.abs(v))))
+        e = np.exp(-np.abs(v))   # never overflows; e / (1 + e) keeps tiny values exact
+        return np.where(v >= 0, 1 / (1 + e), e / (1 + e))
     return _unary(x, forward, lambda x, y, dy: dy * y * (1 - y))
 
 
+@named_op
 def tanh(x):
     return _unary(x, np.tanh, lambda x, y, dy: dy * (1 - y * y))
 
 
+@named_op
 def elu(x, alpha=1.0):
     return _unary(x, lambda v: np.where(v > 0, v, alpha * np.expm1(np.minimum(v, 0))),
                   lambda x, y, dy: dy * np.where(x > 0, 1, y + alpha))
 
 
+@named_op
 def leaky_relu(x, negative_slope=0.2):
     return _unary(x, lambda v: np.where(v > 0, v, negative_slope * v),
                   lambda x, y, dy: dy * np.where(x > 0, 1, negative_slope))
 
 
+@named_op
 def softmax(x, axis=-1):
     def forward(v):
-        e = np.exp(v - np.max(v, axis=axis, keepdims=True))
+        e = np.exp(v - np.max(v, axis=axis, keepdims=True, initial=-np.inf))
         return e / np.sum(e, axis=axis, keepdims=True)
     return _unary(x, forward,
                   lambda x, y, dy: y * (dy - np.sum(dy * y, axis=axis, keepdims=True)))
 
 
+@named_op
 def log_softmax(x, axis=-1):
     def forward(v):
-        shifted = v - np.max(v, axis=axis, keepdims=True)
+        shifted = v - np.max(v, axis=axis, keepdims=True, initial=-np.inf)
         return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
     return _unary(x, forward,
                   lambda x, y, dy: dy - np.exp(y) * np.sum(dy, axis=axis, keepdims=True))
 
 
+@named_op
 def softplus(x):
     return _unary(x, lambda v: np.logaddexp(v, 0), lambda x, y, dy: dy * -np.expm1(-y))
 
 
+@named_op
 def softsign(x):
     return _unary(x, lambda v: v / (1 + np.abs(v)), lambda x, y, dy: dy / (1 + np.abs(x)) ** 2)
 
@@ -298,10 +342,12 @@ SELU_ALPHA = 1.6732632423543772
 SELU_SCALE = 1.0507009873554805
 
 
+@named_op
 def selu(x):
     return SELU_SCALE * elu(x, SELU_ALPHA)
 
 
+@named_op
 def silu(x):
     def forward(v):
         return v * sigmoid(v)
@@ -316,6 +362,7 @@ def _erf(v):
     return np.vectorize(math.erf, otypes=[v.dtype])(v) if v.size else v.copy()
 
 
+@named_op
 def gelu(x, approximate=True):
     if approximate:
         c = math.sqrt(2 / math.pi)
@@ -337,10 +384,12 @@ def gelu(x, approximate=True):
     return _unary(x, forward_exact, backward_exact)
 
 
+@named_op
 def hard_sigmoid(x):
     return _unary(x, lambda v: np.clip(v / 6 + 0.5, 0, 1),
                   lambda x, y, dy: dy * ((x > -3) & (x < 3)) / 6)
 
 
+@named_op
 def relu6(x):
     return _unary(x, lambda v: np.clip(v, 0, 6), lambda x, y, dy: dy * ((x > 0) & (x < 6)))
