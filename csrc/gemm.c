@@ -122,15 +122,17 @@ static void pack_a(const pl_gemm_arch *arch, int trans_a, long mc, long kc,
 }
 
 /* Pack micro-panels [j_begin, j_end) (column offsets, multiples of nr) of the
- * (kc, nc) block of op(B) starting at b into nr-column panels: panel at column
- * j0 holds kc rows of nr floats, columns past nc zeroed.
+ * (kc, nc) block of op(B) starting at b into nr-column panels: the panel at column
+ * j0 starts at dst + j0 * panel_depth and holds kc rows of nr floats, columns past nc
+ * zeroed.  panel_depth is the deepest block's kc for the whole call, so a thread
+ * packing a later (shallower) k block never moves onto another thread's panels.
  * op(B)(p, j) is b[p * ldb + j], or b[j * ldb + p] when trans_b. */
 static inline __attribute__((always_inline))
 void pack_b_panels(int nr, int trans_b, long j_begin, long j_end, long nc, long kc,
-                   const float *b, long ldb, float *dst) {
+                   long panel_depth, const float *b, long ldb, float *dst) {
     for (long j0 = j_begin; j0 < j_end; j0 += nr) {
         long cols = min_long(nr, nc - j0);
-        float *panel = dst + j0 * kc;
+        float *panel = dst + j0 * panel_depth;
         if (!trans_b && cols == nr) {
             for (long p = 0; p < kc; p++)
                 for (int col = 0; col < nr; col++) panel[p * nr + col] = b[p * ldb + j0 + col];
@@ -152,10 +154,13 @@ void pack_b_panels(int nr, int trans_b, long j_begin, long j_end, long nc, long 
 }
 
 static void pack_b(const pl_gemm_arch *arch, int trans_b, long j_begin, long j_end, long nc,
-                   long kc, const float *b, long ldb, float *dst) {
-    if (arch->nr == 16) pack_b_panels(16, trans_b, j_begin, j_end, nc, kc, b, ldb, dst);
-    else if (arch->nr == 8) pack_b_panels(8, trans_b, j_begin, j_end, nc, kc, b, ldb, dst);
-    else pack_b_panels(arch->nr, trans_b, j_begin, j_end, nc, kc, b, ldb, dst);
+                   long kc, long panel_depth, const float *b, long ldb, float *dst) {
+    if (arch->nr == 16)
+        pack_b_panels(16, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
+    else if (arch->nr == 8)
+        pack_b_panels(8, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
+    else
+        pack_b_panels(arch->nr, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
 }
 
 /* One partial tile: the micro-kernel writes a full mr x nr tile into tile_buf,
@@ -176,12 +181,12 @@ static void edge_tile(const pl_gemm_arch *arch, long kc, const float *a_panel,
  * column micro-panels [j_begin, j_end).  A_packed is (mc, kc) in mr-row panels,
  * B_packed is (kc, nc) in nr-column panels. */
 static void macro_kernel(const pl_gemm_arch *arch, long mc, long nc, long kc,
-                         long j_begin, long j_end, const float *a_packed,
+                         long panel_depth, long j_begin, long j_end, const float *a_packed,
                          const float *b_packed, float alpha, float beta, float *c, long ldc) {
     int mr = arch->mr, nr = arch->nr;
     for (long jr = j_begin; jr < j_end; jr += nr) {
         long cols = min_long(nr, nc - jr);
-        const float *b_panel = b_packed + jr * kc;
+        const float *b_panel = b_packed + jr * panel_depth;
         for (long ir = 0; ir < mc; ir += mr) {
             long rows = min_long(mr, mc - ir);
             const float *a_panel = a_packed + ir * kc;
@@ -292,7 +297,7 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
             // op(B) block (kc, nc) at (pc, jc)
             const float *b_block = job->trans_b ? job->b + jc * job->ldb + pc
                                                 : job->b + pc * job->ldb + jc;
-            pack_b(arch, job->trans_b, pack_begin, pack_end, nc, kc, b_block, job->ldb,
+            pack_b(arch, job->trans_b, pack_begin, pack_end, nc, kc, job->kc, b_block, job->ldb,
                    job->b_packed);
             if (shared_b) team_barrier(n_threads);
             for (long ic = m_begin; ic < m_end; ic += job->mc) {
@@ -301,7 +306,7 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
                 const float *a_block = job->trans_a ? job->a + pc * job->lda + ic
                                                     : job->a + ic * job->lda + pc;
                 pack_a(arch, job->trans_a, mc, kc, a_block, job->lda, a_packed);
-                macro_kernel(arch, mc, nc, kc, j_begin, j_end, a_packed, job->b_packed,
+                macro_kernel(arch, mc, nc, kc, job->kc, j_begin, j_end, a_packed, job->b_packed,
                              job->alpha, beta, job->c + ic * job->ldc + jc, job->ldc);
             }
             if (shared_b) team_barrier(n_threads);   // b_packed is refilled next

@@ -232,6 +232,20 @@ def test_one_and_two_threads_bitwise_identical(kernel_path, threads, shape, tran
     assert np.array_equal(results[0], results[1])
 
 
+def test_column_split_threads_never_overwrite_each_others_panels(kernel_path, threads):
+    """k=700 splits into unequal k blocks (234, 233, 233) and a short m splits the
+    columns between threads with no barrier between blocks, so one thread can run a
+    k block ahead of the other: each panel must sit at the deepest block's offset.
+    The race showed in a fraction of runs, hence the repeats."""
+    rng = np.random.default_rng(12)
+    a, b = random_matrix(rng, (9, 700)), random_matrix(rng, (700, 1000))
+    threads(1)
+    one = gemm.matmul(a, b)
+    threads(2)
+    mismatches = sum(not np.array_equal(one, gemm.matmul(a, b)) for _ in range(60))
+    assert mismatches == 0
+
+
 def test_batched_one_and_two_threads_bitwise_identical(kernel_path, threads):
     rng = np.random.default_rng(9)
     a, b = random_matrix(rng, (16, 33, 45)), random_matrix(rng, (16, 45, 29))
