@@ -39,15 +39,17 @@ static long input_offset(const pl_pool_geom *g, long i0, long i1, long i2) {
 typedef void (*keep_max_fn)(long c_n, const float *restrict src, int offset,
                             float *restrict best, int *restrict arg);
 
-/* best, arg (c) = src where src > best (offset + c its index): a select that
- * compilers vectorise when blends of mixed types exist (AVX2), scalar otherwise. */
+/* best, arg (c) = src where src > best or src is NaN (offset + c its index), so a NaN
+ * anywhere in the window wins, as in numpy and Keras: a select that compilers
+ * vectorise when blends of mixed types exist (AVX2), scalar otherwise. */
 static inline __attribute__((always_inline))
 void keep_max_body(long c_n, const float *restrict src, int offset, float *restrict best,
                    int *restrict arg) {
     for (long c = 0; c < c_n; c++) {
         float v = src[c], b = best[c];
-        best[c] = v > b ? v : b;
-        arg[c] = v > b ? offset + (int)c : arg[c];
+        int take = (v > b) | (v != v);
+        best[c] = take ? v : b;
+        arg[c] = take ? offset + (int)c : arg[c];
     }
 }
 

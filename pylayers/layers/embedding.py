@@ -40,7 +40,9 @@ class Embedding(Layer):
         self.embeddings_constraint = constraints.get(embeddings_constraint)
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
-        self._initial_weights = [weights] if isinstance(weights, np.ndarray) else weights
+        if weights is not None:   # as Keras: built at once, so the table is there to read
+            self.build()
+            self.set_weights([weights] if isinstance(weights, np.ndarray) else weights)
 
     def build(self, input_shape=None):
         self.embeddings = self.add_weight(name="embeddings",

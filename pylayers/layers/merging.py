@@ -41,11 +41,14 @@ class Merge(Layer):
         return tuple(merged)
 
     def _broadcast_dim(self, a, b, input_shapes):
-        """Keras' rule: unknown if either is unknown, else equal sizes or a size of 1."""
+        """Keras' rule: unknown if either is unknown, else equal sizes or a size of 1,
+        which takes the other's size (0 included, as numpy broadcasts)."""
         if a is None or b is None:
             return None
-        if a == 1 or b == 1 or a == b:
-            return max(a, b)
+        if a == 1:
+            return b
+        if b == 1 or a == b:
+            return a
         raise ValueError(f"Layer '{self.name}': inputs have incompatible shapes. "
                          f"Received shapes {input_shapes}")
 

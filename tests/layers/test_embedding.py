@@ -122,12 +122,13 @@ def test_masking_layer_masks_steps_and_zeroes_them():
 
 def test_padded_sequences_give_the_same_result_as_unpadded_ones():
     """mask_zero -> LSTM: trailing padding changes nothing (Keras semantics)."""
-    model = keras.Sequential([layers.Embedding(20, 4, mask_zero=True), layers.LSTM(3)])
+    model = keras.Sequential([layers.InputLayer(shape=(None,), dtype="int32"),
+                              layers.Embedding(20, 4, mask_zero=True), layers.LSTM(3)])
     short = np.array([[3, 7, 2]])
     padded = np.array([[3, 7, 2, 0, 0]])
     np.testing.assert_allclose(model.predict(padded, verbose=0), model.predict(short, verbose=0),
                                rtol=1e-6, atol=1e-6)
-    masked = keras.Sequential([layers.Masking(), layers.SimpleRNN(2)])
+    masked = keras.Sequential([layers.InputLayer(shape=(None, 2)), layers.Masking(), layers.SimpleRNN(2)])
     x = rng.normal(size=(1, 3, 2)).astype(np.float32)
     np.testing.assert_allclose(masked.predict(np.concatenate([x, np.zeros((1, 2, 2))], 1), verbose=0),
                                masked.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
@@ -139,5 +140,5 @@ def test_sequence_output_mask_weights_the_loss():
     model.compile(optimizer="sgd", loss="mse")
     x = np.array([[1, 2, 0, 0]])
     model.predict(x, verbose=0)
-    model._forward_for_loss(x, training=False)
+    model._forward_for_loss([x], training=False)
     np.testing.assert_array_equal(model._masked_sample_weight(None), [[1, 1, 0, 0]])

@@ -71,6 +71,20 @@ def test_same_average_excludes_padding_and_max_ignores_it():
     np.testing.assert_allclose(layers.MaxPooling1D(2, padding="same")(x).ravel(), [-1, -3, -5])
 
 
+@pytest.mark.parametrize("kernel_path", ["generic", "auto"])
+def test_max_pool_propagates_nan_wherever_it_sits_in_the_window(kernel_path):
+    x = np.tile(np.array([0.9, np.nan, 0.2, 0.5, 1.5, np.nan], np.float32).reshape(1, 6, 1),
+                (1, 1, 16))    # 16 channels: the vectorised select runs
+    saved = pylayers.get_kernel_path()
+    pylayers.set_kernel_path(kernel_path)
+    try:
+        got = layers.MaxPooling1D(2)(x)
+    finally:
+        pylayers.set_kernel_path(saved)
+    np.testing.assert_array_equal(got[0, :, 0], [np.nan, 0.5, np.nan])
+    assert np.all(np.isnan(got[0, ::2]))
+
+
 @pytest.mark.parametrize("cls", [layers.MaxPooling2D, layers.AveragePooling2D])
 def test_one_and_two_threads_agree_bitwise(cls):
     layer = cls(3, strides=2, padding="same")

@@ -37,6 +37,9 @@ class MinimalRNNCell(layers.Layer):
         h = ops.tanh(ops.matmul(inputs, self.kernel) + ops.matmul(states[0], self.recurrent_kernel))
         return h, [h]
 
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
 
 def seq(*shape):
     return rng.normal(size=shape)
@@ -496,7 +499,8 @@ def test_bidirectional_states_config_and_errors():
 
 
 def test_bidirectional_in_a_model_with_embedding_masks():
-    model = keras.Sequential([layers.Embedding(30, 4, mask_zero=True),
+    model = keras.Sequential([layers.InputLayer(shape=(None,), dtype="int32"),
+                              layers.Embedding(30, 4, mask_zero=True),
                               layers.Bidirectional(layers.LSTM(3)), layers.Dense(1)])
     short = np.array([[5, 2, 9]])
     padded = np.array([[5, 2, 9, 0, 0]])
@@ -551,8 +555,7 @@ def test_embedding_mask_zero_matches_keras():
     data = np.load(FIXTURES / "embedding_mask_zero_lstm.npz")
     embedding = layers.Embedding(12, 3, mask_zero=True, weights=[data["table"]])
     lstm = layers.LSTM(4, return_sequences=True, return_state=True)
-    model = keras.Sequential([embedding, lstm])
-    model.build((None, 6))
+    lstm.build((None, 6, 3))
     lstm.set_weights([data[f"weight_{i}"] for i in range(3)])
     embedded = embedding(data["indices"])
     np.testing.assert_allclose(embedded, data["embedded"], rtol=1e-6)

@@ -14,13 +14,19 @@ from registries import gradient_cases
 CASES = gradient_cases("ops")
 
 
+def _shift(x, axis):
+    """x minus its max along axis; an empty axis has nothing to shift (and np.max no
+    answer), so softmax of an empty array is the empty array, as in Keras."""
+    return x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+
+
 def _softmax(x, axis=-1):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(_shift(x, axis))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def _log_softmax(x, axis):
-    shifted = x - np.max(x, axis=axis, keepdims=True)
+    shifted = _shift(x, axis)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 

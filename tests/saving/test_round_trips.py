@@ -19,13 +19,18 @@ rng = np.random.default_rng(0)
 
 
 def gradient_cases():
-    cases = {}
+    """Every GRADIENT_CASES entry of tests/layers, and the layer classes those modules
+    define themselves (custom cells), which loading needs as custom_objects."""
+    cases, custom_objects = {}, {}
     for path in sorted(LAYER_TESTS.glob("test_*.py")):
         spec = importlib.util.spec_from_file_location(f"_saving_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         cases.update(getattr(module, "GRADIENT_CASES", {}))
-    return cases
+        custom_objects.update({name: obj for name, obj in vars(module).items()
+                               if inspect.isclass(obj) and issubclass(obj, layers.Layer)
+                               and obj.__module__ == module.__name__})
+    return cases, custom_objects
 
 
 # For classes without a gradient case in tests/layers (used only while that is so).
@@ -61,7 +66,7 @@ LAYER_CASES = {
 }
 NOT_STANDALONE = {"Layer", "Input", "InputLayer", "KerasTensor",
                   "LSTMCell", "GRUCell", "SimpleRNNCell"}   # cells: inside RNN
-GRADIENT_CASES = gradient_cases()
+GRADIENT_CASES, TEST_MODULE_LAYERS = gradient_cases()
 COVERED = {name.split("_")[0] for name in GRADIENT_CASES}
 CASES = {name: (factory, x) for name, (factory, x, _) in GRADIENT_CASES.items()}
 CASES.update({name: case for name, case in LAYER_CASES.items()
@@ -105,7 +110,8 @@ def test_layer_round_trip_predicts_bitwise_equal(name, tmp_path):
                      "(fixed on the conv branch, 93cf339)")
     keras.utils.set_random_seed(0)
     model = model_around(factory(), x)
-    restored = saved_and_loaded(model, tmp_path, safe_mode=False)   # Lambda: a Python lambda
+    restored = saved_and_loaded(model, tmp_path, safe_mode=False,   # Lambda: a Python lambda
+                                custom_objects=TEST_MODULE_LAYERS)
     np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
     assert type(restored.layers[-1]) is type(model.layers[-1])
     assert restored.layers[-1].get_config() == model.layers[-1].get_config()
