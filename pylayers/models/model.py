@@ -10,6 +10,7 @@ through the tape."""
 import numpy as np
 
 from pylayers.layers.layer import Layer
+from pylayers.ops import value_of
 from pylayers.utils.rng import global_rng
 
 
@@ -225,6 +226,7 @@ class Model(Layer):
         if self._graph is not None:
             return self._graph.forward(xs, training)
         x = xs[0] if len(xs) == 1 else xs
+        self._build_once([np.shape(a) for a in xs] if len(xs) > 1 else np.shape(x))
         y, backprop = Layer._forward(self, x, training)
         ys = list(y) if isinstance(y, (list, tuple)) else [y]
 
@@ -232,6 +234,42 @@ class Model(Layer):
             dx = backprop(d_preds[0] if len(ys) == 1 else d_preds)
             return (dx if len(xs) > 1 else [dx]) if need_dx else None
         return ys, backward
+
+    def _build_once(self, input_shape):
+        """A subclassed model records the shape it was first built for (batch size
+        unknown), which its saved build_config carries, as Keras does."""
+        if not self.built and self._graph is None:
+            shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+            batchless = [(None,) + tuple(s[1:]) for s in shapes]
+            self._built_input_shape = batchless if isinstance(input_shape, list) else batchless[0]
+        super()._build_once(input_shape)
+
+    def call(self, inputs, training=False):
+        """A functional model's call runs its graph; a subclass defines its own."""
+        if self._graph is None:
+            return super().call(inputs)
+        xs = [value_of(x) for x in self._to_graph_inputs(inputs)]
+        ys = self._graph.forward(xs, bool(training))[0]
+        return self._graph.structure_like_outputs(ys)
+
+    def _to_graph_inputs(self, inputs):
+        if isinstance(inputs, dict):
+            return self._graph.inputs_from_dict(inputs)
+        return list(inputs) if len(self._graph.inputs) > 1 else [inputs]
+
+    def compute_output_shape(self, input_shape):
+        """A functional model's output shapes come from its graph, for the batch size of
+        input_shape; input shapes the graph cannot take raise a ValueError."""
+        if self._graph is None:
+            return super().compute_output_shape(input_shape)
+        shapes = [tuple(s) for s in self._to_graph_inputs(input_shape)]
+        if len(shapes) != len(self._graph.inputs):
+            raise ValueError(f"Model '{self.name}' expects {len(self._graph.inputs)} input(s); "
+                             f"received input_shape={input_shape}")
+        self._graph.check_input_shapes(shapes)
+        batch = shapes[0][0] if shapes[0] else None
+        outputs = [(batch,) + tuple(t.shape[1:]) for t in self._graph.outputs]
+        return self._graph.structure_like_outputs(outputs)
 
     def _output_activations(self):
         if self._graph is not None:

@@ -131,6 +131,21 @@ def test_nested_sequential_inside_functional_model():
     assert not np.array_equal(before, inner.get_weights()[0])
 
 
+def test_functional_model_as_a_layer_gives_its_graph_output_shape():
+    inputs = keras.Input((5,))
+    inner = keras.Model(inputs, layers.Dense(4, activation="tanh")(inputs))
+    assert inner.compute_output_shape((7, 5)) == (7, 4)
+    with pytest.raises(ValueError, match="incompatible"):
+        inner.compute_output_shape((7, 6))
+    outer = keras.Sequential([keras.Input((5,)), inner, layers.Dense(3)])
+    assert outer.layers[-1].kernel.shape == (4, 3)
+    x = rng.normal(size=(2, 5)).astype("float32")
+    np.testing.assert_allclose(inner.call(x), inner.predict(x, verbose=0), rtol=1e-6)
+    expected = np.tanh(x @ inner.layers[1].kernel.numpy() + inner.layers[1].bias.numpy())
+    np.testing.assert_allclose(outer.predict(x, verbose=0),
+                               expected @ outer.layers[-1].kernel.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_subclassed_model_trains_like_the_same_sequential():
     class TwoLayer(keras.Model):
         def __init__(self):
@@ -145,6 +160,7 @@ def test_subclassed_model_trains_like_the_same_sequential():
     y = x.sum(axis=1, keepdims=True)
     subclassed = TwoLayer()
     subclassed(x[:1])
+    assert subclassed._built_input_shape == (None, 3)   # its build_config, as Keras saves it
     sequential = keras.Sequential([layers.Dense(8, activation="relu", input_shape=(3,)), layers.Dense(1)])
     sequential.set_weights(subclassed.get_weights())
     for model in (subclassed, sequential):
