@@ -507,7 +507,8 @@ class Model(Layer):
     def to_json(self, **kwargs):
         import json
         from pylayers.saving import saving_lib
-        return json.dumps(saving_lib.serialize_model(self), default=saving_lib._json_default, **kwargs)
+        return json.dumps(saving_lib.serialize_model(self), default=saving_lib.to_json_default,
+                          **kwargs)
 
     def get_config(self):
         if self._graph is not None:

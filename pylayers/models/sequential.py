@@ -92,6 +92,14 @@ class Sequential(Model):
         return output
 
     @property
+    def inputs(self):
+        return [self.input]
+
+    @property
+    def outputs(self):
+        return [self.output]
+
+    @property
     def input(self):
         return self._require_graph().output
 

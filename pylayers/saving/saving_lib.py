@@ -121,7 +121,6 @@ def to_json_default(obj):
     raise TypeError(f"Cannot serialize {type(obj).__name__} to JSON")
 
 
-_json_default = to_json_default   # the name models/model.py's to_json uses
 
 
 # ---- .keras archives --------------------------------------------------------------------

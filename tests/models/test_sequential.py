@@ -103,3 +103,15 @@ def test_model_inside_model_trains_as_a_layer():
     outer.fit(np.ones((8, 3)), np.ones((8, 1)), epochs=1, verbose=0)
     assert not np.array_equal(before, inner.get_weights()[0])
     assert len(outer.trainable_weights) == 4
+
+
+def test_inputs_and_outputs_are_the_symbolic_tensors_once_built():
+    model = keras.Sequential([layers.Dense(2)])
+    with pytest.raises(AttributeError, match="no defined input"):
+        model.inputs
+    model.build((None, 3))
+    assert model.inputs == [model.input] and model.input.shape == (None, 3)
+    assert model.outputs == [model.output] and model.output.shape == (None, 2)
+    functional = keras.Model(model.input, model.output)
+    x = np.ones((1, 3), np.float32)
+    np.testing.assert_array_equal(functional.predict(x, verbose=0), model.predict(x, verbose=0))
