@@ -137,15 +137,18 @@ class FunctionalGraph:
     # ---- computation ------------------------------------------------------------------
 
     def forward(self, xs, training):
+        """Run the plan, handing each layer the masks its inputs carry (Keras' mask
+        propagation: Embedding(mask_zero=True) -> LSTM skips the padded steps)."""
         values = {id(t): x for t, x in zip(self.inputs, xs)}
-        backprops = []
+        masks, backprops = {}, []
         for layer, in_ids, out_ids, as_list, _ in self._plan:
             arg = [values[i] for i in in_ids] if as_list else values[in_ids[0]]
-            y, backprop = layer._train_forward(arg, training) if training else layer._forward(arg, False)
-            if len(out_ids) == 1:
-                values[out_ids[0]] = y
-            else:
-                values.update(zip(out_ids, y))
+            mask = _node_mask(masks, in_ids, as_list)
+            y, backprop = (layer._train_forward(arg, training, mask) if training
+                           else layer._forward_masked(arg, False, mask))
+            outputs = [y] if len(out_ids) == 1 else y
+            values.update(zip(out_ids, outputs))
+            _record_masks(masks, out_ids, layer.compute_mask(arg, mask))
             backprops.append(backprop)
         ys = [values[id(t)] for t in self.outputs]
 
@@ -178,7 +181,8 @@ class FunctionalGraph:
             if need_dx:
                 return [grads.get(id(t), np.zeros_like(values[id(t)])) for t in self.inputs]
             return None
-        self.model._output_mask = None
+        # the loss weighs time steps by the output's mask (single-output models)
+        self.model._output_mask = masks.get(id(self.outputs[0])) if len(self.outputs) == 1 else None
         return ys, backward
 
     # ---- summary and config -----------------------------------------------------------
@@ -221,6 +225,24 @@ class FunctionalGraph:
         return {"name": self.model.name, "trainable": self.model.trainable, "layers": layers,
                 "input_layers": _tensor_refs(self.structure_inputs),
                 "output_layers": _tensor_refs(self.structure_outputs)}
+
+
+def _node_mask(masks, in_ids, as_list):
+    """The mask argument of a node: None when no input carries one."""
+    found = [masks.get(i) for i in in_ids]
+    if all(m is None for m in found):
+        return None
+    return found if as_list else found[0]
+
+
+def _record_masks(masks, out_ids, mask):
+    """compute_mask gives one mask per output, or one for the first (sequence) output."""
+    if mask is None:
+        return
+    if isinstance(mask, (list, tuple)):
+        masks.update((i, m) for i, m in zip(out_ids, mask) if m is not None)
+    else:
+        masks[out_ids[0]] = mask
 
 
 def _accumulate(grads, key, d):

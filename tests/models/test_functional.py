@@ -205,3 +205,32 @@ def test_wrong_inputs_to_fit_and_predict():
         model.predict([np.zeros((2, 8)), np.zeros((2, 9))], verbose=0)
     with pytest.raises(ValueError, match="incompatible shapes"):
         layers.Add()([keras.Input(shape=(3,)), keras.Input(shape=(4,))])
+
+
+def test_masks_flow_through_the_graph_as_in_the_same_sequential():
+    """Embedding(mask_zero) -> LSTM(return_sequences) -> Dense: padded steps are skipped
+    by the LSTM and weigh nothing in the loss, exactly as in the Sequential model."""
+    inputs = keras.Input((None,), dtype="int32")
+    hidden = layers.LSTM(3, return_sequences=True)(layers.Embedding(12, 4, mask_zero=True)(inputs))
+    functional = keras.Model(inputs, layers.Dense(1)(hidden))
+    sequential = keras.Sequential([keras.Input((None,), dtype="int32"),
+                                   layers.Embedding(12, 4, mask_zero=True),
+                                   layers.LSTM(3, return_sequences=True), layers.Dense(1)])
+    sequential.set_weights(functional.get_weights())
+    x = np.array([[3, 7, 2, 0, 0], [5, 1, 0, 0, 0], [4, 4, 4, 4, 9]])
+    np.testing.assert_array_equal(functional.predict(x[:1], verbose=0)[:, :3],
+                                  functional.predict(x[:1, :3], verbose=0))
+    y = rng.normal(size=(3, 5, 1)).astype("float32")
+    for model in (functional, sequential):
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(x, y, epochs=2, batch_size=3, shuffle=False, verbose=0)
+    for a, b in zip(functional.get_weights(), sequential.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    y_ignored = y.copy()
+    y_ignored[0, 3:] = 100.0      # targets at padded steps do not matter
+    before = functional.get_weights()
+    losses = []
+    for targets in (y, y_ignored):
+        functional.set_weights(before)
+        losses.append(functional.evaluate(x, targets, verbose=0))
+    assert losses[0] == losses[1]
