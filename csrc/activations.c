@@ -47,13 +47,11 @@ static float act_derivative(float y, int act, float alpha) {
     }
 }
 
-/* row is (n): row = softmax(row + bias) */
-static void softmax_row(long n, float *row, const float *bias) {
+/* row (n) = softmax(row) */
+static void softmax_row(long n, float *row) {
     float top = -INFINITY, total = 0.0f;
-    for (long j = 0; j < n; j++) {
-        if (bias) row[j] += bias[j];
+    for (long j = 0; j < n; j++)
         if (row[j] > top) top = row[j];
-    }
     for (long j = 0; j < n; j++) {
         row[j] = expf(row[j] - top);
         total += row[j];
@@ -62,19 +60,58 @@ static void softmax_row(long n, float *row, const float *bias) {
     for (long j = 0; j < n; j++) row[j] *= inv_total;
 }
 
+/* row (n) += bias (n) */
+static void add_bias_row(long n, float *row, const float *bias) {
+    for (long j = 0; j < n; j++) row[j] += bias[j];
+}
+
+/* row (n) = act(row): the piecewise-linear activations get their own loops, which
+ * compilers vectorise; the transcendental ones go element by element. */
+static void act_row(long n, float *row, int act, float alpha) {
+    switch (act) {
+    case PL_ACT_LINEAR: return;
+    case PL_ACT_SOFTMAX: softmax_row(n, row); return;
+    case PL_ACT_RELU:
+        for (long j = 0; j < n; j++) row[j] = row[j] < 0.0f ? 0.0f : row[j];
+        return;
+    case PL_ACT_LEAKY_RELU:
+        for (long j = 0; j < n; j++) row[j] = row[j] > 0.0f ? row[j] : alpha * row[j];
+        return;
+    default:
+        for (long j = 0; j < n; j++) row[j] = act_forward(row[j], act, alpha);
+    }
+}
+
 void pl_bias_act_forward(const pl_ctx *ctx, long m, long n, float *y,
                          const float *bias, int act, float alpha) {
     int nt = pl_elementwise_threads(ctx, m * n);
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long i = 0; i < m; i++) {
         float *row = y + i * n;
-        if (act == PL_ACT_SOFTMAX) {
-            softmax_row(n, row, bias);
-        } else if (bias) {
-            for (long j = 0; j < n; j++) row[j] = act_forward(row[j] + bias[j], act, alpha);
-        } else if (act != PL_ACT_LINEAR) {
-            for (long j = 0; j < n; j++) row[j] = act_forward(row[j], act, alpha);
-        }
+        if (bias) add_bias_row(n, row, bias);
+        act_row(n, row, act, alpha);
+    }
+}
+
+/* dz (n) = dy * act'(z), written in terms of the output y (a NaN in dy stays NaN, as
+ * in the float64 reference); relu and leaky relu as vectorisable selects. */
+static void act_backward_row(long n, const float *y, const float *dy, float *dz, int act,
+                             float alpha) {
+    switch (act) {
+    case PL_ACT_SOFTMAX: {
+        float dot = 0.0f;
+        for (long j = 0; j < n; j++) dot += dy[j] * y[j];
+        for (long j = 0; j < n; j++) dz[j] = y[j] * (dy[j] - dot);
+        return;
+    }
+    case PL_ACT_RELU:
+        for (long j = 0; j < n; j++) dz[j] = dy[j] * (y[j] > 0.0f ? 1.0f : 0.0f);
+        return;
+    case PL_ACT_LEAKY_RELU:
+        for (long j = 0; j < n; j++) dz[j] = dy[j] * (y[j] > 0.0f ? 1.0f : alpha);
+        return;
+    default:
+        for (long j = 0; j < n; j++) dz[j] = dy[j] * act_derivative(y[j], act, alpha);
     }
 }
 
@@ -82,18 +119,8 @@ void pl_act_backward(const pl_ctx *ctx, long m, long n, const float *y,
                      const float *dy, float *dz, int act, float alpha) {
     int nt = pl_elementwise_threads(ctx, m * n);
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-    for (long i = 0; i < m; i++) {
-        const float *y_row = y + i * n, *dy_row = dy + i * n;
-        float *dz_row = dz + i * n;
-        if (act == PL_ACT_SOFTMAX) {
-            float dot = 0.0f;
-            for (long j = 0; j < n; j++) dot += dy_row[j] * y_row[j];
-            for (long j = 0; j < n; j++) dz_row[j] = y_row[j] * (dy_row[j] - dot);
-        } else {
-            for (long j = 0; j < n; j++)
-                dz_row[j] = dy_row[j] * act_derivative(y_row[j], act, alpha);
-        }
-    }
+    for (long i = 0; i < m; i++)
+        act_backward_row(n, y + i * n, dy + i * n, dz + i * n, act, alpha);
 }
 
 void pl_bias_grad(const pl_ctx *ctx, long m, long n, const float *dz, float *dbias) {
