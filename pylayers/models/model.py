@@ -450,6 +450,11 @@ class Model(Layer):
         batch_size = _check_batch_size(batch_size, "predict")
         xs, _, _ = self._prepare(x)
         progbar = _progbar(len(xs[0]), batch_size, verbose)
+        if 0 < len(xs[0]) <= batch_size:   # one batch: no slicing, no concatenation
+            outputs = [np.array(y) for y in self._predict_batch(xs)]   # own the memory
+            if progbar is not None:
+                progbar.update(1)
+            return self._structure_outputs(outputs)
         batches = []
         for step, index in enumerate(self._batches(len(xs[0]), batch_size, shuffle=False)):
             batches.append(self._predict_batch([a[index] for a in xs]))
