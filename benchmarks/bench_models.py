@@ -1,7 +1,11 @@
 """Whole models as users time them, pylayers beside PyTorch (CPU, same thread count) in
 one run: one training epoch (after a warm-up) and predict calls. Groups pair the peers;
 `python benchmarks/compare.py benchmarks/bench_models.py --threads 2` prints the table.
-Keras on TensorFlow joins the table where it is installed (it is not on this machine)."""
+Keras on TensorFlow (CPU) joins the table where it is installed
+(`pip install tensorflow-cpu`); its tests are skipped otherwise."""
+import importlib.util
+import os
+
 import numpy as np
 import pytest
 
@@ -115,6 +119,34 @@ def same_threads():
     torch.set_num_threads(keras.get_num_threads())
 
 
+@pytest.fixture(scope="module")
+def tf_keras():
+    """Keras 3 on TensorFlow, with TensorFlow's thread pools at pylayers' thread count."""
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("TensorFlow is not installed: no Keras/TensorFlow column")
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import keras as real_keras
+    import tensorflow as tf
+    if real_keras.backend.backend() != "tensorflow":
+        pytest.skip(f"Keras runs on {real_keras.backend.backend()}, not TensorFlow")
+    threads = keras.get_num_threads()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:   # already initialised by an earlier test: keeps its setting
+        pass
+    return real_keras
+
+
+def keras_model(tf_keras, name):
+    """The same Sequential model in real Keras, read from the pylayers model's JSON."""
+    tf_keras.utils.set_random_seed(0)
+    classes = MODELS[name][3]
+    model = tf_keras.models.model_from_json(keras.Sequential(MODELS[name][0]()).to_json())
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy" if classes else "mse")
+    return model
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_train_epoch_pylayers(benchmark, name):
     benchmark.group = f"train_epoch:{name}"
@@ -137,6 +169,29 @@ def test_train_epoch_torch(benchmark, name):
     benchmark.pedantic(epoch, args=(x, y), rounds=5, warmup_rounds=1)
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_train_epoch_keras(benchmark, tf_keras, name):
+    benchmark.group = f"train_epoch:{name}"
+    x, y = data(name, BATCH * STEPS)
+    model = keras_model(tf_keras, name)
+    model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, verbose=0)
+    benchmark.extra_info["samples"] = len(x)
+    benchmark.pedantic(model.fit, args=(x, y), kwargs={"batch_size": BATCH, "verbose": 0},
+                       rounds=3, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("batch", [1, 256])
+@pytest.mark.parametrize("name", PREDICT_MODELS)
+def test_predict_keras(benchmark, tf_keras, name, batch):
+    benchmark.group = f"predict_batch{batch}:{name}"
+    x, _ = data(name, batch)
+    model = keras_model(tf_keras, name)
+    model.predict(x, verbose=0)
+    benchmark.extra_info["samples"] = batch
+    benchmark.pedantic(model.predict, args=(x,), kwargs={"verbose": 0}, rounds=20,
+                       warmup_rounds=2)
+
+
 @pytest.mark.parametrize("batch", [1, 256])
 @pytest.mark.parametrize("name", PREDICT_MODELS)
 def test_predict_pylayers(benchmark, name, batch):
@@ -144,7 +199,7 @@ def test_predict_pylayers(benchmark, name, batch):
     x, _ = data(name, batch)
     model = pylayers_model(name)
     benchmark.extra_info["samples"] = batch
-    benchmark(model.predict_on_batch, x)
+    benchmark(model.predict, x, verbose=0)
 
 
 @pytest.mark.parametrize("batch", [1, 256])
