@@ -1,0 +1,75 @@
+"""The brief's CNN and LSTM models end to end: the same weights whatever the thread
+count (every output element is owned by one thread, in every kernel), and no memory
+growth over many consecutive predict and fit calls."""
+import gc
+
+import numpy as np
+import pytest
+
+import pylayers as keras
+from pylayers import layers
+
+
+def cnn():
+    return keras.Sequential([layers.InputLayer(shape=(28, 28, 1)),
+                             layers.Conv2D(32, (3, 3), activation="relu"),
+                             layers.MaxPooling2D((2, 2)), layers.Flatten(),
+                             layers.Dense(10, activation="softmax")])
+
+
+def lstm():
+    return keras.Sequential([layers.InputLayer(shape=(50, 10)), layers.LSTM(64),
+                             layers.Dense(10, activation="softmax")])
+
+
+def data(model, n=256):
+    rng = np.random.default_rng(0)
+    x = rng.random((n,) + model.input.shape[1:], dtype=np.float32)
+    return x, rng.integers(0, 10, size=n)
+
+
+@pytest.fixture
+def restore_threads():
+    saved = keras.get_num_threads()
+    yield
+    keras.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("build", [cnn, lstm])
+def test_training_is_bitwise_the_same_on_one_and_two_threads(build, restore_threads):
+    results = []
+    for threads in (1, 2):
+        keras.set_num_threads(threads)
+        keras.utils.set_random_seed(5)
+        model = build()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        x, y = data(model)
+        model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+        results.append(model.get_weights() + [model.predict(x, verbose=0)])
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+def resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def test_two_hundred_predict_and_fit_calls_do_not_grow_memory():
+    model = keras.Sequential([layers.InputLayer(shape=(12, 12, 1)),   # the CNN, smaller
+                              layers.Conv2D(8, (3, 3), activation="relu"),
+                              layers.MaxPooling2D((2, 2)), layers.Flatten(),
+                              layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = data(model, 32)
+    for _ in range(20):                       # warm-up: buffers, pools, allocator arenas
+        model.fit(x, y, batch_size=32, verbose=0)
+        model.predict(x[:1], verbose=0)
+    gc.collect()
+    before = resident_bytes()
+    for _ in range(200):
+        model.fit(x, y, batch_size=32, verbose=0)
+        model.predict(x[:1], verbose=0)
+    gc.collect()
+    growth = resident_bytes() - before
+    assert growth < 8 * 2 ** 20, f"RSS grew by {growth / 2 ** 20:.1f} MiB over 200 fit+predict calls"
