@@ -235,7 +235,9 @@ typedef struct {
     float *c;
     long mc, kc, nc;        /* block sizes clipped to the problem */
     float *b_packed;        /* (kc, nc) in nr-column panels: filled by the whole team
-                               (rows split) or each thread's own columns (columns split) */
+                               (rows split), or each thread's own columns into its own
+                               slice, b_stride floats apart (columns split) */
+    long b_stride;
     float *a_packed;        /* one (mc, kc) block per thread, a_stride floats apart */
     long a_stride;
 } gemm_job;
@@ -291,14 +293,19 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
         if (!split_rows) split_range(nc_panels, tid, n_threads, nr, nc, &j_begin, &j_end);
         long pack_begin = j_begin, pack_end = j_end;
         if (shared_b) split_range(nc_panels, tid, n_threads, nr, nc, &pack_begin, &pack_end);
+        // Splitting columns, a thread's panels start at its first column, in its own
+        // slice: threads a block apart (whose splits differ) never share packed memory.
+        long origin = shared_b ? 0 : j_begin;
+        float *b_panels = shared_b ? job->b_packed : job->b_packed + tid * job->b_stride;
         for (long pc = 0; pc < job->k; pc += job->kc) {
             long kc = min_long(job->kc, job->k - pc);
             float beta = pc == 0 ? job->beta : 1.0f;
             // op(B) block (kc, nc) at (pc, jc)
-            const float *b_block = job->trans_b ? job->b + jc * job->ldb + pc
-                                                : job->b + pc * job->ldb + jc;
-            pack_b(arch, job->trans_b, pack_begin, pack_end, nc, kc, job->kc, b_block, job->ldb,
-                   job->b_packed);
+            long b_col = jc + origin;
+            const float *b_block = job->trans_b ? job->b + b_col * job->ldb + pc
+                                                : job->b + pc * job->ldb + b_col;
+            pack_b(arch, job->trans_b, pack_begin - origin, pack_end - origin, nc - origin, kc,
+                   job->kc, b_block, job->ldb, b_panels);
             if (shared_b) team_barrier(n_threads);
             for (long ic = m_begin; ic < m_end; ic += job->mc) {
                 long mc = min_long(job->mc, m_end - ic);
@@ -306,8 +313,9 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
                 const float *a_block = job->trans_a ? job->a + pc * job->lda + ic
                                                     : job->a + ic * job->lda + pc;
                 pack_a(arch, job->trans_a, mc, kc, a_block, job->lda, a_packed);
-                macro_kernel(arch, mc, nc, kc, job->kc, j_begin, j_end, a_packed, job->b_packed,
-                             job->alpha, beta, job->c + ic * job->ldc + jc, job->ldc);
+                macro_kernel(arch, mc, nc - origin, kc, job->kc, j_begin - origin, j_end - origin,
+                             a_packed, b_panels, job->alpha, beta,
+                             job->c + ic * job->ldc + jc + origin, job->ldc);
             }
             if (shared_b) team_barrier(n_threads);   // b_packed is refilled next
         }
@@ -333,8 +341,13 @@ static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
                          const float *b, long ldb, float beta, float *c, long ldc) {
     gemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c,
                     min_long(arch->mc, round_up(m, arch->mr)), balanced_block(k, arch->kc),
-                    min_long(arch->nc, round_up(n, arch->nr)), NULL, NULL, 0};
+                    min_long(arch->nc, round_up(n, arch->nr)), NULL, 0, NULL, 0};
     long b_floats = round_up(job.kc * round_up(job.nc, arch->nr), ALIGN_FLOATS);
+    if (n_threads > 1 && !threads_split_rows(&job, n_threads)) {
+        long panels_per_thread = ((job.nc + arch->nr - 1) / arch->nr + n_threads - 1) / n_threads;
+        job.b_stride = round_up(job.kc * arch->nr * panels_per_thread, ALIGN_FLOATS);
+        b_floats = n_threads * job.b_stride;
+    }
     job.a_stride = round_up(job.mc * job.kc, ALIGN_FLOATS);
     job.b_packed = thread_pack_space((size_t)(b_floats + n_threads * job.a_stride));
     if (!job.b_packed) {
@@ -347,7 +360,13 @@ static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
     } else {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads)
-        gemm_thread(&job, omp_get_thread_num(), omp_get_num_threads());
+        {   // the pack space is laid out for n_threads: a smaller team (OMP_DYNAMIC,
+            // thread limits) leaves the whole product to one thread
+            if (omp_get_num_threads() == n_threads)
+                gemm_thread(&job, omp_get_thread_num(), n_threads);
+            else if (omp_get_thread_num() == 0)
+                gemm_thread(&job, 0, 1);
+        }
 #endif
     }
 }

@@ -246,6 +246,28 @@ def test_column_split_threads_never_overwrite_each_others_panels(kernel_path, th
     assert mismatches == 0
 
 
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_column_split_threads_own_their_packed_panels_across_column_blocks(kernel_path, threads,
+                                                                          trans_b):
+    """n = 5408 spans column blocks of unequal widths, and each block's columns are split
+    between the threads afresh: a thread a block ahead must not pack into the panels the
+    other is still reading (dense backward dx: dy (128, 10) @ W.T, W (5408, 10))."""
+    rng = np.random.default_rng(13)
+    dy = random_matrix(rng, (128, 10))
+    w = random_matrix(rng, (5408, 10) if trans_b else (10, 5408))
+    threads(1)
+    one = np.empty((128, 5408), np.float32)
+    gemm.matmul_into(dy, w, one, trans_b=trans_b)
+    threads(2)
+    mismatches = 0
+    for _ in range(60):
+        two = np.empty((128, 5408), np.float32)
+        gemm.matmul_into(dy, w, two, trans_b=trans_b)
+        mismatches += not np.array_equal(one, two)
+    assert mismatches == 0
+    assert_close(one, dy, w.T if trans_b else w)
+
+
 def test_batched_one_and_two_threads_bitwise_identical(kernel_path, threads):
     rng = np.random.default_rng(9)
     a, b = random_matrix(rng, (16, 33, 45)), random_matrix(rng, (16, 45, 29))
