@@ -175,3 +175,20 @@ def test_misuse_is_a_clear_error():
     with strategy.scope(), pytest.raises(ValueError, match="reduction='sum'"):
         mlp().compile(optimizer="sgd",
                       loss=keras.losses.SparseCategoricalCrossentropy(reduction="sum"))
+
+
+def test_example_runs_under_mpiexec_and_alone(tmp_path):
+    example = str(HERE.parent.parent / "examples" / "train_distributed.py")
+    env = dict(os.environ, PYLAYERS_NUM_THREADS="1")
+    arguments = [example, "--epochs", "2", "--batch-size", "32"]
+    logs = []
+    for command in ([mpiexec(), "-n", "2", sys.executable, *arguments],
+                    [sys.executable, *arguments[:-1], "64"]):
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.count("test accuracy") == 1
+        assert (tmp_path / "digits_mlp_distributed.keras").exists()
+        logs.append([line.split("step - ")[1] for line in result.stdout.splitlines()
+                     if "step - " in line])
+    assert len(logs[0]) == 2 and logs[0] == logs[1]   # 2 x 32 trains as 1 x 64
