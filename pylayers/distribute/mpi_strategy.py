@@ -118,6 +118,9 @@ class _Replica:
                              "the same per-rank batch_size to fit(); each rank takes its own "
                              "shard of every global batch. Received (samples, batch_size) "
                              f"per rank: {counts}")
+        if samples < self.size:
+            raise ValueError(f"fit() received {samples} samples for {self.size} processes: "
+                             "data-parallel training needs at least one sample per process.")
         self._synced = False            # broadcast rank 0's weights before the first step
         if self.rank != 0:
             from pylayers.callbacks import CSVLogger, ModelCheckpoint, ProgbarLogger

@@ -3,7 +3,8 @@ MODE`: rank 1 fails in the middle of fit, and the whole job must end (not hang).
 
 MODE: "exit" - rank 1's process dies (os._exit(1)) at its 4th step;
       "raise" - rank 1 raises an exception at its 4th step;
-      "data" - rank 1 passes fit a different number of samples (a misuse)."""
+      "data" - rank 1 passes fit a different number of samples (a misuse);
+      "one" - fit receives 1 sample for 2 processes (a misuse)."""
 import os
 import sys
 
@@ -24,7 +25,7 @@ def fail(batch, logs):
 MODE = sys.argv[1]
 strategy = MPIStrategy()
 rng = np.random.default_rng(0)
-samples = 100_000 + (7 if MODE == "data" and strategy.rank == 1 else 0)
+samples = 100_000 + (7 if MODE == "data" and strategy.rank == 1 else 0) if MODE != "one" else 1
 x = rng.standard_normal((samples, 32)).astype(np.float32)
 y = rng.integers(0, 10, samples)
 with strategy.scope():

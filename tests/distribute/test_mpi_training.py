@@ -120,6 +120,7 @@ def test_batch_norm_moving_statistics_are_averaged_over_ranks(two_ranks):
     ("exit", None),
     ("raise", "rank 1 of 2 failed with RuntimeError: rank 1 failed on purpose"),
     ("data", "every rank passes the same full data set"),
+    ("one", "fit() received 1 samples for 2 processes"),
 ])
 def test_a_failing_rank_ends_the_whole_job(mode, message):
     code, stdout, stderr = launch("mpi_failing_rank_script.py", mode, timeout=60)
