@@ -25,11 +25,16 @@ CONFIGS = {
     "mlp-adam-remainder-1": ("mlp", "adam", 1281, 64, 2),
     # last global batch of 3 samples: shards of 2 and 1
     "mlp-sgd-remainder-3": ("mlp", "sgd", 1283, 64, 2),
+    # no Input: the model builds in its first step, before rank 0's weights go out
+    "deferred-mlp-adam": ("deferred-mlp", "adam", 1280, 64, 2),
 }
 SEED = 7
 
 
 def build(kind):
+    if kind == "deferred-mlp":
+        return keras.Sequential([layers.Dense(64, activation="relu"),
+                                 layers.Dense(10, activation="softmax")])
     if kind == "mlp":
         return keras.Sequential([layers.Input((784,)),
                                  layers.Dense(64, activation="relu"),
@@ -43,7 +48,7 @@ def build(kind):
 
 def data(kind, samples):
     rng = np.random.default_rng(1234)
-    shape = (784,) if kind == "mlp" else (28, 28, 1)
+    shape = (28, 28, 1) if kind == "cnn" else (784,)
     x = rng.standard_normal((samples,) + shape).astype(np.float32)
     y = rng.integers(0, 10, samples)
     return x, y
