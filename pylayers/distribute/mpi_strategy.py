@@ -11,7 +11,11 @@ What a training step does on every rank (Horovod's recipe):
   3. regularizer gradients (the same on every rank) are added and the optimizer steps,
      the same update on every replica.
 The logs are every rank's metric states summed (totals and counts), so they are the
-values one process would log over the global batches."""
+values one process would log over the global batches.
+
+Every rank must make the same calls in the same order: callbacks that stop training
+(EarlyStopping, TerminateOnNaN, ...) decide from these logs, the same on every rank; a
+callback of one's own that stops one rank only leaves the others waiting."""
 import contextlib
 import sys
 import traceback

@@ -33,8 +33,9 @@ def launch(script_name, *args, ranks=2, timeout=120):
     """Run `mpiexec -n ranks python script args`; kill the whole job past `timeout`."""
     env = dict(os.environ, PYLAYERS_NUM_THREADS="1")
     command = [mpiexec(), "-n", str(ranks), sys.executable, str(HERE / script_name), *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env, start_new_session=True)
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -186,7 +187,7 @@ def test_example_runs_under_mpiexec_and_alone(tmp_path):
     for command in ([mpiexec(), "-n", "2", sys.executable, *arguments],
                     [sys.executable, *arguments[:-1], "64"]):
         result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=120)
+                                stdin=subprocess.DEVNULL, text=True, timeout=120)
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.count("test accuracy") == 1
         assert (tmp_path / "digits_mlp_distributed.keras").exists()
