@@ -7,11 +7,33 @@ provides `_forward_for_loss(xs, training) -> (y_preds, backward)` where
 `_output_activations()`, the final activation of each output (which the loss may fuse).
 Model(inputs, outputs) builds a functional graph; a subclass with its own `call` trains
 through the tape."""
+import functools
+
 import numpy as np
 
 from pylayers.layers.layer import Layer
 from pylayers.ops import value_of
 from pylayers.utils.rng import global_rng
+
+
+def _distribution_for(model):
+    """The data-parallel replica of `model` when compiled inside a strategy's scope."""
+    from pylayers import distribute
+    strategy = distribute.get_strategy()
+    return None if strategy is None else strategy._replica(model)
+
+
+def _one_failing_rank_aborts_all(method):
+    """Under a distribution, an exception in `method` on one rank aborts every rank,
+    which would otherwise wait forever in their next allreduce."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        distribution = getattr(self, "_distribution", None)
+        if distribution is None:
+            return method(self, *args, **kwargs)
+        with distribution.abort_on_error():
+            return method(self, *args, **kwargs)
+    return guarded
 
 
 class Model(Layer):
@@ -28,6 +50,7 @@ class Model(Layer):
         self._compiled_metrics = None
         self._checked_input_shapes = None
         self._graph = None
+        self._distribution = None   # set by compile() inside a pylayers.distribute scope
         if inputs is not None or outputs is not None:
             from pylayers.models.functional import FunctionalGraph
             self._graph = FunctionalGraph(self, inputs, outputs)
@@ -104,6 +127,7 @@ class Model(Layer):
         self._metrics_spec = metrics
         self.loss_weights = loss_weights
         self._compiled_metrics = None
+        self._distribution = _distribution_for(self)
         self.compiled = True
 
     def _require_compiled(self, method):
@@ -294,6 +318,8 @@ class Model(Layer):
 
     def _train_batch(self, xs, ys, sample_weight):
         """Forward, loss, backward, optimizer step. Returns the predictions."""
+        if self._distribution is not None and not self._distribution.prepare_step(xs):
+            return self._distribution.step_without_samples()
         y_preds, backward = self._forward_for_loss(xs, training=True)
         variables = self.trainable_weights   # after the forward: it builds subclassed models
         for variable in variables:
@@ -310,6 +336,8 @@ class Model(Layer):
             d_preds.append(d_pred * np.float32(weight) if weight != 1.0 else d_pred)
             fused_flags.append(fused is not None)
         backward(d_preds, fused_flags)
+        if self._distribution is not None:
+            self._distribution.average_gradients(variables, len(y_preds[0]))
         total += self._regularization_step(variables)
         self.optimizer.apply([v.grad for v in variables], variables)
         self._update_metrics(total, per_output, ys, y_preds, sample_weight)
@@ -369,6 +397,7 @@ class Model(Layer):
 
     # ---- fit / evaluate / predict ---------------------------------------------------
 
+    @_one_failing_rank_aborts_all
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
@@ -386,6 +415,9 @@ class Model(Layer):
             xs, ys, sample_weight, validation = _split_last(xs, ys, sample_weight, validation_split)
         else:
             validation = self._prepare_validation(validation_data)
+        if self._distribution is not None:   # data parallel: global batch, rank 0 prints
+            batch_size, verbose, callbacks, validation = self._distribution.prepare_fit(
+                batch_size, verbose, callbacks, validation, len(xs[0]))
         steps = -(-len(xs[0]) // batch_size)
         verbose = 1 if verbose == "auto" else verbose
         callback_list = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
@@ -397,8 +429,12 @@ class Model(Layer):
             self._reset_metrics()
             callback_list.on_epoch_begin(epoch)
             logs = self._fit_epoch(xs, ys, sample_weight, batch_size, shuffle, callback_list)
+            if self._distribution is not None:
+                self._distribution.end_epoch()
             if validation is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_arrays(*validation, validation_batch_size or batch_size)
+                if self._distribution is not None:
+                    val_logs = self._distribution.global_logs()
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             callback_list.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -408,15 +444,20 @@ class Model(Layer):
 
     def _fit_epoch(self, xs, ys, sample_weight, batch_size, shuffle, callback_list):
         logs = {}
-        for step, index in enumerate(self._batches(len(xs[0]), batch_size, shuffle)):
+        batches = self._batches if self._distribution is None else self._distribution.shard_batches
+        for step, index in enumerate(batches(len(xs[0]), batch_size, shuffle)):
             callback_list.on_train_batch_begin(step)
             batch_weight = None if sample_weight is None else sample_weight[index]
             self._train_batch([a[index] for a in xs], [t[index] for t in ys], batch_weight)
-            logs = self._logs()
+            logs = self._training_logs()
             callback_list.on_train_batch_end(step, logs)
             if self.stop_training:
                 break
         return logs
+
+    def _training_logs(self):
+        """The logs of a training step; under a distribution, over every rank's samples."""
+        return self._logs() if self._distribution is None else self._distribution.global_logs()
 
     def _prepare_validation(self, validation_data):
         if validation_data is None:
@@ -470,12 +511,13 @@ class Model(Layer):
             return self._graph.structure_like_outputs(outputs)
         return outputs[0] if len(outputs) == 1 else outputs
 
+    @_one_failing_rank_aborts_all
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._require_compiled("train_on_batch")
         xs, ys, sample_weight = self._prepare(x, y, sample_weight, class_weight)
         self._reset_metrics()
         self._train_batch(xs, ys, sample_weight)
-        return self._result(return_dict, self._logs())
+        return self._result(return_dict, self._training_logs())
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
@@ -499,10 +541,14 @@ class Model(Layer):
     def save(self, filepath, overwrite=True, zipped=None, **kwargs):
         """Keras 3 `.keras` file: config, weights and optimizer state (atomic write)."""
         from pylayers.saving import saving_lib
+        if self._distribution is not None and not self._distribution.should_write():
+            return   # data parallel: only rank 0 writes files
         saving_lib.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True):
         from pylayers.saving import saving_lib
+        if self._distribution is not None and not self._distribution.should_write():
+            return   # data parallel: only rank 0 writes files
         saving_lib.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
