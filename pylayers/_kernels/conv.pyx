@@ -115,3 +115,7 @@ def bias_act_backward(const float[:, ::1] y not None, const float[:, ::1] dy not
     with nogil:
         pl_conv_bias_act_backward(ctx(), rows, cout, &y[0, 0], &dy[0, 0], act, alpha, &dz[0, 0],
                                   dbias_ptr)
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())

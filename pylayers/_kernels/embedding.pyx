@@ -43,3 +43,7 @@ def embedding_backward(const int64_t[::1] indices not None, const float[:, ::1] 
         return
     with nogil:
         pl_embedding_backward(ctx(), n, dim, &indices[0], &dy[0, 0], &dtable[0, 0])
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())

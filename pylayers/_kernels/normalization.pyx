@@ -138,3 +138,7 @@ def layer_norm_backward(const float[:, ::1] x not None, const float[::1] mean no
         status = pl_layer_norm_backward(ctx(), m, n, &x[0, 0], &mean[0], &inv_std[0],
                                         gamma_ptr, &dy[0, 0], dgamma_ptr, dbeta_ptr, dx_ptr)
     _status(status)
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())

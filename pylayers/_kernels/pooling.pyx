@@ -86,3 +86,7 @@ def avg_pool_backward(tuple geom not None, const float[::1] dy not None,
         return
     with nogil:
         pl_avg_pool_backward(ctx(), &g, &dy[0], &dx[0])
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())

@@ -450,3 +450,7 @@ def fast_tanh(float x):
 
 def fast_sigmoid(float x):
     return pl_rnn_sigmoid(x)
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())
