@@ -9,6 +9,7 @@ Model(inputs, outputs) builds a functional graph; a subclass with its own `call`
 through the tape."""
 import numpy as np
 
+from pylayers import config
 from pylayers.layers.layer import Layer
 from pylayers.utils.rng import global_rng
 
@@ -191,6 +192,8 @@ class Model(Layer):
         fits the model, before any weight or optimizer state changes."""
         xs = self._to_input_list(x)
         ys = self._to_target_list(y) if y is not None else None
+        config.check_finite(xs, f"Model '{self.name}': x")
+        config.check_finite(ys, f"Model '{self.name}': y")
         sizes = {f"x[{i}]" if len(xs) > 1 else "x": len(a) for i, a in enumerate(xs)}
         for i, t in enumerate(ys or []):
             sizes[f"y[{i}]" if len(ys) > 1 else "y"] = len(t)
