@@ -23,6 +23,17 @@ int main(void) {
 
 BASE_CFLAGS = ["-O3", "-std=c99", "-fPIC", "-fno-strict-aliasing", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
 
+# PYLAYERS_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer build for
+# scripts/sanitize.sh (abort on the first finding; -O1 keeps stack traces readable).
+SANITIZE = os.environ.get("PYLAYERS_SANITIZE") == "1"
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                  "-fno-sanitize-recover=all", "-g", "-O1"]
+
+
+def optimisation(flags):
+    """flags with -O3 swapped for the sanitizer flags in a sanitizer build."""
+    return [f for f in flags if f != "-O3"] + SANITIZE_FLAGS if SANITIZE else flags
+
 
 def compiler_has_openmp(cc):
     """Compile and run a tiny OpenMP program with the compiler the build will use."""
@@ -62,11 +73,11 @@ class BuildExt(build_ext):
         kernel_sources = sorted(glob.glob("csrc/*.c"))
         objects = self.compiler.compile(kernel_sources, output_dir=self.build_temp,
                                         include_dirs=["csrc"],
-                                        extra_postargs=BASE_CFLAGS + omp_flags)
+                                        extra_postargs=optimisation(BASE_CFLAGS) + omp_flags)
         for ext in self.extensions:
             ext.extra_objects = objects
-            ext.extra_compile_args = ["-O3", "-fPIC", "-Wno-unused-function"] + omp_flags
-            ext.extra_link_args = omp_flags
+            ext.extra_compile_args = optimisation(["-O3", "-fPIC", "-Wno-unused-function"]) + omp_flags
+            ext.extra_link_args = omp_flags + (SANITIZE_FLAGS if SANITIZE else [])
         super().build_extensions()
 
 
@@ -75,7 +86,8 @@ def kernel_extensions():
     names = sorted(os.path.splitext(os.path.basename(p))[0]
                    for p in glob.glob("pylayers/_kernels/*.pyx"))
     extensions = [Extension(f"pylayers._kernels.{name}", [f"pylayers/_kernels/{name}.pyx"],
-                            include_dirs=["csrc"], depends=glob.glob("csrc/*.h"))
+                            include_dirs=["csrc"],
+                            depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*.c")))
                   for name in names]
     return cythonize(extensions, language_level=3,
                      compiler_directives={"boundscheck": False, "wraparound": False,

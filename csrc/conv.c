@@ -202,7 +202,7 @@ static void bias_act(const pl_ctx *ctx, long rows, long cout, float *y, const fl
         float *row = y + r * cout;
         if (bias) add_floats(cout, bias, row);
         if (act == PL_ACT_RELU)
-            for (long j = 0; j < cout; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+            for (long j = 0; j < cout; j++) row[j] = row[j] < 0.0f ? 0.0f : row[j];  // NaN stays
     }
 }
 
@@ -212,8 +212,9 @@ void pl_conv_bias_act_backward(const pl_ctx *ctx, long rows, long cout, const fl
         int nt = pl_elementwise_threads(ctx, rows * cout);
         #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
         for (long i = 0; i < rows * cout; i++) {
-            float grad = dy[i];   // loaded unconditionally, so the select vectorises
-            dz[i] = y[i] > 0.0f ? grad : 0.0f;
+            // dy * relu'(y) as pl_act_backward computes it (inf * 0 is NaN, as in the
+            // Keras backends); branch-free, so it vectorises
+            dz[i] = dy[i] * (y[i] > 0.0f ? 1.0f : 0.0f);
         }
     } else if (act != PL_ACT_LINEAR) {
         pl_act_backward(ctx, rows, cout, y, dy, dz, act, alpha);

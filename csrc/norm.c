@@ -110,9 +110,11 @@ static void bn_apply_backward(const pl_ctx *ctx, long m, long c, const float *x,
         for (long i = 0; i < m; i++)
             for (long j = 0; j < c; j++) {
                 long k = i * c + j;
-                float xhat = (x[k] - mean[j]) * inv_std[j];
+                // with fixed statistics dx does not depend on x (not even a NaN in x)
+                float through_stats = batch_stats
+                    ? mean_dy[j] + (x[k] - mean[j]) * inv_std[j] * mean_dy_xhat[j] : 0.0f;
                 float g = gamma ? gamma[j] : 1.0f;
-                dx[k] = g * inv_std[j] * (dy[k] - mean_dy[j] - xhat * mean_dy_xhat[j]);
+                dx[k] = g * inv_std[j] * (dy[k] - through_stats);
             }
     }
 }

@@ -48,7 +48,7 @@ INLINE void activate_span(int act, long n, float *v) {
         for (long j = 0; j < n; j++) v[j] = fast_sigmoid(v[j]);
         break;
     case PL_ACT_RELU:
-        for (long j = 0; j < n; j++) v[j] = v[j] > 0.0f ? v[j] : 0.0f;
+        for (long j = 0; j < n; j++) v[j] = v[j] < 0.0f ? 0.0f : v[j];   // NaN stays NaN
         break;
     default:
         break;
@@ -65,7 +65,7 @@ INLINE void scale_by_derivative(int act, long n, const float *y, float *d) {
         for (long j = 0; j < n; j++) d[j] *= y[j] * (1.0f - y[j]);
         break;
     case PL_ACT_RELU:
-        for (long j = 0; j < n; j++) d[j] = y[j] > 0.0f ? d[j] : 0.0f;
+        for (long j = 0; j < n; j++) d[j] *= y[j] > 0.0f ? 1.0f : 0.0f;  // as pl_act_backward
         break;
     default:
         break;

@@ -16,9 +16,9 @@ if not openmp_enabled():
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"activations", "backend", "callbacks", "constraints", "datasets", "distribute",
-               "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers",
-               "regularizers", "saving", "testing", "utils"}
+_SUBMODULES = {"activations", "backend", "callbacks", "config", "constraints", "datasets",
+               "distribute", "initializers", "layers", "losses", "metrics", "models", "ops",
+               "optimizers", "regularizers", "saving", "testing", "utils"}
 _NAMES = {"Sequential": "pylayers.models", "Model": "pylayers.models",
           "Input": "pylayers.layers", "Layer": "pylayers.layers", "Variable": "pylayers.ops"}
 

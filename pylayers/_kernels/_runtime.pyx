@@ -69,3 +69,33 @@ def _threads_from_environment():
 
 set_num_threads(_threads_from_environment())
 set_kernel_path(os.environ.get("PYLAYERS_KERNEL", "auto"))
+
+
+def _refuse_unaligned(namespace, copies=()):
+    """Wrap each public function of the wrapper module whose globals are `namespace`:
+    a numpy array argument (or one inside a tuple argument, e.g. a tape) whose data is
+    not aligned for its dtype raises ValueError naming the function, before the call.
+    Typed memoryviews accept such arrays, and the C kernels load floats and ints at
+    their natural alignment (undefined behaviour otherwise). Functions named in `copies`
+    take any layout and align their operands themselves (checking their own outputs)."""
+    import functools
+    import numpy as np
+
+    def aligned_only(function):
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            for value in args + tuple(kwargs.values()):
+                for array in (value if type(value) is tuple else (value,)):
+                    if isinstance(array, np.ndarray) and not array.flags.aligned:
+                        raise ValueError(f"{function.__name__}: received an array of dtype "
+                                         f"{array.dtype} and shape {array.shape} whose data "
+                                         "is not aligned; pass an aligned copy "
+                                         "(np.array(x))")
+            return function(*args, **kwargs)
+        return call
+
+    for name, value in list(namespace.items()):
+        if not name.startswith("_") and name not in copies and callable(value) \
+                and not isinstance(value, type) \
+                and getattr(value, "__module__", None) == namespace["__name__"]:
+            namespace[name] = aligned_only(value)

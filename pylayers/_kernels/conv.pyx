@@ -59,8 +59,8 @@ def _status(int status):
         raise MemoryError("convolution: could not allocate its scratch buffer")
 
 
-def conv_forward(tuple geom, const float[::1] x, const float[::1] w, const float[::1] bias,
-                 int act, float alpha, float[::1] y):
+def conv_forward(tuple geom not None, const float[::1] x not None, const float[::1] w not None,
+                 const float[::1] bias, int act, float alpha, float[::1] y not None):
     """y = act(conv(x, w) + bias); bias None for none."""
     cdef pl_conv_geom g = make_geom(geom)
     check_arrays(&g, x, w, y)
@@ -75,7 +75,8 @@ def conv_forward(tuple geom, const float[::1] x, const float[::1] w, const float
     _status(status)
 
 
-def conv_backward_data(tuple geom, const float[::1] dy, const float[::1] w, float[::1] dx):
+def conv_backward_data(tuple geom not None, const float[::1] dy not None,
+                       const float[::1] w not None, float[::1] dx not None):
     """dx = the data gradient of conv for output gradient dy (overwritten)."""
     cdef pl_conv_geom g = make_geom(geom)
     check_arrays(&g, dx, w, dy)
@@ -87,7 +88,8 @@ def conv_backward_data(tuple geom, const float[::1] dy, const float[::1] w, floa
     _status(status)
 
 
-def conv_backward_weight(tuple geom, const float[::1] x, const float[::1] dy, float[::1] dw):
+def conv_backward_weight(tuple geom not None, const float[::1] x not None,
+                         const float[::1] dy not None, float[::1] dw not None):
     """dw += the kernel gradient of conv for input x and output gradient dy."""
     cdef pl_conv_geom g = make_geom(geom)
     check_arrays(&g, x, dw, dy)
@@ -99,8 +101,8 @@ def conv_backward_weight(tuple geom, const float[::1] x, const float[::1] dy, fl
     _status(status)
 
 
-def bias_act_backward(const float[:, ::1] y, const float[:, ::1] dy, int act, float alpha,
-                      float[:, ::1] dz, float[::1] dbias):
+def bias_act_backward(const float[:, ::1] y not None, const float[:, ::1] dy not None, int act,
+                      float alpha, float[:, ::1] dz not None, float[::1] dbias):
     """dz (rows, cout) = dy * act'(y) (dz may be dy); dbias += column sums of dz (None skips)."""
     cdef long rows = y.shape[0], cout = y.shape[1]
     if dy.shape[0] != rows or dy.shape[1] != cout or dz.shape[0] != rows or dz.shape[1] != cout:
@@ -113,3 +115,7 @@ def bias_act_backward(const float[:, ::1] y, const float[:, ::1] dy, int act, fl
     with nogil:
         pl_conv_bias_act_backward(ctx(), rows, cout, &y[0, 0], &dy[0, 0], act, alpha, &dz[0, 0],
                                   dbias_ptr)
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())

@@ -107,3 +107,7 @@ def act_backward(const float[:, ::1] y not None, const float[:, ::1] dy not None
         return
     with nogil:
         pl_act_backward(ctx(), m, n, &y[0, 0], &dy[0, 0], &dz[0, 0], act, alpha)
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())

@@ -19,7 +19,7 @@ def _check_indices(const int64_t[::1] indices, long rows):
         raise ValueError(f"index {bad} is out of range [0, {rows})")
 
 
-def embedding_forward(const int64_t[::1] indices, const float[:, ::1] table):
+def embedding_forward(const int64_t[::1] indices not None, const float[:, ::1] table not None):
     """out (n, dim) = table[indices]; raises ValueError for an index outside the table."""
     cdef long n = indices.shape[0], rows = table.shape[0], dim = table.shape[1]
     _check_indices(indices, rows)
@@ -32,8 +32,8 @@ def embedding_forward(const int64_t[::1] indices, const float[:, ::1] table):
     return out
 
 
-def embedding_backward(const int64_t[::1] indices, const float[:, ::1] dy,
-                       float[:, ::1] dtable):
+def embedding_backward(const int64_t[::1] indices not None, const float[:, ::1] dy not None,
+                       float[:, ::1] dtable not None):
     """dtable (rows, dim) += dy (n, dim) scattered to the rows named by indices."""
     cdef long n = indices.shape[0], rows = dtable.shape[0], dim = dtable.shape[1]
     if dy.shape[0] != n or dy.shape[1] != dim:
@@ -43,3 +43,7 @@ def embedding_backward(const int64_t[::1] indices, const float[:, ::1] dy,
         return
     with nogil:
         pl_embedding_backward(ctx(), n, dim, &indices[0], &dy[0, 0], &dtable[0, 0])
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())

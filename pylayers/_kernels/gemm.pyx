@@ -108,6 +108,8 @@ cdef tuple _float32_operands(a, b):
     """Both operands as float32 ndarrays of ndim >= 1, or the error naming both shapes."""
     a32 = a if type(a) is np.ndarray and a.dtype == np.float32 else _as_float32(np.asarray(a), a, b)
     b32 = b if type(b) is np.ndarray and b.dtype == np.float32 else _as_float32(np.asarray(b), a, b)
+    a32 = a32 if a32.flags.aligned else a32.copy()   # any layout is accepted: copy to align
+    b32 = b32 if b32.flags.aligned else b32.copy()
     if a32.ndim == 0 or b32.ndim == 0:
         raise ValueError(f"matmul operands must have at least 1 dimension, {_shapes(a, b)}")
     return a32, b32
@@ -182,6 +184,8 @@ cdef long _output_matrix(out, long m, long n, a, b) except -1:
     if not isinstance(out, np.ndarray) or out.dtype != np.float32:
         raise TypeError(f"out must be a float32 numpy array. Received: {type(out).__name__} "
                         f"of dtype {getattr(out, 'dtype', None)}")
+    if not out.flags.aligned:
+        raise ValueError("out must be aligned (its data address a multiple of 4 bytes)")
     if out.ndim != 2 or out.shape[0] != m or out.shape[1] != n:
         raise ValueError(f"out must have shape ({m}, {n}) for {_shapes(a, b)}. "
                          f"Received: out shape {out.shape}")
@@ -279,3 +283,7 @@ def sgemm_reference(a, b, out, bint trans_a=False, bint trans_b=False, float alp
                     float beta=0.0):
     """sgemm through the naive one-thread C loop (pl_sgemm_ref), for tests."""
     return _sgemm_checked(a, b, out, trans_a, trans_b, alpha, beta, True)
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals(), copies=("matmul", "matmul_into"))

@@ -36,21 +36,25 @@ def _status(int status):
         raise MemoryError("normalization: could not allocate scratch memory")
 
 
-def bn_moments(const float[:, ::1] x, float[::1] mean, float[::1] var):
-    """mean, var (c) = column moments of x (m, c), variance biased."""
+def bn_moments(const float[:, ::1] x not None, float[::1] mean not None, float[::1] var not None):
+    """mean, var (c) = column moments of x (m, c), variance biased; NaN for m == 0 (numpy's
+    mean of nothing), never left unwritten."""
     cdef long m = x.shape[0], c = x.shape[1]
     _check("mean", mean, (c,))
     _check("var", var, (c,))
     cdef int status = 0
     if m == 0 or c == 0:
+        mean[:] = float("nan")
+        var[:] = float("nan")
         return
     with nogil:
         status = pl_bn_moments(ctx(), m, c, &x[0, 0], &mean[0], &var[0])
     _status(status)
 
 
-def bn_forward(const float[:, ::1] x, const float[::1] mean, const float[::1] var,
-               const float[::1] gamma, const float[::1] beta, float eps, float[:, ::1] y):
+def bn_forward(const float[:, ::1] x not None, const float[::1] mean not None,
+               const float[::1] var not None, const float[::1] gamma, const float[::1] beta,
+               float eps, float[:, ::1] y not None):
     cdef long m = x.shape[0], c = x.shape[1]
     for name, array in (("mean", mean), ("var", var), ("gamma", gamma), ("beta", beta)):
         _check(name, array, (c,))
@@ -66,8 +70,9 @@ def bn_forward(const float[:, ::1] x, const float[::1] mean, const float[::1] va
     _status(status)
 
 
-def bn_backward(const float[:, ::1] x, const float[::1] mean, const float[::1] var,
-                const float[::1] gamma, float eps, const float[:, ::1] dy, bint batch_stats,
+def bn_backward(const float[:, ::1] x not None, const float[::1] mean not None,
+                const float[::1] var not None, const float[::1] gamma, float eps,
+                const float[:, ::1] dy not None, bint batch_stats,
                 float[::1] dgamma, float[::1] dbeta, float[:, ::1] dx):
     """dgamma, dbeta += their gradients (None skips); dx overwritten (None skips)."""
     cdef long m = x.shape[0], c = x.shape[1]
@@ -89,8 +94,11 @@ def bn_backward(const float[:, ::1] x, const float[::1] mean, const float[::1] v
     _status(status)
 
 
-def layer_norm_forward(const float[:, ::1] x, const float[::1] gamma, const float[::1] beta,
-                       float eps, float[:, ::1] y, float[::1] mean, float[::1] inv_std):
+def layer_norm_forward(const float[:, ::1] x not None, const float[::1] gamma,
+                       const float[::1] beta, float eps, float[:, ::1] y not None,
+                       float[::1] mean not None, float[::1] inv_std not None):
+    """y = normalised rows of x; mean and inv_std (m) written for the backward (NaN for
+    rows of no elements, numpy's mean of nothing)."""
     cdef long m = x.shape[0], n = x.shape[1]
     _check("gamma", gamma, (n,))
     _check("beta", beta, (n,))
@@ -100,14 +108,17 @@ def layer_norm_forward(const float[:, ::1] x, const float[::1] gamma, const floa
     cdef const float *gamma_ptr = const_or_null(gamma)
     cdef const float *beta_ptr = const_or_null(beta)
     if m == 0 or n == 0:
+        mean[:] = float("nan")
+        inv_std[:] = float("nan")
         return
     with nogil:
         pl_layer_norm_forward(ctx(), m, n, &x[0, 0], gamma_ptr, beta_ptr, eps, &y[0, 0],
                               &mean[0], &inv_std[0])
 
 
-def layer_norm_backward(const float[:, ::1] x, const float[::1] mean, const float[::1] inv_std,
-                        const float[::1] gamma, const float[:, ::1] dy, float[::1] dgamma,
+def layer_norm_backward(const float[:, ::1] x not None, const float[::1] mean not None,
+                        const float[::1] inv_std not None, const float[::1] gamma,
+                        const float[:, ::1] dy not None, float[::1] dgamma,
                         float[::1] dbeta, float[:, ::1] dx):
     cdef long m = x.shape[0], n = x.shape[1]
     _check("mean", mean, (m,))
@@ -127,3 +138,7 @@ def layer_norm_backward(const float[:, ::1] x, const float[::1] mean, const floa
         status = pl_layer_norm_backward(ctx(), m, n, &x[0, 0], &mean[0], &inv_std[0],
                                         gamma_ptr, &dy[0, 0], dgamma_ptr, dbeta_ptr, dx_ptr)
     _status(status)
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())

@@ -115,3 +115,7 @@ def adagrad_update(float[::1] w, const float[::1] g, float[::1] acc, double lr,
     if n:
         with nogil:
             pl_adagrad_update(ctx(), n, &w[0], &g[0], acc_ptr, lr, epsilon, prep)
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())

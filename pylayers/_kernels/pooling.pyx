@@ -1,5 +1,6 @@
 """Thin wrappers over csrc/pool.c: max and average pooling over 1-3 spatial axes
 (float32, C-contiguous arrays passed flattened)."""
+import numpy as np
 from pylayers._kernels._runtime cimport ctx, pl_ctx
 
 cdef extern from "pool.h":
@@ -40,7 +41,8 @@ cdef pl_pool_geom make_geom(tuple geom, long x_size, long y_size) except *:
     return g
 
 
-def max_pool_forward(tuple geom, const float[::1] x, float[::1] y, int[::1] argmax):
+def max_pool_forward(tuple geom not None, const float[::1] x not None, float[::1] y not None,
+                     int[::1] argmax not None):
     cdef pl_pool_geom g = make_geom(geom, x.shape[0], y.shape[0])
     if argmax.shape[0] != y.shape[0]:
         raise ValueError("argmax must have as many elements as y")
@@ -50,17 +52,26 @@ def max_pool_forward(tuple geom, const float[::1] x, float[::1] y, int[::1] argm
         pl_max_pool_forward(ctx(), &g, &x[0], &y[0], &argmax[0])
 
 
-def max_pool_backward(tuple geom, const float[::1] dy, const int[::1] argmax, float[::1] dx):
+def max_pool_backward(tuple geom not None, const float[::1] dy not None,
+                      const int[::1] argmax not None, float[::1] dx not None):
+    """dx = dy routed to the argmax positions (each an index inside its image's block,
+    as max_pool_forward writes them; others raise ValueError before anything is written)."""
     cdef pl_pool_geom g = make_geom(geom, dx.shape[0], dy.shape[0])
     if argmax.shape[0] != dy.shape[0]:
         raise ValueError("argmax must have as many elements as dy")
+    cdef long in_image = g.in_size[0] * g.in_size[1] * g.in_size[2] * g.channels
+    if argmax.shape[0]:
+        low, high = np.min(argmax), np.max(argmax)
+        if low < 0 or high >= in_image:
+            raise ValueError(f"max_pool_backward: argmax holds {low if low < 0 else high}, "
+                             f"outside the {in_image} elements of an input image {geom}")
     if dy.shape[0] == 0:
         return
     with nogil:
         pl_max_pool_backward(ctx(), &g, &dy[0], &argmax[0], &dx[0])
 
 
-def avg_pool_forward(tuple geom, const float[::1] x, float[::1] y):
+def avg_pool_forward(tuple geom not None, const float[::1] x not None, float[::1] y not None):
     cdef pl_pool_geom g = make_geom(geom, x.shape[0], y.shape[0])
     if y.shape[0] == 0:
         return
@@ -68,9 +79,14 @@ def avg_pool_forward(tuple geom, const float[::1] x, float[::1] y):
         pl_avg_pool_forward(ctx(), &g, &x[0], &y[0])
 
 
-def avg_pool_backward(tuple geom, const float[::1] dy, float[::1] dx):
+def avg_pool_backward(tuple geom not None, const float[::1] dy not None,
+                      float[::1] dx not None):
     cdef pl_pool_geom g = make_geom(geom, dx.shape[0], dy.shape[0])
     if dy.shape[0] == 0:
         return
     with nogil:
         pl_avg_pool_backward(ctx(), &g, &dy[0], &dx[0])
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())

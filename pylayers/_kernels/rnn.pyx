@@ -52,15 +52,19 @@ cdef extern from "rnn_steps.h":
 
 # Activations the fused kernels run (codes of csrc/activations.h enum pl_act).
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+_CODES = frozenset(ACTIVATION_CODES.values())
 
 
 cdef float *ptr(a) except? NULL:
-    """Data pointer of a C-contiguous float32 array, or NULL for None / empty. Arrays
-    the C side only reads may be read-only (the pointer's constness is the C contract)."""
+    """Data pointer of a C-contiguous float32 array (checked by _require first), or NULL
+    for None / empty. Arrays the C side only reads may be read-only (the pointer's
+    constness is the C contract)."""
     cdef const float[::1] flat
     if a is None or a.size == 0:
         return NULL
-    flat = a.reshape(-1)
+    if not (a.dtype == np.float32 and a.flags.c_contiguous):
+        raise TypeError("rnn kernels: internal buffer is not C-contiguous float32")
+    flat = a.reshape(-1)   # a view: the pointer stays valid while `a` lives
     return <float *>&flat[0]
 
 
@@ -74,18 +78,44 @@ cdef unsigned char *mask_ptr(a) except? NULL:
 
 def _buffer(alloc, name, shape):
     """A float32 work array: from the caller's reusable pool `alloc(name, shape)` when
-    given (contents undefined), else freshly allocated."""
-    return alloc(name, shape) if alloc is not None else np.empty(shape, dtype=np.float32)
+    given (contents undefined; checked like any argument), else freshly allocated."""
+    if alloc is None:
+        return np.empty(shape, dtype=np.float32)
+    buffer = alloc(name, shape)
+    _require("alloc", name, buffer, shape, output=True)
+    return buffer
 
 
-def _require(name, array, shape):
+def _require(fn, name, array, shape, optional=False, output=False):
+    """array must be a C-contiguous, aligned float32 ndarray of `shape` (writeable when
+    the kernel writes it); None only when optional. Raised before anything is written."""
     if array is None:
-        return
-    if array.dtype != np.float32 or not array.flags.c_contiguous:
-        raise TypeError(f"{name} must be a C-contiguous float32 array; received dtype "
-                        f"{array.dtype}")
+        if optional:
+            return
+        raise ValueError(f"{fn}: {name} is required; received None")
+    if not isinstance(array, np.ndarray) or array.dtype != np.float32 \
+            or not array.flags.c_contiguous or not array.flags.aligned:
+        raise TypeError(f"{fn}: {name} must be a C-contiguous, aligned float32 array; received "
+                        f"{type(array).__name__} of dtype {getattr(array, 'dtype', None)}")
     if tuple(array.shape) != tuple(shape):
-        raise ValueError(f"{name} has shape {tuple(array.shape)}; expected {tuple(shape)}")
+        raise ValueError(f"{fn}: {name} has shape {tuple(array.shape)}; expected {tuple(shape)}")
+    if output and not array.flags.writeable:
+        raise ValueError(f"{fn}: {name} is read-only; the kernel writes it")
+
+
+def _require_rank(fn, name, array, int ndim):
+    """A float32 array of `ndim` axes (shape checked by the caller)."""
+    if not isinstance(array, np.ndarray) or array.ndim != ndim:
+        raise ValueError(f"{fn}: {name} must be a {ndim}-D float32 array; received "
+                         f"{type(array).__name__} of shape {getattr(array, 'shape', None)}")
+    _require(fn, name, array, array.shape)
+
+
+def _check_codes(fn, *codes):
+    for code in codes:
+        if code not in _CODES:
+            raise ValueError(f"{fn}: unknown activation code {code}; expected one of "
+                             f"{sorted(_CODES)}")
 
 
 cdef pl_rnn_dims dims_of(x, long units):
@@ -95,30 +125,39 @@ cdef pl_rnn_dims dims_of(x, long units):
     return d
 
 
-def _time_major_inputs(x, mask, alloc):
+def _mask_time_major(fn, mask, long B, long T):
+    """mask (B, T), of booleans or numbers (nonzero keeps the step) -> (T, B) uint8."""
+    if mask is None:
+        return None
+    dtype = getattr(mask, "dtype", None)
+    if not isinstance(mask, np.ndarray) or dtype.kind not in "biuf":
+        raise TypeError(f"{fn}: mask must be a boolean or numeric array; received "
+                        f"{type(mask).__name__} of dtype {dtype}")
+    if tuple(mask.shape) != (B, T):
+        raise ValueError(f"{fn}: mask has shape {tuple(mask.shape)}; expected {(B, T)}")
+    return np.ascontiguousarray(mask.T != 0, dtype=np.uint8)
+
+
+def _time_major_inputs(fn, x, mask, alloc):
     """x (B, T, I) -> (T, B, I); mask (B, T) -> (T, B) uint8 (or None)."""
-    _require("x", x, x.shape)
-    if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"x must be (batch, time, features) with batch and time > 0; "
+    _require_rank(fn, "x", x, 3)
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{fn}: x must be (batch, time, features) with batch and time > 0; "
                          f"received shape {tuple(x.shape)}")
     cdef long B = x.shape[0], T = x.shape[1], F = x.shape[2]
+    mask_tm = _mask_time_major(fn, mask, B, T)
     x_tm = _buffer(alloc, "x_tm", (T, B, F))
     cdef float *src = ptr(x)
     cdef float *dst = ptr(x_tm)
     if F:
         with nogil:
             pl_rnn_to_time_major(ctx(), B, T, F, src, dst)
-    mask_tm = None
-    if mask is not None:
-        if tuple(mask.shape) != (B, T):
-            raise ValueError(f"mask has shape {tuple(mask.shape)}; expected {(B, T)}")
-        mask_tm = np.ascontiguousarray(np.asarray(mask, dtype=bool).T, dtype=np.uint8)
     return x_tm, mask_tm
 
 
 def to_batch_major(seq_tm):
     """(T, B, F) float32 -> (B, T, F)."""
-    _require("seq_tm", seq_tm, seq_tm.shape)
+    _require_rank("to_batch_major", "seq_tm", seq_tm, 3)
     cdef long T = seq_tm.shape[0], B = seq_tm.shape[1], F = seq_tm.shape[2]
     out = np.empty((B, T, F), dtype=np.float32)
     cdef float *src = ptr(seq_tm)
@@ -131,7 +170,7 @@ def to_batch_major(seq_tm):
 
 def to_time_major(seq):
     """(B, T, F) float32 -> (T, B, F)."""
-    _require("seq", seq, seq.shape)
+    _require_rank("to_time_major", "seq", seq, 3)
     cdef long B = seq.shape[0], T = seq.shape[1], F = seq.shape[2]
     out = np.empty((T, B, F), dtype=np.float32)
     cdef float *src = ptr(seq)
@@ -142,28 +181,60 @@ def to_time_major(seq):
     return out
 
 
-def _states(alloc, name, initial, long T, long B, long U):
+def _states(fn, alloc, name, initial, long T, long B, long U):
     """(T + 1, B, U) buffer whose first slice is the initial state."""
-    _require("initial state", initial, (B, U))
+    _require(fn, f"initial state {name}", initial, (B, U))
     states = _buffer(alloc, name, (T + 1, B, U))
     states[0] = initial
     return states
 
 
-def _check_weights(kernel, recurrent, bias, long I, long U, long G, bias_shape):
-    _require("kernel", kernel, (I, G))
-    _require("recurrent_kernel", recurrent, (U, G))
-    _require("bias", bias, bias_shape)
+def _check_weights(fn, kernel, recurrent, bias, long I, long G, bias_shape):
+    """recurrent (U, G) first (it fixes U), then kernel (I, G) and bias; returns U."""
+    _require_rank(fn, "recurrent_kernel", recurrent, 2)
+    cdef long U = recurrent.shape[0]
+    if U == 0 or recurrent.shape[1] != G * U:
+        raise ValueError(f"{fn}: recurrent_kernel has shape {tuple(recurrent.shape)}; expected "
+                         f"(units, {G} * units) with units > 0")
+    _require(fn, "kernel", kernel, (I, G * U))
+    _require(fn, "bias", bias, bias_shape(U), optional=True)
+    return U
 
 
-def _check_backward(dy_seq, dh, long B, long T, long U, dkernel, drecurrent, dbias, kernel,
-                    recurrent, bias):
-    _require("dy_seq", dy_seq, (B, T, U))
-    _require("dh", dh, (B, U))
-    _require("dkernel", dkernel, kernel.shape)
-    _require("drecurrent", drecurrent, recurrent.shape)
-    if dbias is not None:
-        _require("dbias", dbias, bias.shape)
+def _check_tape(fn, tape, names):
+    """The forward's tape: a tuple (x_tm, mask_tm, then `names`), each of the shape the
+    forward gave it. Returns (T, B, I)."""
+    if not isinstance(tape, tuple) or len(tape) != 2 + len(names):
+        raise ValueError(f"{fn}: tape must be the tuple the forward returned, of "
+                         f"{2 + len(names)} entries")
+    x_tm, mask_tm = tape[0], tape[1]
+    _require_rank(fn, "tape x_tm", x_tm, 3)
+    cdef long T = x_tm.shape[0], B = x_tm.shape[1]
+    if T == 0 or B == 0:
+        raise ValueError(f"{fn}: tape x_tm has shape {tuple(x_tm.shape)}; time and batch > 0")
+    if mask_tm is not None and (not isinstance(mask_tm, np.ndarray) or mask_tm.dtype != np.uint8
+                                or tuple(mask_tm.shape) != (T, B)
+                                or not mask_tm.flags.c_contiguous):
+        raise ValueError(f"{fn}: tape mask_tm must be a C-contiguous uint8 array of shape "
+                         f"{(T, B)}")
+    return T, B, x_tm.shape[2]
+
+
+def _check_tape_arrays(fn, tape, names, shapes):
+    for name, array, shape in zip(names, tape[2:], shapes):
+        _require(fn, f"tape {name}", array, shape)
+
+
+def _check_backward(fn, dy_seq, dh, long B, long T, long U, dkernel, drecurrent, dbias,
+                    kernel, recurrent, bias):
+    _require(fn, "dy_seq", dy_seq, (B, T, U), optional=True)
+    _require(fn, "dh", dh, (B, U), output=True)
+    _require(fn, "dkernel", dkernel, kernel.shape, optional=True, output=True)
+    _require(fn, "drecurrent", drecurrent, recurrent.shape, optional=True, output=True)
+    if dbias is not None and bias is None:
+        raise ValueError(f"{fn}: dbias given for a layer without bias")
+    if bias is not None:
+        _require(fn, "dbias", dbias, bias.shape, optional=True, output=True)
 
 
 def _dx_batch_major(dx_tm, need_dx):
@@ -173,12 +244,17 @@ def _dx_batch_major(dx_tm, need_dx):
 def lstm_forward(x, kernel, recurrent, bias, mask, int act, int rec_act, h0, c0, alloc=None):
     """x (B, T, I); returns the tape (x_tm, mask_tm, gates, act_c, h, c) with h, c
     (T + 1, B, U) holding h0, c0 first."""
-    cdef long U = recurrent.shape[0]
-    x_tm, mask_tm = _time_major_inputs(x, mask, alloc)
+    fn = "lstm_forward"
+    _check_codes(fn, act, rec_act)
+    _require_rank(fn, "x", x, 3)
+    cdef long U = _check_weights(fn, kernel, recurrent, bias, x.shape[2], 4,
+                                 lambda u: (4 * u,))
+    _require(fn, "initial state h", h0, (x.shape[0], U))
+    _require(fn, "initial state c", c0, (x.shape[0], U))
+    x_tm, mask_tm = _time_major_inputs(fn, x, mask, alloc)
     cdef pl_rnn_dims d = dims_of(x, U)
-    _check_weights(kernel, recurrent, bias, d.inputs, U, 4 * U, (4 * U,))
-    h = _states(alloc, "h", h0, d.steps, d.batch, U)
-    c = _states(alloc, "c", c0, d.steps, d.batch, U)
+    h = _states(fn, alloc, "h", h0, d.steps, d.batch, U)
+    c = _states(fn, alloc, "c", c0, d.steps, d.batch, U)
     gates = _buffer(alloc, "gates", (d.steps, d.batch, 4 * U))
     act_c = _buffer(alloc, "act_c", (d.steps, d.batch, U))
     cdef float *p_x = ptr(x_tm)
@@ -199,14 +275,20 @@ def lstm_backward(tape, kernel, recurrent, bias, int act, int rec_act, dy_seq, d
                   dkernel, drecurrent, dbias, bint need_dx, alloc=None):
     """dh, dc (B, U): in, gradients of the final states; out, of the initial ones.
     Weight gradients accumulate (None skips); returns dx (B, T, I) or None."""
-    x_tm, mask_tm, gates, act_c, h, c = tape
-    cdef long T = x_tm.shape[0], U = recurrent.shape[0]
+    fn = "lstm_backward"
+    _check_codes(fn, act, rec_act)
+    names = ("gates", "act_c", "h", "c")
     cdef pl_rnn_dims d
-    d.steps, d.batch, d.inputs = x_tm.shape
+    d.steps, d.batch, d.inputs = _check_tape(fn, tape, names)
+    cdef long T = d.steps, B = d.batch
+    cdef long U = _check_weights(fn, kernel, recurrent, bias, d.inputs, 4, lambda u: (4 * u,))
     d.units = U
-    _check_backward(dy_seq, dh, d.batch, T, U, dkernel, drecurrent, dbias, kernel,
+    _check_tape_arrays(fn, tape, names, [(T, B, 4 * U), (T, B, U), (T + 1, B, U),
+                                         (T + 1, B, U)])
+    x_tm, mask_tm, gates, act_c, h, c = tape
+    _check_backward(fn, dy_seq, dh, d.batch, T, U, dkernel, drecurrent, dbias, kernel,
                     recurrent, bias)
-    _require("dc", dc, (d.batch, U))
+    _require(fn, "dc", dc, (d.batch, U), output=True)
     dgates = _buffer(alloc, "dgates", gates.shape)
     dx_tm = _buffer(alloc, "dx_tm", x_tm.shape) if need_dx else None
     cdef float *p_x = ptr(x_tm)
@@ -238,12 +320,15 @@ def _gru_bias_shape(units, reset_after):
 def gru_forward(x, kernel, recurrent, bias, mask, int act, int rec_act, bint reset_after,
                 h0, alloc=None):
     """x (B, T, I); returns the tape (x_tm, mask_tm, gates, aux, h), h (T + 1, B, U)."""
-    cdef long U = recurrent.shape[0]
-    x_tm, mask_tm = _time_major_inputs(x, mask, alloc)
+    fn = "gru_forward"
+    _check_codes(fn, act, rec_act)
+    _require_rank(fn, "x", x, 3)
+    cdef long U = _check_weights(fn, kernel, recurrent, bias, x.shape[2], 3,
+                                 lambda u: _gru_bias_shape(u, reset_after))
+    _require(fn, "initial state h", h0, (x.shape[0], U))
+    x_tm, mask_tm = _time_major_inputs(fn, x, mask, alloc)
     cdef pl_rnn_dims d = dims_of(x, U)
-    _check_weights(kernel, recurrent, bias, d.inputs, U, 3 * U,
-                   _gru_bias_shape(U, reset_after))
-    h = _states(alloc, "h", h0, d.steps, d.batch, U)
+    h = _states(fn, alloc, "h", h0, d.steps, d.batch, U)
     gates = _buffer(alloc, "gates", (d.steps, d.batch, 3 * U))
     aux = _buffer(alloc, "aux", (d.steps, d.batch, U))
     hu = _buffer(alloc, "hu", (d.batch, 3 * U))
@@ -264,12 +349,18 @@ def gru_forward(x, kernel, recurrent, bias, mask, int act, int rec_act, bint res
 
 def gru_backward(tape, kernel, recurrent, bias, int act, int rec_act, bint reset_after,
                  dy_seq, dh, dkernel, drecurrent, dbias, bint need_dx, alloc=None):
-    x_tm, mask_tm, gates, aux, h = tape
-    cdef long T = x_tm.shape[0], U = recurrent.shape[0]
+    fn = "gru_backward"
+    _check_codes(fn, act, rec_act)
+    names = ("gates", "aux", "h")
     cdef pl_rnn_dims d
-    d.steps, d.batch, d.inputs = x_tm.shape
+    d.steps, d.batch, d.inputs = _check_tape(fn, tape, names)
+    cdef long T = d.steps, B = d.batch
+    cdef long U = _check_weights(fn, kernel, recurrent, bias, d.inputs, 3,
+                                 lambda u: _gru_bias_shape(u, reset_after))
     d.units = U
-    _check_backward(dy_seq, dh, d.batch, T, U, dkernel, drecurrent, dbias, kernel,
+    _check_tape_arrays(fn, tape, names, [(T, B, 3 * U), (T, B, U), (T + 1, B, U)])
+    x_tm, mask_tm, gates, aux, h = tape
+    _check_backward(fn, dy_seq, dh, d.batch, T, U, dkernel, drecurrent, dbias, kernel,
                     recurrent, bias)
     dx_gates = _buffer(alloc, "dx_gates", gates.shape)
     drec_gates = _buffer(alloc, "drec_gates", gates.shape)
@@ -297,11 +388,14 @@ def gru_backward(tape, kernel, recurrent, bias, int act, int rec_act, bint reset
 
 def simple_rnn_forward(x, kernel, recurrent, bias, mask, int act, h0, alloc=None):
     """x (B, T, I); returns the tape (x_tm, mask_tm, h), h (T + 1, B, U)."""
-    cdef long U = recurrent.shape[0]
-    x_tm, mask_tm = _time_major_inputs(x, mask, alloc)
+    fn = "simple_rnn_forward"
+    _check_codes(fn, act)
+    _require_rank(fn, "x", x, 3)
+    cdef long U = _check_weights(fn, kernel, recurrent, bias, x.shape[2], 1, lambda u: (u,))
+    _require(fn, "initial state h", h0, (x.shape[0], U))
+    x_tm, mask_tm = _time_major_inputs(fn, x, mask, alloc)
     cdef pl_rnn_dims d = dims_of(x, U)
-    _check_weights(kernel, recurrent, bias, d.inputs, U, U, (U,))
-    h = _states(alloc, "h", h0, d.steps, d.batch, U)
+    h = _states(fn, alloc, "h", h0, d.steps, d.batch, U)
     proj = _buffer(alloc, "proj", (d.steps, d.batch, U))
     cdef float *p_x = ptr(x_tm)
     cdef float *p_k = ptr(kernel)
@@ -317,12 +411,17 @@ def simple_rnn_forward(x, kernel, recurrent, bias, mask, int act, h0, alloc=None
 
 def simple_rnn_backward(tape, kernel, recurrent, bias, int act, dy_seq, dh, dkernel,
                         drecurrent, dbias, bint need_dx, alloc=None):
-    x_tm, mask_tm, h = tape
-    cdef long T = x_tm.shape[0], U = recurrent.shape[0]
+    fn = "simple_rnn_backward"
+    _check_codes(fn, act)
+    names = ("h",)
     cdef pl_rnn_dims d
-    d.steps, d.batch, d.inputs = x_tm.shape
+    d.steps, d.batch, d.inputs = _check_tape(fn, tape, names)
+    cdef long T = d.steps, B = d.batch
+    cdef long U = _check_weights(fn, kernel, recurrent, bias, d.inputs, 1, lambda u: (u,))
     d.units = U
-    _check_backward(dy_seq, dh, d.batch, T, U, dkernel, drecurrent, dbias, kernel,
+    _check_tape_arrays(fn, tape, names, [(T + 1, B, U)])
+    x_tm, mask_tm, h = tape
+    _check_backward(fn, dy_seq, dh, d.batch, T, U, dkernel, drecurrent, dbias, kernel,
                     recurrent, bias)
     dpre = _buffer(alloc, "dpre", (T, d.batch, U))
     dx_tm = _buffer(alloc, "dx_tm", x_tm.shape) if need_dx else None
@@ -351,3 +450,7 @@ def fast_tanh(float x):
 
 def fast_sigmoid(float x):
     return pl_rnn_sigmoid(x)
+
+
+from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
+_refuse_unaligned(globals())

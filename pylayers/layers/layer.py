@@ -292,7 +292,7 @@ class Layer:
         if array.dtype.kind not in "fiub":
             raise TypeError(f"Layer '{self.name}' expects numeric input; received an array of "
                             f"dtype {array.dtype} and shape {array.shape}")
-        return np.ascontiguousarray(array, dtype=floatx())
+        return np.require(array, floatx(), ["C", "A"])   # C-contiguous and aligned: what C reads
 
     def _check_input(self, input_shape):
         """Subclasses with an expected rank or last dimension raise ValueError here."""

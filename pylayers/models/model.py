@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 
+from pylayers import config
 from pylayers.layers.layer import Layer
 from pylayers.ops import value_of
 from pylayers.utils.rng import global_rng
@@ -216,6 +217,8 @@ class Model(Layer):
         fits the model, before any weight or optimizer state changes."""
         xs = self._to_input_list(x)
         ys = self._to_target_list(y) if y is not None else None
+        config.check_finite(xs, f"Model '{self.name}': x")
+        config.check_finite(ys, f"Model '{self.name}': y")
         sizes = {f"x[{i}]" if len(xs) > 1 else "x": len(a) for i, a in enumerate(xs)}
         for i, t in enumerate(ys or []):
             sizes[f"y[{i}]" if len(ys) > 1 else "y"] = len(t)

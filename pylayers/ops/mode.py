@@ -31,4 +31,4 @@ def reference_mode():
 
 def as_float_array(x):
     """x as a C-contiguous array of the mode's float type (one copy at most)."""
-    return np.ascontiguousarray(x, dtype=floatx())
+    return np.require(x, floatx(), ["C", "A"])

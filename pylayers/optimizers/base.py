@@ -8,9 +8,14 @@ One step of `apply(grads, variables)`, as Keras does it:
   4. each variable's constraint, w = constraint(w);
   5. iterations += 1.
 Steps 1-3 run inside one C loop per variable; the learning rate is read once per step
-(a schedule sees the iterations before the increment)."""
+(a schedule sees the iterations before the increment). Steps 3-5 are not interrupted
+by Ctrl-C: a SIGINT arriving meanwhile is delivered when the step is complete, so an
+interrupted fit leaves the weights of its last completed step, never half-updated."""
+import contextlib
 import math
 import re
+import signal
+import threading
 import warnings
 
 import numpy as np
@@ -18,6 +23,32 @@ import numpy as np
 from pylayers._kernels import optim as kernels
 from pylayers.backend import auto_name
 from pylayers.optimizers import schedules
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold back SIGINT inside the block (main thread only: Python runs signal handlers
+    there, and only there may install them); on leaving, restore the previous handler
+    and hand it any SIGINT that arrived (the default handler raises KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is None:   # a handler not set from Python
+        yield
+        return
+    arrived = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(frame))
+    except (ValueError, TypeError, OSError):   # e.g. a sub-interpreter: nothing to defer
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if arrived:
+        if callable(previous):
+            previous(signal.SIGINT, arrived[0])
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 # Keras options pylayers accepts only at their default value (configs saved by Keras
@@ -228,15 +259,16 @@ class Optimizer:
         self._check_known(variables)
         learning_rate = self.learning_rate
         scales = self._gradient_scales([g for g, _ in pairs])
-        for (grad, variable), scale in zip(pairs, scales):
-            decay = self.weight_decay * learning_rate if self._decays(variable) else 0.0
-            prep = {"grad_scale": scale, "clip_value": self.clipvalue or 0.0, "decay": decay}
-            self._update(self._variable_index[id(variable)], variable.value.reshape(-1),
-                         grad.reshape(-1), learning_rate, prep)
-        for _, variable in pairs:
-            if variable.constraint is not None:
-                variable.value[...] = variable.constraint(variable.value)
-        self._iterations += 1
+        with _sigint_deferred():
+            for (grad, variable), scale in zip(pairs, scales):
+                decay = self.weight_decay * learning_rate if self._decays(variable) else 0.0
+                prep = {"grad_scale": scale, "clip_value": self.clipvalue or 0.0, "decay": decay}
+                self._update(self._variable_index[id(variable)], variable.value.reshape(-1),
+                             grad.reshape(-1), learning_rate, prep)
+            for _, variable in pairs:
+                if variable.constraint is not None:
+                    variable.value[...] = variable.constraint(variable.value)
+            self._iterations += 1
 
     def _variables_for(self, grads, trainable_variables):
         if trainable_variables is None:

@@ -366,3 +366,40 @@ def test_matches_keras_fixture(case):
         assert_close_to_keras(w.grad, expected)
     for w, expected in zip(layer.non_trainable_weights, fixture_arrays(case, "after")):
         assert_close_to_keras(w.numpy(), expected)
+
+
+# ---- regressions found by tests/reliability (kernel fuzzing) ------------------------------
+
+def test_relu_conv_propagates_nan_like_the_reference():
+    """The fused relu used to turn NaN into 0 (x > 0 ? x : 0), hiding bad inputs."""
+    layer = layers.Conv2D(3, 2, activation="relu")
+    x = normal(1, 4, 4, 2)
+    x[0, 1, 1, 0] = np.nan
+    layer(x)
+    got = np.asarray(layer(x))
+    with pylayers.ops.reference_mode():
+        expected = np.asarray(layer(x.astype(np.float64)))
+    assert np.isnan(expected).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got[~np.isnan(got)], expected[~np.isnan(expected)], rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_conv_relu_backward_matches_dense_on_infinite_gradients():
+    """dz = dy * relu'(y): inf * 0 is NaN in both fused kernels (it was 0 in conv only)."""
+    from pylayers._kernels import conv as conv_kernels, dense as dense_kernels
+    y = np.array([[0.0, 1.0, 0.0]], dtype=np.float32)
+    dy = np.array([[np.inf, 2.0, 3.0]], dtype=np.float32)
+    dz_conv, dz_dense = np.empty_like(y), np.empty_like(y)
+    conv_kernels.bias_act_backward(y, dy, 1, 0.0, dz_conv, None)
+    dense_kernels.act_backward(y, dy, dz_dense, 1, 0.0)
+    np.testing.assert_array_equal(dz_conv, [[np.nan, 2.0, 0.0]])
+    np.testing.assert_array_equal(dz_conv, dz_dense)
+
+
+def test_conv_kernels_refuse_none_arrays():
+    from pylayers._kernels import conv as conv_kernels
+    geometry = (1, (1, 1, 3), (1, 1, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), (0, 0, 0), 1, 1, 1)
+    with pytest.raises(TypeError):
+        conv_kernels.conv_backward_data(geometry, np.ones(3, np.float32),
+                                        np.ones(1, np.float32), None)

@@ -175,3 +175,18 @@ def test_builtin_layer_inside_custom_layer_gets_gradients():
     block(np.zeros((1, 4)))
     assert len(block.trainable_weights) == 2
     check_layer_gradients(block, rng.normal(size=(3, 4)))
+
+
+def test_unaligned_inputs_are_aligned_at_the_layer_boundary():
+    """The C kernels load floats at 4-byte alignment (UBSan found misaligned loads): the
+    kernel wrappers refuse unaligned arrays, and layers copy such user data once."""
+    from pylayers._kernels import dense as dense_kernels
+    x = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    unaligned = np.zeros(x.nbytes + 1, np.uint8)[1:].view(np.float32).reshape(x.shape)
+    unaligned[...] = x
+    assert not unaligned.flags.aligned
+    layer = layers.Dense(3)
+    np.testing.assert_array_equal(np.asarray(layer(unaligned)), np.asarray(layer(x)))
+    with pytest.raises(ValueError, match="dense_forward: .* not aligned"):
+        dense_kernels.dense_forward(unaligned, layer.kernel.value, None, 0, 0.0,
+                                    np.empty((4, 3), np.float32))

@@ -142,3 +142,10 @@ def test_sequence_output_mask_weights_the_loss():
     model.predict(x, verbose=0)
     model._forward_for_loss([x], training=False)
     np.testing.assert_array_equal(model._masked_sample_weight(None), [[1, 1, 0, 0]])
+
+
+def test_embedding_kernels_refuse_none_indices():
+    """None indices used to be read as an empty lookup (found by kernel fuzzing)."""
+    from pylayers._kernels import embedding as embedding_kernels
+    with pytest.raises(TypeError):
+        embedding_kernels.embedding_forward(None, np.ones((3, 2), np.float32))

@@ -155,3 +155,38 @@ def test_bad_inputs_name_layer_and_shape():
     ln(np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"ln_chan.*\(2, 5\)"):
         ln(np.zeros((2, 5)))
+
+
+# ---- regressions found by tests/reliability (kernel fuzzing) ------------------------------
+
+def test_moments_of_an_empty_batch_are_nan_not_stale_memory():
+    """bn_moments used to return early for zero rows, leaving mean/var as whatever the
+    caller's np.empty held (then folded into the moving statistics)."""
+    from pylayers._kernels import normalization as norm_kernels
+    mean, var = np.ones(3, np.float32), np.ones(3, np.float32)
+    norm_kernels.bn_moments(np.zeros((0, 3), np.float32), mean, var)
+    assert np.isnan(mean).all() and np.isnan(var).all()
+    mean, inv_std = np.ones(2, np.float32), np.ones(2, np.float32)
+    norm_kernels.layer_norm_forward(np.zeros((2, 0), np.float32), None, None, 1e-3,
+                                    np.zeros((2, 0), np.float32), mean, inv_std)
+    assert np.isnan(mean).all() and np.isnan(inv_std).all()
+
+
+def test_inference_mode_bn_gradient_ignores_nan_elsewhere_in_x():
+    """With fixed statistics dx = dy * gamma / sqrt(var + eps): a NaN in x used to leak
+    into dx through a term multiplied by zero."""
+    from pylayers._kernels import normalization as norm_kernels
+    f32 = lambda *shape: normal(*shape).astype(np.float32)   # noqa: E731
+    x = f32(4, 3)
+    x[0, 0] = np.nan
+    mean, var, gamma = f32(3), np.abs(f32(3)) + np.float32(0.5), f32(3)
+    dy, dx = f32(4, 3), np.empty((4, 3), np.float32)
+    norm_kernels.bn_backward(x, mean, var, gamma, 1e-3, dy, False, None, None, dx)
+    np.testing.assert_allclose(dx, dy * gamma / np.sqrt(var.astype(np.float64) + 1e-3),
+                               rtol=1e-5)
+
+
+def test_normalization_kernels_refuse_none_arrays():
+    from pylayers._kernels import normalization as norm_kernels
+    with pytest.raises(TypeError):
+        norm_kernels.bn_moments(np.zeros((2, 3), np.float32), None, np.zeros(3, np.float32))

@@ -156,3 +156,17 @@ def test_pooling_in_a_model_with_unknown_spatial_dims():
     assert tuple(layers.GlobalAveragePooling2D()(inputs).shape) == (None, 3)
 
 
+
+
+# ---- regressions found by tests/reliability (kernel fuzzing) ------------------------------
+
+@pytest.mark.parametrize("bad", [-1, 8, 2 ** 31 - 1])
+def test_max_pool_backward_refuses_out_of_range_argmax(bad):
+    """argmax indexes dx; an index outside the image used to write out of bounds."""
+    from pylayers._kernels import pooling as pool_kernels
+    geometry = (1, 2, (1, 1, 4), (1, 1, 2), (1, 1, 2), (1, 1, 2), (0, 0, 0))
+    argmax = np.array([0, 3, 4, bad], dtype=np.intc)
+    dx = np.full(8, 7.0, np.float32)
+    with pytest.raises(ValueError, match="max_pool_backward: argmax"):
+        pool_kernels.max_pool_backward(geometry, np.ones(4, np.float32), argmax, dx)
+    np.testing.assert_array_equal(dx, 7.0)   # nothing written

@@ -583,3 +583,64 @@ def test_reused_work_arrays_never_change_a_live_backprop():
         np.testing.assert_array_equal(got, want)
     del backprop1, backprop2
     np.testing.assert_array_equal(layer._train_forward(x1, True)[0], y1)
+
+
+# ---- regressions found by tests/reliability (kernel fuzzing) ------------------------------
+
+def test_relu_recurrence_propagates_nan_like_the_reference():
+    """The fused relu used to turn NaN into 0, so a NaN input vanished from the output."""
+    layer = layers.SimpleRNN(3, activation="relu", return_sequences=True)
+    x = rng.standard_normal((2, 4, 2)).astype(np.float32)
+    x[0, 1, 0] = np.nan
+    layer(x)
+    got = np.asarray(layer(x))
+    with reference_mode():
+        expected = np.asarray(layer(x.astype(np.float64)))
+    assert np.isnan(expected).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got[~np.isnan(got)], expected[~np.isnan(expected)], rtol=1e-4,
+                               atol=1e-5)
+
+
+def _lstm_forward_args(batch=2, steps=3, inputs=2, units=3):
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)   # noqa: E731
+    return [f(batch, steps, inputs), f(inputs, 4 * units), f(units, 4 * units), f(4 * units),
+            None, 3, 2, f(batch, units), f(batch, units)]
+
+
+@pytest.mark.parametrize("index, value, error, match", [
+    (1, None, ValueError, "lstm_forward: kernel is required"),
+    (2, None, ValueError, "lstm_forward: recurrent_kernel must be a 2-D"),
+    (7, "noncontiguous", TypeError, "lstm_forward: initial state h must be a C-contiguous"),
+    (5, 4, ValueError, "lstm_forward: unknown activation code 4"),
+    (4, np.array([["a"] * 3] * 2), TypeError, "lstm_forward: mask must be"),
+    (0, "2d", ValueError, "lstm_forward: x must be a 3-D"),
+])
+def test_rnn_kernels_name_the_function_and_argument(index, value, error, match):
+    """These used to segfault (None weights), read freed copies (non-contiguous states)
+    or raise AttributeError (found by kernel fuzzing)."""
+    from pylayers._kernels import rnn as rnn_kernels
+    args = _lstm_forward_args()
+    if isinstance(value, str):
+        value = np.repeat(args[index], 2, axis=1)[:, ::2] if value == "noncontiguous" \
+            else args[index][:, 0]
+    args[index] = value
+    with pytest.raises(error, match=match):
+        rnn_kernels.lstm_forward(*args)
+
+
+def test_rnn_backward_refuses_a_malformed_tape():
+    from pylayers._kernels import rnn as rnn_kernels
+    args = _lstm_forward_args()
+    tape = rnn_kernels.lstm_forward(*args)
+    kernel, recurrent, bias = args[1:4]
+    bad_tape = tape[:2] + (np.ascontiguousarray(tape[2][:, :, :4]),) + tape[3:]
+    dh, dc = np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="lstm_backward: tape gates has shape"):
+        rnn_kernels.lstm_backward(bad_tape, kernel, recurrent, bias, 3, 2, None, dh, dc,
+                                  None, None, None, True)
+    dkernel = np.zeros_like(kernel)
+    dkernel.flags.writeable = False
+    with pytest.raises(ValueError, match="lstm_backward: dkernel is read-only"):
+        rnn_kernels.lstm_backward(tape, kernel, recurrent, bias, 3, 2, None, dh, dc,
+                                  dkernel, None, None, True)
