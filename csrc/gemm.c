@@ -8,7 +8,8 @@
  *
  * Threads split the rows or the columns of C into ranges aligned to micro-tiles; every tile of C is computed by exactly one thread with
  * the same packed data and the same kc order, so the result is bitwise the same
- * for any thread count.  Small products skip packing and run on one thread. */
+ * for any thread count.  Small products skip packing and run on one thread; products
+ * of a few rows (batch-1 inference) skip packing and split the columns of C. */
 #define _POSIX_C_SOURCE 200809L   /* posix_memalign, pthread keys */
 #include <pthread.h>
 #include <stdlib.h>
@@ -21,12 +22,13 @@
 
 static const pl_gemm_arch generic_arch = {
     PL_GENERIC_MR, PL_GENERIC_NR, 128, 256, 4096,
-    pl_sgemm_ukernel_generic, NULL, pl_sgemm_small_generic};
+    pl_sgemm_ukernel_generic, NULL, pl_sgemm_small_generic, pl_sgemm_skinny_generic};
 
 #ifdef PL_HAVE_X86_KERNELS
 static const pl_gemm_arch avx2_arch = {
     PL_AVX2_MR, PL_AVX2_NR, 144, 256, 4080,
-    pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_small_avx2};
+    pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_small_avx2,
+    pl_sgemm_skinny_avx2};
 #endif
 
 /* The largest micro-tile of any path (size of the edge tile buffer). */
@@ -37,6 +39,13 @@ static const pl_gemm_arch avx2_arch = {
 #define SMALL_PRODUCT_WORK (32L * 32 * 32)
 /* A thread is only worth starting for at least this many multiply-adds. */
 #define WORK_PER_THREAD (64L * 64 * 64)
+/* Products with at most this many rows stream op(B) in place instead of packing it:
+ * packing B costs as much as one pass over it, which is all a few rows need. */
+#define SKINNY_MAX_M 8
+/* A skinny product is worth a second thread from this many elements of B read. */
+#define SKINNY_B_PER_THREAD (128L * 1024)
+/* Threads split a skinny product's columns in units of this many (16 cache lines). */
+#define SKINNY_COLUMN_UNIT 64
 #define ALIGN_FLOATS 16   /* pack blocks start on 64-byte cache lines */
 
 static const pl_gemm_arch *arch_for(int isa) {
@@ -314,16 +323,16 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
     }
 }
 
-/* Threads worth using: the budget, capped by the work, 1 inside a parallel region. */
-static int threads_for(const pl_ctx *ctx, long m, long n, long k) {
+/* Threads worth using: the budget, capped by work / per_thread, 1 inside a parallel
+ * region. */
+static int threads_for(const pl_ctx *ctx, double work, double per_thread) {
     int budget = ctx->n_threads > 1 ? ctx->n_threads : 1;
 #ifdef _OPENMP
     if (omp_in_parallel()) budget = 1;
 #else
     budget = 1;
 #endif
-    double work = (double)m * (double)n * (double)k;
-    double by_work = work / (double)WORK_PER_THREAD;
+    double by_work = work / per_thread;
     if (by_work < 1.0 || budget == 1) return 1;
     return by_work < budget ? (int)by_work : budget;
 }
@@ -352,6 +361,44 @@ static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
     }
 }
 
+/* op(A) (m, k) copied into dst as rows of k floats; a is stored (k, m), row stride lda. */
+static void copy_transposed_a(long m, long k, const float *a, long lda, float *dst) {
+    for (long p = 0; p < k; p++)
+        for (long i = 0; i < m; i++) dst[i * k + p] = a[p * lda + i];
+}
+
+/* A product with few rows: each thread streams its own columns of op(B) once per row
+ * group, in place.  op(A) is copied to rows first when stored transposed (m * k floats,
+ * small beside the n * k of B). */
+static void skinny_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, int trans_b,
+                         long m, long n, long k, float alpha, const float *a, long lda,
+                         const float *b, long ldb, float beta, float *c, long ldc) {
+    if (trans_a) {
+        float *rows = thread_pack_space((size_t)(m * k));
+        if (!rows) {
+            pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        copy_transposed_a(m, k, a, lda, rows);
+        a = rows;
+        lda = k;
+    }
+    if (n_threads == 1) {
+        arch->skinny(trans_b, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(n_threads)
+    {
+        long units = (n + SKINNY_COLUMN_UNIT - 1) / SKINNY_COLUMN_UNIT, j_begin, j_end;
+        split_range(units, omp_get_thread_num(), omp_get_num_threads(), SKINNY_COLUMN_UNIT, n,
+                    &j_begin, &j_end);
+        if (j_begin < j_end)
+            arch->skinny(trans_b, m, j_begin, j_end, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+#endif
+}
+
 void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
               long m, long n, long k, float alpha,
               const float *a, long lda, const float *b, long ldb,
@@ -362,10 +409,15 @@ void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
         return;
     }
     const pl_gemm_arch *arch = arch_for(ctx->isa);
+    if (m <= SKINNY_MAX_M) {
+        skinny_sgemm(arch, threads_for(ctx, (double)n * k, SKINNY_B_PER_THREAD), trans_a,
+                     trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
     if ((double)m * n * k <= SMALL_PRODUCT_WORK && !(trans_a && trans_b)) {
         arch->small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    packed_sgemm(arch, threads_for(ctx, m, n, k), trans_a, trans_b, m, n, k, alpha,
+    packed_sgemm(arch, threads_for(ctx, (double)m * n * k, WORK_PER_THREAD), trans_a, trans_b, m, n, k, alpha,
                  a, lda, b, ldb, beta, c, ldc);
 }
