@@ -245,9 +245,25 @@ typedef struct {
     long mc, kc, nc;        /* block sizes clipped to the problem */
     float *b_packed;        /* (kc, nc) in nr-column panels: filled by the whole team
                                (rows split) or each thread's own columns (columns split) */
+    const float *prepacked; /* or all of op(B) packed once (see packed_block_floats), or NULL */
     float *a_packed;        /* one (mc, kc) block per thread, a_stride floats apart */
     long a_stride;
 } gemm_job;
+
+/* A packed (kc, nc) block of op(B): nr-column panels kc deep, cache-line rounded.
+ * All of op(B) packed once (pl_sgemm_pack_b) is its blocks in jc-major, pc-minor
+ * order, each in the layout gemm_thread packs a block into. */
+static long packed_block_floats(const pl_gemm_arch *arch, long kc, long nc) {
+    return round_up(kc * round_up(nc, arch->nr), ALIGN_FLOATS);
+}
+
+static long pc_blocks(long k, long kc) { return (k + kc - 1) / kc; }
+
+/* Block sizes of a call, clipped to the problem: kc by k, nc by n. */
+static long block_kc(const pl_gemm_arch *arch, long k) { return balanced_block(k, arch->kc); }
+static long block_nc(const pl_gemm_arch *arch, long n) {
+    return min_long(arch->nc, round_up(n, arch->nr));
+}
 
 /* Part [begin, end) of n_units units for thread tid of n_parts, contiguous,
  * scaled to a multiple of unit. */
@@ -288,7 +304,8 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
     int mr = arch->mr, nr = arch->nr;
     long m_panels = (job->m + mr - 1) / mr;
     int split_rows = threads_split_rows(job, n_threads);
-    int shared_b = split_rows && n_threads > 1;
+    int shared_b = split_rows && n_threads > 1 && !job->prepacked;
+    long block_floats = packed_block_floats(arch, job->kc, job->nc);
     long m_begin = 0, m_end = job->m;
     if (split_rows) split_range(m_panels, tid, n_threads, mr, job->m, &m_begin, &m_end);
     float *a_packed = job->a_packed + tid * job->a_stride;
@@ -303,11 +320,16 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
         for (long pc = 0; pc < job->k; pc += job->kc) {
             long kc = min_long(job->kc, job->k - pc);
             float beta = pc == 0 ? job->beta : 1.0f;
-            // op(B) block (kc, nc) at (pc, jc)
-            const float *b_block = job->trans_b ? job->b + jc * job->ldb + pc
-                                                : job->b + pc * job->ldb + jc;
-            pack_b(arch, job->trans_b, pack_begin, pack_end, nc, kc, job->kc, b_block, job->ldb,
-                   job->b_packed);
+            const float *b_packed = job->b_packed;
+            if (job->prepacked) {
+                b_packed = job->prepacked + (jc / job->nc * pc_blocks(job->k, job->kc) + pc / job->kc)
+                                            * block_floats;
+            } else {   // op(B) block (kc, nc) at (pc, jc)
+                const float *b_block = job->trans_b ? job->b + jc * job->ldb + pc
+                                                    : job->b + pc * job->ldb + jc;
+                pack_b(arch, job->trans_b, pack_begin, pack_end, nc, kc, job->kc, b_block,
+                       job->ldb, job->b_packed);
+            }
             if (shared_b) team_barrier(n_threads);
             for (long ic = m_begin; ic < m_end; ic += job->mc) {
                 long mc = min_long(job->mc, m_end - ic);
@@ -315,7 +337,7 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
                 const float *a_block = job->trans_a ? job->a + pc * job->lda + ic
                                                     : job->a + ic * job->lda + pc;
                 pack_a(arch, job->trans_a, mc, kc, a_block, job->lda, a_packed);
-                macro_kernel(arch, mc, nc, kc, job->kc, j_begin, j_end, a_packed, job->b_packed,
+                macro_kernel(arch, mc, nc, kc, job->kc, j_begin, j_end, a_packed, b_packed,
                              job->alpha, beta, job->c + ic * job->ldc + jc, job->ldc);
             }
             if (shared_b) team_barrier(n_threads);   // b_packed is refilled next
@@ -337,19 +359,19 @@ static int threads_for(const pl_ctx *ctx, double work, double per_thread) {
     return by_work < budget ? (int)by_work : budget;
 }
 
-static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, int trans_b,
-                         long m, long n, long k, float alpha, const float *a, long lda,
-                         const float *b, long ldb, float beta, float *c, long ldc) {
+/* The five loops, packing op(B) on the way, or reading it from prepacked (then b is
+ * not read and trans_b is ignored).  False only when pack space is short. */
+static int packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, int trans_b,
+                        long m, long n, long k, float alpha, const float *a, long lda,
+                        const float *b, long ldb, const float *prepacked, float beta,
+                        float *c, long ldc) {
     gemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c,
-                    min_long(arch->mc, round_up(m, arch->mr)), balanced_block(k, arch->kc),
-                    min_long(arch->nc, round_up(n, arch->nr)), NULL, NULL, 0};
-    long b_floats = round_up(job.kc * round_up(job.nc, arch->nr), ALIGN_FLOATS);
+                    min_long(arch->mc, round_up(m, arch->mr)), block_kc(arch, k),
+                    block_nc(arch, n), NULL, prepacked, NULL, 0};
+    long b_floats = prepacked ? 0 : packed_block_floats(arch, job.kc, job.nc);
     job.a_stride = round_up(job.mc * job.kc, ALIGN_FLOATS);
     job.b_packed = thread_pack_space((size_t)(b_floats + n_threads * job.a_stride));
-    if (!job.b_packed) {
-        pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        return;
-    }
+    if (!job.b_packed) return 0;
     job.a_packed = job.b_packed + b_floats;
     if (n_threads == 1) {
         gemm_thread(&job, 0, 1);
@@ -359,6 +381,7 @@ static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
         gemm_thread(&job, omp_get_thread_num(), omp_get_num_threads());
 #endif
     }
+    return 1;
 }
 
 /* op(A) (m, k) copied into dst as rows of k floats; a is stored (k, m), row stride lda. */
@@ -418,6 +441,40 @@ void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
         arch->small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    packed_sgemm(arch, threads_for(ctx, (double)m * n * k, WORK_PER_THREAD), trans_a, trans_b, m, n, k, alpha,
-                 a, lda, b, ldb, beta, c, ldc);
+    if (!packed_sgemm(arch, threads_for(ctx, (double)m * n * k, WORK_PER_THREAD), trans_a,
+                      trans_b, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc))
+        pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+float *pl_sgemm_pack_b(const pl_ctx *ctx, int trans_b, long n, long k, const float *b,
+                       long ldb) {
+    if (n <= 0 || k <= 0) return NULL;
+    const pl_gemm_arch *arch = arch_for(ctx->isa);
+    long kc = block_kc(arch, k), nc = block_nc(arch, n);
+    long block_floats = packed_block_floats(arch, kc, nc);
+    long blocks = (n + nc - 1) / nc * pc_blocks(k, kc);
+    void *packed;
+    if (posix_memalign(&packed, 64, (size_t)(blocks * block_floats) * sizeof(float)))
+        return NULL;
+    float *block = packed;
+    for (long jc = 0; jc < n; jc += nc)
+        for (long pc = 0; pc < k; pc += kc, block += block_floats) {
+            long cols = min_long(nc, n - jc);
+            const float *b_block = trans_b ? b + jc * ldb + pc : b + pc * ldb + jc;
+            pack_b(arch, trans_b, 0, cols, cols, min_long(kc, k - pc), kc, b_block, ldb, block);
+        }
+    return packed;
+}
+
+int pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, long m, long n, long k, float alpha,
+                      const float *a, long lda, const float *packed_b, float beta,
+                      float *c, long ldc) {
+    if (m <= 0 || n <= 0) return 1;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_c(m, n, beta, c, ldc);
+        return 1;
+    }
+    const pl_gemm_arch *arch = arch_for(ctx->isa);
+    return packed_sgemm(arch, threads_for(ctx, (double)m * n * k, WORK_PER_THREAD), trans_a, 0,
+                        m, n, k, alpha, a, lda, NULL, 0, packed_b, beta, c, ldc);
 }

@@ -89,8 +89,9 @@ scalars = st.sampled_from([0.0, 1.0, -0.5, 2.5])
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fixture sets a path only
 @given(m=rows, n=dims, k=dims, trans_a=st.booleans(), trans_b=st.booleans(),
        alpha=scalars, beta=scalars, sliced=st.booleans(), seed=st.integers(0, 2 ** 16))
-def test_sgemm_matches_float64_reference(kernel_path, m, n, k, trans_a, trans_b, alpha, beta,
-                                         sliced, seed):
+@pytest.mark.parametrize("entry", ["sgemm", "sgemm_packed_b"])
+def test_sgemm_matches_float64_reference(kernel_path, entry, m, n, k, trans_a, trans_b, alpha,
+                                         beta, sliced, seed):
     rng = np.random.default_rng(seed)
     layout = "sliced" if sliced else "contiguous"
     a = strided(rng, *((k, m) if trans_a else (m, k)), layout)
@@ -98,7 +99,7 @@ def test_sgemm_matches_float64_reference(kernel_path, m, n, k, trans_a, trans_b,
     c_storage = random_matrix(rng, (m, n + 5))
     c = c_storage[:, 2:n + 2]   # leading dimension n + 5
     c_before, storage_before = c.copy(), c_storage.copy()
-    gemm.sgemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
+    getattr(gemm, entry)(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
     assert_close(c, a.T if trans_a else a, b.T if trans_b else b, alpha, beta, c_before)
     np.testing.assert_array_equal(c_storage[:, :2], storage_before[:, :2])
     np.testing.assert_array_equal(c_storage[:, n + 2:], storage_before[:, n + 2:])
@@ -253,6 +254,32 @@ def test_few_rows_one_and_two_threads_bitwise_identical(kernel_path, threads, m,
         results.append(c)
     assert np.array_equal(results[0], results[1])
     assert_close(results[0], a.T if trans_a else a, b.T if trans_b else b, 0.7, 0.3, c_before)
+
+
+@pytest.mark.parametrize("shape", [(300, 257, 520), (9, 1000, 700), (64, 256, 64), (3, 40, 30)])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_packed_b_same_bits_for_one_and_two_threads(kernel_path, threads, shape, trans_a,
+                                                    trans_b):
+    """B packed once (as the recurrent layers' weights) gives one and two threads the
+    same bits, and where sgemm packs B too (m > 8, not tiny) the bits of sgemm."""
+    m, n, k = shape
+    rng = np.random.default_rng(14)
+    a = random_matrix(rng, (k, m) if trans_a else (m, k))
+    b = random_matrix(rng, (n, k) if trans_b else (k, n))
+    c_before = random_matrix(rng, (m, n))
+    results = []
+    for n_threads in (1, 2):
+        threads(n_threads)
+        c = c_before.copy()
+        gemm.sgemm_packed_b(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=0.7, beta=0.3)
+        results.append(c)
+    assert np.array_equal(results[0], results[1])
+    assert_close(results[0], a.T if trans_a else a, b.T if trans_b else b, 0.7, 0.3, c_before)
+    if m > 8 and m * n * k > 32 ** 3:
+        unpacked = c_before.copy()
+        gemm.sgemm(a, b, unpacked, trans_a=trans_a, trans_b=trans_b, alpha=0.7, beta=0.3)
+        assert np.array_equal(results[0], unpacked)
 
 
 def test_column_split_threads_never_overwrite_each_others_panels(kernel_path, threads):
