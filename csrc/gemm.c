@@ -426,6 +426,13 @@ void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
               long m, long n, long k, float alpha,
               const float *a, long lda, const float *b, long ldb,
               float beta, float *c, long ldc) {
+    pl_sgemm_packed_b(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
+}
+
+void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
+                       long m, long n, long k, float alpha,
+                       const float *a, long lda, const float *b, long ldb,
+                       const float *packed_b, float beta, float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0 || alpha == 0.0f) {
         scale_c(m, n, beta, c, ldc);
@@ -442,7 +449,7 @@ void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
         return;
     }
     if (!packed_sgemm(arch, threads_for(ctx, (double)m * n * k, WORK_PER_THREAD), trans_a,
-                      trans_b, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc))
+                      trans_b, m, n, k, alpha, a, lda, b, ldb, packed_b, beta, c, ldc))
         pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
@@ -464,17 +471,4 @@ float *pl_sgemm_pack_b(const pl_ctx *ctx, int trans_b, long n, long k, const flo
             pack_b(arch, trans_b, 0, cols, cols, min_long(kc, k - pc), kc, b_block, ldb, block);
         }
     return packed;
-}
-
-int pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, long m, long n, long k, float alpha,
-                      const float *a, long lda, const float *packed_b, float beta,
-                      float *c, long ldc) {
-    if (m <= 0 || n <= 0) return 1;
-    if (k <= 0 || alpha == 0.0f) {
-        scale_c(m, n, beta, c, ldc);
-        return 1;
-    }
-    const pl_gemm_arch *arch = arch_for(ctx->isa);
-    return packed_sgemm(arch, threads_for(ctx, (double)m * n * k, WORK_PER_THREAD), trans_a, 0,
-                        m, n, k, alpha, a, lda, NULL, 0, packed_b, beta, c, ldc);
 }

@@ -20,13 +20,13 @@ void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
 float *pl_sgemm_pack_b(const pl_ctx *ctx, int trans_b, long n, long k, const float *b,
                        long ldb);
 
-/* pl_sgemm with op(B) read from pl_sgemm_pack_b's buffer for the same n and k:
- * C = alpha * op(A) @ op(B) + beta * C, as pl_sgemm's packed path computes it, for
- * any m (no small-product shortcut) and any thread count.  Returns 0, C untouched,
- * only when memory for packing A is short: call pl_sgemm with the unpacked B then. */
-int pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, long m, long n, long k, float alpha,
-                      const float *a, long lda, const float *packed_b, float beta,
-                      float *c, long ldc);
+/* pl_sgemm, except that where it would pack op(B) it reads packed_b instead: the
+ * buffer pl_sgemm_pack_b made of the same b, trans_b, n and k.  The same result, bit for
+ * bit, without the packing; packed_b NULL is exactly pl_sgemm. */
+void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
+                       long m, long n, long k, float alpha,
+                       const float *a, long lda, const float *b, long ldb,
+                       const float *packed_b, float beta, float *c, long ldc);
 
 /* The naive triple loop with the same contract, on one thread: the readable
  * definition that tests compare against. */

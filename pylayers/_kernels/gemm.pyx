@@ -21,9 +21,10 @@ cdef extern from "gemm.h":
                       float beta, float *c, long ldc) nogil
     float *pl_sgemm_pack_b(const pl_ctx *ctx, int trans_b, long n, long k, const float *b,
                            long ldb) nogil
-    int pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, long m, long n, long k, float alpha,
-                          const float *a, long lda, const float *packed_b, float beta,
-                          float *c, long ldc) nogil
+    void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
+                           long m, long n, long k, float alpha,
+                           const float *a, long lda, const float *b, long ldb,
+                           const float *packed_b, float beta, float *c, long ldc) nogil
 
 cdef extern from "stdlib.h":
     void free(void *ptr) nogil
@@ -272,22 +273,18 @@ def _sgemm_checked(a, b, out, bint trans_a, bint trans_b, float alpha, float bet
     cdef float[:, :] out_view = out
     cdef long lda_c = lda, ldb_c = ldb
     cdef float *packed = NULL
-    cdef int done = 0
     with nogil:
         if route == ROUTE_REFERENCE:
             pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a_ptr, lda_c, b_ptr, ldb_c, beta,
                          &out_view[0, 0], ldc)
         elif route == ROUTE_PACKED_B:
-            packed = pl_sgemm_pack_b(ctx(), trans_b, n, k, b_ptr, ldb_c)   # NULL for k == 0
-            if packed != NULL or k == 0:
-                done = pl_sgemm_packed_b(ctx(), trans_a, m, n, k, alpha, a_ptr, lda_c, packed,
-                                         beta, &out_view[0, 0], ldc)
+            packed = pl_sgemm_pack_b(ctx(), trans_b, n, k, b_ptr, ldb_c)
+            pl_sgemm_packed_b(ctx(), trans_a, trans_b, m, n, k, alpha, a_ptr, lda_c, b_ptr,
+                              ldb_c, packed, beta, &out_view[0, 0], ldc)
             free(packed)
         else:
             pl_sgemm(ctx(), trans_a, trans_b, m, n, k, alpha, a_ptr, lda_c, b_ptr, ldb_c, beta,
                      &out_view[0, 0], ldc)
-    if route == ROUTE_PACKED_B and not done:
-        raise MemoryError(f"sgemm_packed_b: no memory to pack operands, {_shapes(a, b)}")
     return out
 
 
@@ -305,6 +302,6 @@ def sgemm_reference(a, b, out, bint trans_a=False, bint trans_b=False, float alp
 
 def sgemm_packed_b(a, b, out, bint trans_a=False, bint trans_b=False, float alpha=1.0,
                    float beta=0.0):
-    """sgemm with op(b) packed once by pl_sgemm_pack_b and the product read from the packed
-    buffer (pl_sgemm_packed_b), as the recurrent layers run their steps; for tests."""
+    """sgemm with op(b) packed beforehand by pl_sgemm_pack_b and handed to pl_sgemm_packed_b,
+    as the recurrent layers run their steps: the bits of sgemm; for tests."""
     return _sgemm_checked(a, b, out, trans_a, trans_b, alpha, beta, ROUTE_PACKED_B)
