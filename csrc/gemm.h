@@ -21,8 +21,8 @@ float *pl_sgemm_pack_b(const pl_ctx *ctx, int trans_b, long n, long k, const flo
                        long ldb);
 
 /* pl_sgemm, except that where it would pack op(B) it reads packed_b instead: the
- * buffer pl_sgemm_pack_b made of the same b, trans_b, n and k.  The same result, bit for
- * bit, without the packing; packed_b NULL is exactly pl_sgemm. */
+ * buffer pl_sgemm_pack_b made of the same op(B) (k, n) values, stored either way.  The
+ * same result, bit for bit, without the packing; packed_b NULL is exactly pl_sgemm. */
 void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
                        long m, long n, long k, float alpha,
                        const float *a, long lda, const float *b, long ldb,

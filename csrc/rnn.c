@@ -35,6 +35,7 @@ typedef struct {
     const float *dy_seq;              /* backward */
     float *dh, *dc, *dgates, *drec;
     const float *recurrent_packed;    /* forward: recurrent packed once (pl_sgemm_pack_b), or NULL */
+    const float *recurrent_t_packed;  /* backward: recurrent^T (G, U) packed once, or NULL */
 } rnn_job;
 
 typedef void (*rows_fn)(const pl_ctx *ctx, const rnn_job *job, long r0, long rows);
@@ -70,16 +71,18 @@ static float *transposed(long U, long G, const float *recurrent) {
     return copy;
 }
 
-/* out (rows, U) = beta * out + d (rows, cols; row stride ldd) @ recurrent[:, col0:col0+cols]^T */
+/* out (rows, U) = beta * out + d (rows, cols; row stride ldd) @ recurrent[:, col0:col0+cols]^T
+ * (all of recurrent^T read from its packed copy when the job has one). */
 static void times_recurrent_t(const pl_ctx *ctx, const rnn_job *job, long rows, long col0,
                               long cols, const float *d, long ldd, float beta, float *out) {
     const long U = job->d.units;
+    const float *packed = col0 == 0 && cols == job->G ? job->recurrent_t_packed : NULL;
     if (job->recurrent_t)
-        pl_sgemm(ctx, 0, 0, rows, U, cols, 1.0f, d, ldd, job->recurrent_t + col0 * U, U, beta,
-                 out, U);
+        pl_sgemm_packed_b(ctx, 0, 0, rows, U, cols, 1.0f, d, ldd, job->recurrent_t + col0 * U, U,
+                          packed, beta, out, U);
     else
-        pl_sgemm(ctx, 0, 1, rows, U, cols, 1.0f, d, ldd, job->recurrent + col0, job->G, beta,
-                 out, U);
+        pl_sgemm_packed_b(ctx, 0, 1, rows, U, cols, 1.0f, d, ldd, job->recurrent + col0, job->G,
+                          packed, beta, out, U);
 }
 
 /* out (rows, n) = h_prev (rows, U) @ recurrent (U, n) + beta * out, reading the packed
@@ -206,7 +209,9 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     rnn_job job = {d, act, rec_act, G, recurrent, transposed(U, G, recurrent), NULL,
                    mask_tm, (float *)gates, NULL, NULL, (float *)act_c, (float *)h,
                    (float *)c, dy_seq, dh, dc, dgates, NULL};
+    job.recurrent_t_packed = pl_sgemm_pack_b(ctx, 1, U, G, recurrent, G);
     run_row_chunks(ctx, &job, lstm_backward_rows);
+    free((float *)job.recurrent_t_packed);
     free((float *)job.recurrent_t);
     input_gradients(ctx, rows, d.inputs, G, x_tm, kernel, dgates, dkernel, dbias, dx_tm);
     if (drecurrent)
@@ -310,7 +315,9 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
                    (float *)gates, (float *)aux, NULL, NULL, (float *)h, NULL, dy_seq, dh,
                    NULL, dx_gates, drec_gates};
     if (reset_after) {
+        job.recurrent_t_packed = pl_sgemm_pack_b(ctx, 1, U, G, recurrent, G);
         run_row_chunks(ctx, &job, gru_reset_after_backward_rows);
+        free((float *)job.recurrent_t_packed);
         if (drecurrent)
             pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h, U, drec_gates, G, 1.0f, drecurrent, G);
         if (dbias) pl_bias_grad(ctx, rows, G, drec_gates, dbias + G);
@@ -375,7 +382,9 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     /* The job only reads the forward tape in a backward pass. */
     rnn_job job = {d, act, 0, U, recurrent, transposed(U, U, recurrent), NULL, mask_tm, NULL,
                    NULL, NULL, NULL, (float *)h, NULL, dy_seq, dh, NULL, dpre, NULL};
+    job.recurrent_t_packed = pl_sgemm_pack_b(ctx, 1, U, U, recurrent, U);
     run_row_chunks(ctx, &job, simple_backward_rows);
+    free((float *)job.recurrent_t_packed);
     free((float *)job.recurrent_t);
     input_gradients(ctx, rows, d.inputs, U, x_tm, kernel, dpre, dkernel, dbias, dx_tm);
     if (drecurrent)
