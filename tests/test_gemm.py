@@ -240,8 +240,9 @@ def test_one_and_two_threads_bitwise_identical(kernel_path, threads, shape, tran
 def test_few_rows_one_and_two_threads_bitwise_identical(kernel_path, threads, m, trans_a,
                                                         trans_b):
     """Products of m <= 8 rows stream B unpacked and split its columns between threads
-    (n = 1001 leaves a partial last vector); n * k is large enough for two threads."""
-    n, k = 1001, 700
+    (n = 1001 leaves a partial last vector); n * k (over 2**20 elements of B) is large
+    enough for two threads."""
+    n, k = 1001, 1100
     rng = np.random.default_rng(13)
     a = random_matrix(rng, (k, m) if trans_a else (m, k))
     b = random_matrix(rng, (n, k) if trans_b else (k, n))
