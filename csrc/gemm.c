@@ -323,9 +323,9 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
             long kc = min_long(job->kc, job->k - pc);
             float beta = pc == 0 ? job->beta : 1.0f;
             const float *b_packed = job->b_packed;
-            if (job->prepacked) {
-                b_packed = job->prepacked + (jc / job->nc * pc_blocks(job->k, job->kc) + pc / job->kc)
-                                            * block_floats;
+            if (job->prepacked) {   // block (pc, jc) of op(B), packed beforehand
+                long block = jc / job->nc * pc_blocks(job->k, job->kc) + pc / job->kc;
+                b_packed = job->prepacked + block * block_floats;
             } else {   // op(B) block (kc, nc) at (pc, jc)
                 const float *b_block = job->trans_b ? job->b + jc * job->ldb + pc
                                                     : job->b + pc * job->ldb + jc;

@@ -137,7 +137,8 @@ AVX2_FMA static void nn_chunk(long rows, long cols, long k, const float *a, long
         for (long i = 0; i < rows; i++) {
             __m256 a_s[NN_KSTEP];
 #pragma GCC unroll 8
-            for (int s = 0; s < NN_KSTEP; s++) a_s[s] = _mm256_broadcast_ss(a + i * lda + p + s);
+            for (int s = 0; s < NN_KSTEP; s++)
+                a_s[s] = _mm256_broadcast_ss(a + i * lda + p + s);
             if (masked) nn_accumulate(NN_KSTEP, vecs, 1, mask, a_s, b + p * ldb, ldb, acc[i]);
             else nn_accumulate(NN_KSTEP, vecs, 0, mask, a_s, b + p * ldb, ldb, acc[i]);
         }
@@ -152,7 +153,8 @@ AVX2_FMA static void nn_chunk(long rows, long cols, long k, const float *a, long
             int part = masked && v == vecs - 1;
             float *c_vec = c + i * ldc + 8 * v;
             __m256 value = _mm256_mul_ps(alpha_v, _mm256_load_ps(acc[i] + 8 * v));
-            if (beta != 0.0f) value = _mm256_fmadd_ps(beta_v, load_lanes(c_vec, part, mask), value);
+            if (beta != 0.0f)
+                value = _mm256_fmadd_ps(beta_v, load_lanes(c_vec, part, mask), value);
             store_lanes(c_vec, value, part, mask);
         }
 }
@@ -185,7 +187,8 @@ void tn_tile(int cols, long k, const float *a, const float *b, long ldb, float a
         __m256 a_vec = _mm256_maskload_ps(a + p, mask);
 #pragma GCC unroll 8
         for (int col = 0; col < cols; col++)
-            acc[col] = _mm256_fmadd_ps(a_vec, _mm256_maskload_ps(b + col * ldb + p, mask), acc[col]);
+            acc[col] = _mm256_fmadd_ps(a_vec, _mm256_maskload_ps(b + col * ldb + p, mask),
+                                       acc[col]);
     }
 #pragma GCC unroll 8
     for (int col = 0; col < cols; col++) {

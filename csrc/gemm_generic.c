@@ -36,7 +36,8 @@ void pl_sgemm_small_generic(int trans_a, int trans_b, long m, long n, long k, fl
 static void add_four_rows(long cols, const float *a_s, const float *b, long ldb, float *sums) {
     const float *b0 = b, *b1 = b + ldb, *b2 = b + 2 * ldb, *b3 = b + 3 * ldb;
     for (long j = 0; j < cols; j++)
-        sums[j] = (((sums[j] + a_s[0] * b0[j]) + a_s[1] * b1[j]) + a_s[2] * b2[j]) + a_s[3] * b3[j];
+        sums[j] = (((sums[j] + a_s[0] * b0[j]) + a_s[1] * b1[j]) + a_s[2] * b2[j])
+                  + a_s[3] * b3[j];
 }
 
 /* c (rows, cols) = alpha * a (rows, k) @ b (k, cols) + beta * c, b row stride ldb,

@@ -34,7 +34,7 @@ typedef struct {
     float *h, *c;
     const float *dy_seq;              /* backward */
     float *dh, *dc, *dgates, *drec;
-    const float *recurrent_packed;    /* forward: recurrent packed once (pl_sgemm_pack_b), or NULL */
+    const float *recurrent_packed;    /* forward: recurrent packed once, or NULL */
     const float *recurrent_t_packed;  /* backward: recurrent^T (G, U) packed once, or NULL */
 } rnn_job;
 
