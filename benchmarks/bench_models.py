@@ -214,3 +214,31 @@ def test_predict_torch(benchmark, name, batch):
             return torch.softmax(model(torch.from_numpy(batch_x)), dim=-1).numpy()
     benchmark.extra_info["samples"] = batch
     benchmark(predict, x)
+
+
+LAYER_CALL_LIBRARIES = ("pylayers", "torch")
+
+
+@pytest.mark.parametrize("library", LAYER_CALL_LIBRARIES)
+def test_layer_calls_batch1(benchmark, library):
+    """Batch-1 inference as an application calls it: the model's layers called one after
+    another on a (1, 784) array (pylayers), the module under torch.inference_mode (torch)."""
+    name = "mlp_784_512_512_10"
+    benchmark.group = f"layer_calls_batch1:{name}"
+    x, _ = data(name, 1)
+    benchmark.extra_info["samples"] = 1
+    if library == "pylayers":
+        model_layers = pylayers_model(name).layers
+
+        def predict(h):
+            for layer in model_layers:
+                h = layer(h)
+            return h
+    else:
+        model = MODELS[name][1]().eval()
+
+        def predict(h):
+            with torch.inference_mode():
+                return torch.softmax(model(torch.from_numpy(h)), dim=-1).numpy()
+    assert predict(x).shape == (1, 10)
+    benchmark(predict, x)

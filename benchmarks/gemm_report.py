@@ -34,7 +34,11 @@ def training_cases():
     return cases
 
 
-CASES = SQUARE + training_cases()
+# Inference at batch 1 (and 8): a few rows against a whole weight matrix, no packing.
+INFERENCE = [("inference", f"{m}x{k} @ {k}x{n}", (m, k, n), "nn")
+             for m, k, n in ((1, 784, 64), (1, 784, 512), (1, 512, 512), (1, 512, 10),
+                             (8, 784, 512))]
+CASES = SQUARE + training_cases() + INFERENCE
 
 
 def operands(shape, layout, seed=0):

@@ -8,7 +8,8 @@
  *
  * Threads split the rows or the columns of C into ranges aligned to micro-tiles; every tile of C is computed by exactly one thread with
  * the same packed data and the same kc order, so the result is bitwise the same
- * for any thread count.  Small products skip packing and run on one thread. */
+ * for any thread count.  Small products skip packing and run on one thread; products
+ * of a few rows (batch-1 inference) skip packing and split the columns of C. */
 #define _POSIX_C_SOURCE 200809L   /* posix_memalign, pthread keys */
 #include <pthread.h>
 #include <stdlib.h>
@@ -21,12 +22,13 @@
 
 static const pl_gemm_arch generic_arch = {
     PL_GENERIC_MR, PL_GENERIC_NR, 128, 256, 4096,
-    pl_sgemm_ukernel_generic, NULL, pl_sgemm_small_generic};
+    pl_sgemm_ukernel_generic, NULL, pl_sgemm_small_generic, pl_sgemm_skinny_generic};
 
 #ifdef PL_HAVE_X86_KERNELS
 static const pl_gemm_arch avx2_arch = {
     PL_AVX2_MR, PL_AVX2_NR, 144, 256, 4080,
-    pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_small_avx2};
+    pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_small_avx2,
+    pl_sgemm_skinny_avx2};
 #endif
 
 /* The largest micro-tile of any path (size of the edge tile buffer). */
@@ -37,6 +39,15 @@ static const pl_gemm_arch avx2_arch = {
 #define SMALL_PRODUCT_WORK (32L * 32 * 32)
 /* A thread is only worth starting for at least this many multiply-adds. */
 #define WORK_PER_THREAD (64L * 64 * 64)
+/* Products with at most this many rows stream op(B) in place instead of packing it:
+ * packing B costs as much as one pass over it, which is all a few rows need. */
+#define SKINNY_MAX_M 8
+/* A skinny product is worth a second thread from this many elements of B read (2 MB):
+ * below, one thread streams B in tens of microseconds, and a team that waits for a
+ * core busy with another process loses far more than a second thread saves. */
+#define SKINNY_B_PER_THREAD (512L * 1024)
+/* Threads split a skinny product's columns in units of this many (16 cache lines). */
+#define SKINNY_COLUMN_UNIT 64
 #define ALIGN_FLOATS 16   /* pack blocks start on 64-byte cache lines */
 
 static const pl_gemm_arch *arch_for(int isa) {
@@ -238,9 +249,25 @@ typedef struct {
                                (rows split), or each thread's own columns into its own
                                slice, b_stride floats apart (columns split) */
     long b_stride;
+    const float *prepacked; /* or all of op(B) packed once (see packed_block_floats), or NULL */
     float *a_packed;        /* one (mc, kc) block per thread, a_stride floats apart */
     long a_stride;
 } gemm_job;
+
+/* A packed (kc, nc) block of op(B): nr-column panels kc deep, cache-line rounded.
+ * All of op(B) packed once (pl_sgemm_pack_b) is its blocks in jc-major, pc-minor
+ * order, each in the layout gemm_thread packs a block into. */
+static long packed_block_floats(const pl_gemm_arch *arch, long kc, long nc) {
+    return round_up(kc * round_up(nc, arch->nr), ALIGN_FLOATS);
+}
+
+static long pc_blocks(long k, long kc) { return (k + kc - 1) / kc; }
+
+/* Block sizes of a call, clipped to the problem: kc by k, nc by n. */
+static long block_kc(const pl_gemm_arch *arch, long k) { return balanced_block(k, arch->kc); }
+static long block_nc(const pl_gemm_arch *arch, long n) {
+    return min_long(arch->nc, round_up(n, arch->nr));
+}
 
 /* Part [begin, end) of n_units units for thread tid of n_parts, contiguous,
  * scaled to a multiple of unit. */
@@ -281,7 +308,8 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
     int mr = arch->mr, nr = arch->nr;
     long m_panels = (job->m + mr - 1) / mr;
     int split_rows = threads_split_rows(job, n_threads);
-    int shared_b = split_rows && n_threads > 1;
+    int shared_b = split_rows && n_threads > 1 && !job->prepacked;
+    long block_floats = packed_block_floats(arch, job->kc, job->nc);
     long m_begin = 0, m_end = job->m;
     if (split_rows) split_range(m_panels, tid, n_threads, mr, job->m, &m_begin, &m_end);
     float *a_packed = job->a_packed + tid * job->a_stride;
@@ -293,19 +321,24 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
         if (!split_rows) split_range(nc_panels, tid, n_threads, nr, nc, &j_begin, &j_end);
         long pack_begin = j_begin, pack_end = j_end;
         if (shared_b) split_range(nc_panels, tid, n_threads, nr, nc, &pack_begin, &pack_end);
-        // Splitting columns, a thread's panels start at its first column, in its own
-        // slice: threads a block apart (whose splits differ) never share packed memory.
-        long origin = shared_b ? 0 : j_begin;
-        float *b_panels = shared_b ? job->b_packed : job->b_packed + tid * job->b_stride;
+        // Packing its own columns, a thread's panels start at its first column, in its
+        // own slice: threads a block apart (whose splits differ) never share memory.
+        long origin = job->prepacked || shared_b ? 0 : j_begin;
+        float *own_panels = job->b_packed + (shared_b ? 0 : tid * job->b_stride);
         for (long pc = 0; pc < job->k; pc += job->kc) {
             long kc = min_long(job->kc, job->k - pc);
             float beta = pc == 0 ? job->beta : 1.0f;
-            // op(B) block (kc, nc) at (pc, jc)
-            long b_col = jc + origin;
-            const float *b_block = job->trans_b ? job->b + b_col * job->ldb + pc
-                                                : job->b + pc * job->ldb + b_col;
-            pack_b(arch, job->trans_b, pack_begin - origin, pack_end - origin, nc - origin, kc,
-                   job->kc, b_block, job->ldb, b_panels);
+            const float *b_packed = own_panels;
+            if (job->prepacked) {   // block (pc, jc) of op(B), packed beforehand
+                long block = jc / job->nc * pc_blocks(job->k, job->kc) + pc / job->kc;
+                b_packed = job->prepacked + block * block_floats;
+            } else {   // op(B) block (kc, nc - origin) at (pc, jc + origin)
+                long b_col = jc + origin;
+                const float *b_block = job->trans_b ? job->b + b_col * job->ldb + pc
+                                                    : job->b + pc * job->ldb + b_col;
+                pack_b(arch, job->trans_b, pack_begin - origin, pack_end - origin, nc - origin,
+                       kc, job->kc, b_block, job->ldb, own_panels);
+            }
             if (shared_b) team_barrier(n_threads);
             for (long ic = m_begin; ic < m_end; ic += job->mc) {
                 long mc = min_long(job->mc, m_end - ic);
@@ -314,7 +347,7 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
                                                     : job->a + ic * job->lda + pc;
                 pack_a(arch, job->trans_a, mc, kc, a_block, job->lda, a_packed);
                 macro_kernel(arch, mc, nc - origin, kc, job->kc, j_begin - origin, j_end - origin,
-                             a_packed, b_panels, job->alpha, beta,
+                             a_packed, b_packed, job->alpha, beta,
                              job->c + ic * job->ldc + jc + origin, job->ldc);
             }
             if (shared_b) team_barrier(n_threads);   // b_packed is refilled next
@@ -322,38 +355,38 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
     }
 }
 
-/* Threads worth using: the budget, capped by the work, 1 inside a parallel region. */
-static int threads_for(const pl_ctx *ctx, long m, long n, long k) {
+/* Threads worth using: the budget, capped by work / per_thread, 1 inside a parallel
+ * region. */
+static int threads_for(const pl_ctx *ctx, double work, double per_thread) {
     int budget = ctx->n_threads > 1 ? ctx->n_threads : 1;
 #ifdef _OPENMP
     if (omp_in_parallel()) budget = 1;
 #else
     budget = 1;
 #endif
-    double work = (double)m * (double)n * (double)k;
-    double by_work = work / (double)WORK_PER_THREAD;
+    double by_work = work / per_thread;
     if (by_work < 1.0 || budget == 1) return 1;
     return by_work < budget ? (int)by_work : budget;
 }
 
-static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, int trans_b,
-                         long m, long n, long k, float alpha, const float *a, long lda,
-                         const float *b, long ldb, float beta, float *c, long ldc) {
+/* The five loops, packing op(B) on the way, or reading it from prepacked (then b is
+ * not read and trans_b is ignored).  False only when pack space is short. */
+static int packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, int trans_b,
+                        long m, long n, long k, float alpha, const float *a, long lda,
+                        const float *b, long ldb, const float *prepacked, float beta,
+                        float *c, long ldc) {
     gemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c,
-                    min_long(arch->mc, round_up(m, arch->mr)), balanced_block(k, arch->kc),
-                    min_long(arch->nc, round_up(n, arch->nr)), NULL, 0, NULL, 0};
-    long b_floats = round_up(job.kc * round_up(job.nc, arch->nr), ALIGN_FLOATS);
-    if (n_threads > 1 && !threads_split_rows(&job, n_threads)) {
+                    min_long(arch->mc, round_up(m, arch->mr)), block_kc(arch, k),
+                    block_nc(arch, n), NULL, 0, prepacked, NULL, 0};
+    long b_floats = prepacked ? 0 : packed_block_floats(arch, job.kc, job.nc);
+    if (!prepacked && n_threads > 1 && !threads_split_rows(&job, n_threads)) {
         long panels_per_thread = ((job.nc + arch->nr - 1) / arch->nr + n_threads - 1) / n_threads;
         job.b_stride = round_up(job.kc * arch->nr * panels_per_thread, ALIGN_FLOATS);
         b_floats = n_threads * job.b_stride;
     }
     job.a_stride = round_up(job.mc * job.kc, ALIGN_FLOATS);
     job.b_packed = thread_pack_space((size_t)(b_floats + n_threads * job.a_stride));
-    if (!job.b_packed) {
-        pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        return;
-    }
+    if (!job.b_packed) return 0;
     job.a_packed = job.b_packed + b_floats;
     if (n_threads == 1) {
         gemm_thread(&job, 0, 1);
@@ -369,22 +402,94 @@ static void packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
         }
 #endif
     }
+    return 1;
+}
+
+/* op(A) (m, k) copied into dst as rows of k floats; a is stored (k, m), row stride lda. */
+static void copy_transposed_a(long m, long k, const float *a, long lda, float *dst) {
+    for (long p = 0; p < k; p++)
+        for (long i = 0; i < m; i++) dst[i * k + p] = a[p * lda + i];
+}
+
+/* A product with few rows: each thread streams its own columns of op(B) once per row
+ * group, in place.  op(A) is copied to rows first when stored transposed (m * k floats,
+ * small beside the n * k of B). */
+static void skinny_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, int trans_b,
+                         long m, long n, long k, float alpha, const float *a, long lda,
+                         const float *b, long ldb, float beta, float *c, long ldc) {
+    if (trans_a) {
+        float *rows = thread_pack_space((size_t)(m * k));
+        if (!rows) {
+            pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        copy_transposed_a(m, k, a, lda, rows);
+        a = rows;
+        lda = k;
+    }
+    if (n_threads == 1) {
+        arch->skinny(trans_b, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(n_threads)
+    {
+        long units = (n + SKINNY_COLUMN_UNIT - 1) / SKINNY_COLUMN_UNIT, j_begin, j_end;
+        split_range(units, omp_get_thread_num(), omp_get_num_threads(), SKINNY_COLUMN_UNIT, n,
+                    &j_begin, &j_end);
+        if (j_begin < j_end)
+            arch->skinny(trans_b, m, j_begin, j_end, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+#endif
 }
 
 void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
               long m, long n, long k, float alpha,
               const float *a, long lda, const float *b, long ldb,
               float beta, float *c, long ldc) {
+    pl_sgemm_packed_b(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
+}
+
+void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
+                       long m, long n, long k, float alpha,
+                       const float *a, long lda, const float *b, long ldb,
+                       const float *packed_b, float beta, float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0 || alpha == 0.0f) {
         scale_c(m, n, beta, c, ldc);
         return;
     }
     const pl_gemm_arch *arch = arch_for(ctx->isa);
+    if (m <= SKINNY_MAX_M) {
+        skinny_sgemm(arch, threads_for(ctx, (double)n * k, SKINNY_B_PER_THREAD), trans_a,
+                     trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
     if ((double)m * n * k <= SMALL_PRODUCT_WORK && !(trans_a && trans_b)) {
         arch->small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    packed_sgemm(arch, threads_for(ctx, m, n, k), trans_a, trans_b, m, n, k, alpha,
-                 a, lda, b, ldb, beta, c, ldc);
+    if (!packed_sgemm(arch, threads_for(ctx, (double)m * n * k, WORK_PER_THREAD), trans_a,
+                      trans_b, m, n, k, alpha, a, lda, b, ldb, packed_b, beta, c, ldc))
+        pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+float *pl_sgemm_pack_b(const pl_ctx *ctx, int trans_b, long n, long k, const float *b,
+                       long ldb) {
+    if (n <= 0 || k <= 0) return NULL;
+    const pl_gemm_arch *arch = arch_for(ctx->isa);
+    long kc = block_kc(arch, k), nc = block_nc(arch, n);
+    long block_floats = packed_block_floats(arch, kc, nc);
+    long blocks = (n + nc - 1) / nc * pc_blocks(k, kc);
+    void *packed;
+    if (posix_memalign(&packed, 64, (size_t)(blocks * block_floats) * sizeof(float)))
+        return NULL;
+    float *block = packed;
+    for (long jc = 0; jc < n; jc += nc)
+        for (long pc = 0; pc < k; pc += kc, block += block_floats) {
+            long cols = min_long(nc, n - jc);
+            const float *b_block = trans_b ? b + jc * ldb + pc : b + pc * ldb + jc;
+            pack_b(arch, trans_b, 0, cols, cols, min_long(kc, k - pc), kc, b_block, ldb, block);
+        }
+    return packed;
 }

@@ -13,6 +13,21 @@ void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
               const float *a, long lda, const float *b, long ldb,
               float beta, float *c, long ldc);
 
+/* op(B) (k, n) packed once for many products with the same B (a layer's weights):
+ * b stored (k, n) with row stride ldb, or (n, k) when trans_b.  Returns a new buffer
+ * to release with free(), or NULL when memory is short or n, k <= 0.  Its layout
+ * belongs to ctx->isa: use it only with a ctx of the same isa. */
+float *pl_sgemm_pack_b(const pl_ctx *ctx, int trans_b, long n, long k, const float *b,
+                       long ldb);
+
+/* pl_sgemm, except that where it would pack op(B) it reads packed_b instead: the
+ * buffer pl_sgemm_pack_b made of the same op(B) (k, n) values, stored either way.  The
+ * same result, bit for bit, without the packing; packed_b NULL is exactly pl_sgemm. */
+void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
+                       long m, long n, long k, float alpha,
+                       const float *a, long lda, const float *b, long ldb,
+                       const float *packed_b, float beta, float *c, long ldc);
+
 /* The naive triple loop with the same contract, on one thread: the readable
  * definition that tests compare against. */
 void pl_sgemm_ref(int trans_a, int trans_b, long m, long n, long k, float alpha,

@@ -75,4 +75,157 @@ AVX2_FMA void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long
                                   float beta, float *c, long ldc) {
     small_sgemm_body(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+/* ---- Skinny products: few rows of A, op(B) streamed in place ---- */
+
+/* Lanes [0, count) of a vector set, count 0..7: the mask of a partial last vector. */
+AVX2_FMA static inline __m256i lanes_below(long count) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* 8 floats at src, or only the mask's lanes (the others read as 0) when masked. */
+AVX2_FMA static inline __m256 load_lanes(const float *src, int masked, __m256i mask) {
+    return masked ? _mm256_maskload_ps(src, mask) : _mm256_loadu_ps(src);
+}
+
+AVX2_FMA static inline void store_lanes(float *dst, __m256 value, int masked, __m256i mask) {
+    if (masked) _mm256_maskstore_ps(dst, mask, value);
+    else _mm256_storeu_ps(dst, value);
+}
+
+/* Columns of b one streaming pass covers (its sums, 16 KB for 4 rows, stay in L1 or L2),
+ * and rows of b each pass over the sums reads: 8 sequential streams. */
+#define NN_CHUNK 1024
+#define NN_KSTEP 8
+
+/* acc[0:8 * vecs] += sum over s < steps of a_s * b[s * ldb + 0 : 8 * vecs] (in order of
+ * s, one FMA each); the last vector masked when masked. */
+AVX2_FMA static inline __attribute__((always_inline))
+void nn_accumulate(int steps, long vecs, int masked, __m256i mask, const __m256 *a_s,
+                   const float *b, long ldb, float *acc) {
+    long v = 0;
+    for (; v < vecs - masked; v++) {
+        __m256 y = _mm256_load_ps(acc + 8 * v);
+#pragma GCC unroll 8
+        for (int s = 0; s < steps; s++)
+            y = _mm256_fmadd_ps(a_s[s], _mm256_loadu_ps(b + s * ldb + 8 * v), y);
+        _mm256_store_ps(acc + 8 * v, y);
+    }
+    if (masked) {
+        __m256 y = _mm256_load_ps(acc + 8 * v);
+#pragma GCC unroll 8
+        for (int s = 0; s < steps; s++)
+            y = _mm256_fmadd_ps(a_s[s], _mm256_maskload_ps(b + s * ldb + 8 * v, mask), y);
+        _mm256_store_ps(acc + 8 * v, y);
+    }
+}
+
+/* c (rows, cols) = alpha * a (rows, k) @ b (k, cols) + beta * c, b row stride ldb,
+ * cols <= NN_CHUNK: the sums live in an L1 buffer, and each pass over NN_KSTEP rows of b
+ * reads them in order.  Every element is one FMA chain over p in order. */
+AVX2_FMA static void nn_chunk(long rows, long cols, long k, const float *a, long lda,
+                              const float *b, long ldb, float alpha, float beta,
+                              float *c, long ldc) {
+    _Alignas(64) float acc[PL_SKINNY_GROUP][NN_CHUNK];
+    long vecs = (cols + 7) / 8;
+    int masked = cols % 8 != 0;
+    __m256i mask = lanes_below(cols % 8);
+    for (long i = 0; i < rows; i++)
+        for (long v = 0; v < vecs; v++) _mm256_store_ps(acc[i] + 8 * v, _mm256_setzero_ps());
+    long p = 0;
+    for (; p + NN_KSTEP <= k; p += NN_KSTEP)
+        for (long i = 0; i < rows; i++) {
+            __m256 a_s[NN_KSTEP];
+#pragma GCC unroll 8
+            for (int s = 0; s < NN_KSTEP; s++)
+                a_s[s] = _mm256_broadcast_ss(a + i * lda + p + s);
+            if (masked) nn_accumulate(NN_KSTEP, vecs, 1, mask, a_s, b + p * ldb, ldb, acc[i]);
+            else nn_accumulate(NN_KSTEP, vecs, 0, mask, a_s, b + p * ldb, ldb, acc[i]);
+        }
+    for (; p < k; p++)
+        for (long i = 0; i < rows; i++) {
+            __m256 a_s = _mm256_broadcast_ss(a + i * lda + p);
+            nn_accumulate(1, vecs, masked, mask, &a_s, b + p * ldb, ldb, acc[i]);
+        }
+    __m256 alpha_v = _mm256_set1_ps(alpha), beta_v = _mm256_set1_ps(beta);
+    for (long i = 0; i < rows; i++)
+        for (long v = 0; v < vecs; v++) {
+            int part = masked && v == vecs - 1;
+            float *c_vec = c + i * ldc + 8 * v;
+            __m256 value = _mm256_mul_ps(alpha_v, _mm256_load_ps(acc[i] + 8 * v));
+            if (beta != 0.0f)
+                value = _mm256_fmadd_ps(beta_v, load_lanes(c_vec, part, mask), value);
+            store_lanes(c_vec, value, part, mask);
+        }
+}
+
+/* Sum of the 8 lanes, always in the same order. */
+AVX2_FMA static inline float lane_sum(__m256 v) {
+    __m128 quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+    return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+}
+
+/* c (1, cols) = alpha * a (k) . rows of b (cols, k, row stride ldb) + beta * c: one
+ * accumulator per column over p in steps of 8 (the last k % 8 masked), then a lane sum.
+ * Every element is computed the same way for any cols. */
+AVX2_FMA static inline __attribute__((always_inline))
+void tn_tile(int cols, long k, const float *a, const float *b, long ldb, float alpha,
+             float beta, float *c) {
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int col = 0; col < cols; col++) acc[col] = _mm256_setzero_ps();
+    long p = 0;
+    for (; p + 8 <= k; p += 8) {
+        __m256 a_vec = _mm256_loadu_ps(a + p);
+#pragma GCC unroll 8
+        for (int col = 0; col < cols; col++)
+            acc[col] = _mm256_fmadd_ps(a_vec, _mm256_loadu_ps(b + col * ldb + p), acc[col]);
+    }
+    if (p < k) {
+        __m256i mask = lanes_below(k - p);
+        __m256 a_vec = _mm256_maskload_ps(a + p, mask);
+#pragma GCC unroll 8
+        for (int col = 0; col < cols; col++)
+            acc[col] = _mm256_fmadd_ps(a_vec, _mm256_maskload_ps(b + col * ldb + p, mask),
+                                       acc[col]);
+    }
+#pragma GCC unroll 8
+    for (int col = 0; col < cols; col++) {
+        float value = alpha * lane_sum(acc[col]);
+        c[col] = beta == 0.0f ? value : value + beta * c[col];
+    }
+}
+
+/* Columns [j_begin, j_end) of c (m, n) = alpha * a @ b^T + beta * c for b stored (n, k):
+ * 8 rows of b at a time against every row of a, so they are read from memory once. */
+AVX2_FMA static void tn_columns(long m, long j_begin, long j_end, long k, float alpha,
+                                const float *a, long lda, const float *b, long ldb,
+                                float beta, float *c, long ldc) {
+    long j = j_begin;
+    for (; j + 8 <= j_end; j += 8)
+        for (long i = 0; i < m; i++)
+            tn_tile(8, k, a + i * lda, b + j * ldb, ldb, alpha, beta, c + i * ldc + j);
+    for (; j < j_end; j++)
+        for (long i = 0; i < m; i++)
+            tn_tile(1, k, a + i * lda, b + j * ldb, ldb, alpha, beta, c + i * ldc + j);
+}
+
+/* Row groups of a, each streaming the columns of b in chunks. */
+AVX2_FMA void pl_sgemm_skinny_avx2(int trans_b, long m, long j_begin, long j_end, long k,
+                                   float alpha, const float *a, long lda, const float *b,
+                                   long ldb, float beta, float *c, long ldc) {
+    if (trans_b) {
+        tn_columns(m, j_begin, j_end, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    for (long i0 = 0, rows; i0 < m; i0 += rows) {
+        rows = pl_skinny_group_rows(m - i0);
+        for (long j = j_begin; j < j_end; j += NN_CHUNK) {
+            long cols = j_end - j < NN_CHUNK ? j_end - j : NN_CHUNK;
+            nn_chunk(rows, cols, k, a + i0 * lda, lda, b + j, ldb, alpha, beta,
+                     c + i0 * ldc + j, ldc);
+        }
+    }
+}
 #endif

@@ -22,6 +22,26 @@ typedef void (*pl_small_fn)(int trans_a, int trans_b, long m, long n, long k, fl
                             const float *a, long lda, const float *b, long ldb,
                             float beta, float *c, long ldc);
 
+/* Columns [j_begin, j_end) of a product with few rows, op(B) read in place (no packing):
+ *   c (m, n) = alpha * a @ op(b) + beta * c,  a stored (m, k) with row stride lda,
+ *   op(b) (k, n): b stored (k, n) with ldb, or (n, k) when trans_b.
+ * m, k >= 1, alpha != 0; beta == 0 does not read c.  Each element of c is computed the
+ * same way wherever the column range starts, so threads splitting the columns of one
+ * product produce the bits of one thread. */
+typedef void (*pl_skinny_fn)(int trans_b, long m, long j_begin, long j_end, long k,
+                             float alpha, const float *a, long lda, const float *b, long ldb,
+                             float beta, float *c, long ldc);
+
+/* Rows of A a skinny kernel takes at once (each pass streams the B columns once). */
+#define PL_SKINNY_GROUP 4
+
+/* Size of the next row group when rows_left rows remain: groups of at most
+ * PL_SKINNY_GROUP rows, as even as possible (7 rows: 4 + 3, not 4 + 2 + 1). */
+static inline long pl_skinny_group_rows(long rows_left) {
+    long groups = (rows_left + PL_SKINNY_GROUP - 1) / PL_SKINNY_GROUP;
+    return (rows_left + groups - 1) / groups;
+}
+
 /* Block sizes of one instruction-set path (BLIS names):
  * mr x nr micro-tile, mc rows of A and kc depth per packed A block (sized for L2),
  * kc x nc packed B block (L3); mc is a multiple of mr, nc of nr. */
@@ -31,6 +51,7 @@ typedef struct {
     pl_ukernel_fn ukernel;
     pl_ukernel_rows_fn ukernel_rows;   /* NULL: short panels go through a full tile */
     pl_small_fn small;
+    pl_skinny_fn skinny;
 } pl_gemm_arch;
 
 #define PL_GENERIC_MR 4
@@ -40,6 +61,9 @@ void pl_sgemm_ukernel_generic(long kc, const float *a_panel, const float *b_pane
 void pl_sgemm_small_generic(int trans_a, int trans_b, long m, long n, long k, float alpha,
                             const float *a, long lda, const float *b, long ldb,
                             float beta, float *c, long ldc);
+void pl_sgemm_skinny_generic(int trans_b, long m, long j_begin, long j_end, long k,
+                             float alpha, const float *a, long lda, const float *b, long ldb,
+                             float beta, float *c, long ldc);
 
 #if defined(__x86_64__) || defined(__i386__)
 #define PL_HAVE_X86_KERNELS 1
@@ -53,6 +77,9 @@ void pl_sgemm_ukernel_rows_avx2(int rows, long kc, const float *a_panel,
 void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long k, float alpha,
                          const float *a, long lda, const float *b, long ldb,
                          float beta, float *c, long ldc);
+void pl_sgemm_skinny_avx2(int trans_b, long m, long j_begin, long j_end, long k,
+                          float alpha, const float *a, long lda, const float *b, long ldb,
+                          float beta, float *c, long ldc);
 #endif
 
 #endif

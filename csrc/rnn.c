@@ -34,6 +34,8 @@ typedef struct {
     float *h, *c;
     const float *dy_seq;              /* backward */
     float *dh, *dc, *dgates, *drec;
+    const float *recurrent_packed;    /* forward: recurrent packed once, or NULL */
+    const float *recurrent_t_packed;  /* backward: recurrent^T (G, U) packed once, or NULL */
 } rnn_job;
 
 typedef void (*rows_fn)(const pl_ctx *ctx, const rnn_job *job, long r0, long rows);
@@ -69,16 +71,27 @@ static float *transposed(long U, long G, const float *recurrent) {
     return copy;
 }
 
-/* out (rows, U) = beta * out + d (rows, cols; row stride ldd) @ recurrent[:, col0:col0+cols]^T */
+/* out (rows, U) = beta * out + d (rows, cols; row stride ldd) @ recurrent[:, col0:col0+cols]^T
+ * (all of recurrent^T read from its packed copy when the job has one). */
 static void times_recurrent_t(const pl_ctx *ctx, const rnn_job *job, long rows, long col0,
                               long cols, const float *d, long ldd, float beta, float *out) {
     const long U = job->d.units;
+    const float *packed = col0 == 0 && cols == job->G ? job->recurrent_t_packed : NULL;
     if (job->recurrent_t)
-        pl_sgemm(ctx, 0, 0, rows, U, cols, 1.0f, d, ldd, job->recurrent_t + col0 * U, U, beta,
-                 out, U);
+        pl_sgemm_packed_b(ctx, 0, 0, rows, U, cols, 1.0f, d, ldd, job->recurrent_t + col0 * U, U,
+                          packed, beta, out, U);
     else
-        pl_sgemm(ctx, 0, 1, rows, U, cols, 1.0f, d, ldd, job->recurrent + col0, job->G, beta,
-                 out, U);
+        pl_sgemm_packed_b(ctx, 0, 1, rows, U, cols, 1.0f, d, ldd, job->recurrent + col0, job->G,
+                          packed, beta, out, U);
+}
+
+/* out (rows, n) = h_prev (rows, U) @ recurrent (U, n) + beta * out, reading the packed
+ * recurrent when the job has one instead of packing it again every step. */
+static void times_recurrent(const pl_ctx *ctx, const rnn_job *job, long rows, long n,
+                            const float *h_prev, float beta, float *out) {
+    const long U = job->d.units;
+    pl_sgemm_packed_b(ctx, 0, 0, rows, n, U, 1.0f, h_prev, U, job->recurrent, n,
+                      job->recurrent_packed, beta, out, n);
 }
 
 static void run_row_chunks(const pl_ctx *ctx, const rnn_job *job, rows_fn run_rows) {
@@ -149,7 +162,7 @@ static void lstm_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, lo
     for (long t = 0; t < job->d.steps; t++) {
         float *z = job->gates + at(job, t, r0, G);
         const float *h_prev = job->h + at(job, t, r0, U);
-        pl_sgemm(ctx, 0, 0, rows, G, U, 1.0f, h_prev, U, job->recurrent, G, 1.0f, z, G);
+        times_recurrent(ctx, job, rows, G, h_prev, 1.0f, z);
         steps->lstm_forward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0), z,
                             job->c + at(job, t, r0, U), job->c + at(job, t + 1, r0, U),
                             job->act_c + at(job, t, r0, U), h_prev,
@@ -179,7 +192,9 @@ void pl_lstm_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     rnn_job job = {d, act, rec_act, 4 * d.units, recurrent, NULL, NULL, mask_tm, gates,
                    NULL, NULL, act_c, h, c, NULL, NULL, NULL, NULL, NULL};
     project_inputs(ctx, d.steps * d.batch, d.inputs, 4 * d.units, x_tm, kernel, bias, gates);
+    job.recurrent_packed = pl_sgemm_pack_b(ctx, 0, job.G, d.units, recurrent, job.G);
     run_row_chunks(ctx, &job, lstm_forward_rows);
+    free((float *)job.recurrent_packed);
 }
 
 void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
@@ -194,7 +209,9 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     rnn_job job = {d, act, rec_act, G, recurrent, transposed(U, G, recurrent), NULL,
                    mask_tm, (float *)gates, NULL, NULL, (float *)act_c, (float *)h,
                    (float *)c, dy_seq, dh, dc, dgates, NULL};
+    job.recurrent_t_packed = pl_sgemm_pack_b(ctx, 1, U, G, recurrent, G);
     run_row_chunks(ctx, &job, lstm_backward_rows);
+    free((float *)job.recurrent_t_packed);
     free((float *)job.recurrent_t);
     input_gradients(ctx, rows, d.inputs, G, x_tm, kernel, dgates, dkernel, dbias, dx_tm);
     if (drecurrent)
@@ -211,7 +228,7 @@ static void gru_reset_after_forward_rows(const pl_ctx *ctx, const rnn_job *job, 
     float *hu = job->hu + r0 * G;
     for (long t = 0; t < job->d.steps; t++) {
         const float *h_prev = job->h + at(job, t, r0, U);
-        pl_sgemm(ctx, 0, 0, rows, G, U, 1.0f, h_prev, U, job->recurrent, G, 0.0f, hu, G);
+        times_recurrent(ctx, job, rows, G, h_prev, 0.0f, hu);
         steps->gru_forward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0),
                            job->gates + at(job, t, r0, G), hu, job->rec_bias, h_prev,
                            job->aux + at(job, t, r0, U), job->h + at(job, t + 1, r0, U));
@@ -246,8 +263,10 @@ void pl_gru_forward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after, const flo
     rnn_job job = {d, act, rec_act, G, recurrent, NULL, rec_bias, mask_tm, gates, aux, hu,
                    NULL, h, NULL, NULL, NULL, NULL, NULL, NULL};
     project_inputs(ctx, d.steps * d.batch, d.inputs, G, x_tm, kernel, bias, gates);
+    if (reset_after) job.recurrent_packed = pl_sgemm_pack_b(ctx, 0, G, d.units, recurrent, G);
     run_row_chunks(ctx, &job, reset_after ? gru_reset_after_forward_rows
                                           : gru_reset_before_forward_rows);
+    free((float *)job.recurrent_packed);
 }
 
 static void gru_reset_after_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0,
@@ -296,7 +315,9 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
                    (float *)gates, (float *)aux, NULL, NULL, (float *)h, NULL, dy_seq, dh,
                    NULL, dx_gates, drec_gates};
     if (reset_after) {
+        job.recurrent_t_packed = pl_sgemm_pack_b(ctx, 1, U, G, recurrent, G);
         run_row_chunks(ctx, &job, gru_reset_after_backward_rows);
+        free((float *)job.recurrent_t_packed);
         if (drecurrent)
             pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h, U, drec_gates, G, 1.0f, drecurrent, G);
         if (dbias) pl_bias_grad(ctx, rows, G, drec_gates, dbias + G);
@@ -321,7 +342,7 @@ static void simple_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, 
     for (long t = 0; t < job->d.steps; t++) {
         const float *h_prev = job->h + at(job, t, r0, U);
         float *h_next = job->h + at(job, t + 1, r0, U);
-        pl_sgemm(ctx, 0, 0, rows, U, U, 1.0f, h_prev, U, job->recurrent, U, 0.0f, h_next, U);
+        times_recurrent(ctx, job, rows, U, h_prev, 0.0f, h_next);
         steps->simple_forward(nt, rows, U, job->act, mask_at(job, t, r0),
                               job->gates + at(job, t, r0, U), h_prev, h_next);
     }
@@ -347,7 +368,9 @@ void pl_simple_rnn_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     rnn_job job = {d, act, 0, d.units, recurrent, NULL, NULL, mask_tm, proj, NULL, NULL,
                    NULL, h, NULL, NULL, NULL, NULL, NULL, NULL};
     project_inputs(ctx, d.steps * d.batch, d.inputs, d.units, x_tm, kernel, bias, proj);
+    job.recurrent_packed = pl_sgemm_pack_b(ctx, 0, d.units, d.units, recurrent, d.units);
     run_row_chunks(ctx, &job, simple_forward_rows);
+    free((float *)job.recurrent_packed);
 }
 
 void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
@@ -359,7 +382,9 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     /* The job only reads the forward tape in a backward pass. */
     rnn_job job = {d, act, 0, U, recurrent, transposed(U, U, recurrent), NULL, mask_tm, NULL,
                    NULL, NULL, NULL, (float *)h, NULL, dy_seq, dh, NULL, dpre, NULL};
+    job.recurrent_t_packed = pl_sgemm_pack_b(ctx, 1, U, U, recurrent, U);
     run_row_chunks(ctx, &job, simple_backward_rows);
+    free((float *)job.recurrent_t_packed);
     free((float *)job.recurrent_t);
     input_gradients(ctx, rows, d.inputs, U, x_tm, kernel, dpre, dkernel, dbias, dx_tm);
     if (drecurrent)

@@ -81,15 +81,17 @@ def assert_close(result, a_op, b_op, alpha=1.0, beta=0.0, c_before=None):
 
 
 dims = st.integers(0, 300)
+rows = st.one_of(st.integers(1, 8), dims)   # m <= 8 streams B unpacked: drawn often
 scalars = st.sampled_from([0.0, 1.0, -0.5, 2.5])
 
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fixture sets a path only
-@given(m=dims, n=dims, k=dims, trans_a=st.booleans(), trans_b=st.booleans(),
+@given(m=rows, n=dims, k=dims, trans_a=st.booleans(), trans_b=st.booleans(),
        alpha=scalars, beta=scalars, sliced=st.booleans(), seed=st.integers(0, 2 ** 16))
-def test_sgemm_matches_float64_reference(kernel_path, m, n, k, trans_a, trans_b, alpha, beta,
-                                         sliced, seed):
+@pytest.mark.parametrize("entry", ["sgemm", "sgemm_packed_b"])
+def test_sgemm_matches_float64_reference(kernel_path, entry, m, n, k, trans_a, trans_b, alpha,
+                                         beta, sliced, seed):
     rng = np.random.default_rng(seed)
     layout = "sliced" if sliced else "contiguous"
     a = strided(rng, *((k, m) if trans_a else (m, k)), layout)
@@ -97,7 +99,7 @@ def test_sgemm_matches_float64_reference(kernel_path, m, n, k, trans_a, trans_b,
     c_storage = random_matrix(rng, (m, n + 5))
     c = c_storage[:, 2:n + 2]   # leading dimension n + 5
     c_before, storage_before = c.copy(), c_storage.copy()
-    gemm.sgemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
+    getattr(gemm, entry)(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
     assert_close(c, a.T if trans_a else a, b.T if trans_b else b, alpha, beta, c_before)
     np.testing.assert_array_equal(c_storage[:, :2], storage_before[:, :2])
     np.testing.assert_array_equal(c_storage[:, n + 2:], storage_before[:, n + 2:])
@@ -105,7 +107,7 @@ def test_sgemm_matches_float64_reference(kernel_path, m, n, k, trans_a, trans_b,
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fixture sets a path only
-@given(m=dims, n=dims, k=dims, layout_a=st.sampled_from(["contiguous", "sliced", "transposed", "gapped"]),
+@given(m=rows, n=dims, k=dims, layout_a=st.sampled_from(["contiguous", "sliced", "transposed", "gapped"]),
        layout_b=st.sampled_from(["contiguous", "sliced", "transposed", "gapped"]),
        seed=st.integers(0, 2 ** 16))
 def test_matmul_any_layout_matches_reference(kernel_path, m, n, k, layout_a, layout_b, seed):
@@ -125,7 +127,7 @@ def test_padding_outside_c_is_untouched(kernel_path):
     assert_close(storage[:, 3:53], a, b)
 
 
-@pytest.mark.parametrize("shape", [(5, 6, 7), (200, 180, 300)])
+@pytest.mark.parametrize("shape", [(5, 6, 7), (200, 180, 300), (1, 1000, 700), (3, 77, 45)])
 def test_beta_zero_ignores_nan_in_c(kernel_path, shape):
     m, n, k = shape
     rng = np.random.default_rng(2)
@@ -232,6 +234,54 @@ def test_one_and_two_threads_bitwise_identical(kernel_path, threads, shape, tran
     assert np.array_equal(results[0], results[1])
 
 
+@pytest.mark.parametrize("m", range(1, 9))
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_few_rows_one_and_two_threads_bitwise_identical(kernel_path, threads, m, trans_a,
+                                                        trans_b):
+    """Products of m <= 8 rows stream B unpacked and split its columns between threads
+    (n = 1001 leaves a partial last vector); n * k (over 2**20 elements of B) is large
+    enough for two threads."""
+    n, k = 1001, 1100
+    rng = np.random.default_rng(13)
+    a = random_matrix(rng, (k, m) if trans_a else (m, k))
+    b = random_matrix(rng, (n, k) if trans_b else (k, n))
+    c_before = random_matrix(rng, (m, n))
+    results = []
+    for n_threads in (1, 2):
+        threads(n_threads)
+        c = c_before.copy()
+        gemm.sgemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=0.7, beta=0.3)
+        results.append(c)
+    assert np.array_equal(results[0], results[1])
+    assert_close(results[0], a.T if trans_a else a, b.T if trans_b else b, 0.7, 0.3, c_before)
+
+
+@pytest.mark.parametrize("shape", [(300, 257, 520), (9, 1000, 700), (64, 256, 64), (3, 40, 30)])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_packed_b_gives_the_bits_of_sgemm(kernel_path, threads, shape, trans_a,
+                                          trans_b):
+    """B packed beforehand (as the recurrent layers' weights) gives the bits of sgemm,
+    for one and two threads."""
+    m, n, k = shape
+    rng = np.random.default_rng(14)
+    a = random_matrix(rng, (k, m) if trans_a else (m, k))
+    b = random_matrix(rng, (n, k) if trans_b else (k, n))
+    c_before = random_matrix(rng, (m, n))
+    results = []
+    for n_threads in (1, 2):
+        threads(n_threads)
+        c = c_before.copy()
+        gemm.sgemm_packed_b(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=0.7, beta=0.3)
+        results.append(c)
+    assert np.array_equal(results[0], results[1])
+    assert_close(results[0], a.T if trans_a else a, b.T if trans_b else b, 0.7, 0.3, c_before)
+    unpacked = c_before.copy()
+    gemm.sgemm(a, b, unpacked, trans_a=trans_a, trans_b=trans_b, alpha=0.7, beta=0.3)
+    assert np.array_equal(results[0], unpacked)
+
+
 def test_column_split_threads_never_overwrite_each_others_panels(kernel_path, threads):
     """k=700 splits into unequal k blocks (234, 233, 233) and a short m splits the
     columns between threads with no barrier between blocks, so one thread can run a
@@ -278,10 +328,11 @@ def test_batched_one_and_two_threads_bitwise_identical(kernel_path, threads):
 
 
 @pytest.mark.skipif(len(KERNEL_PATHS) < 2, reason="only the generic kernel runs on this CPU")
-@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, True)])
-def test_kernel_paths_agree(trans_a, trans_b):
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, True), (False, True)])
+@pytest.mark.parametrize("m", [301, 1, 2, 3, 5, 8])
+def test_kernel_paths_agree(m, trans_a, trans_b):
     rng = np.random.default_rng(10)
-    a, b = random_matrix(rng, (301, 259)), random_matrix(rng, (259, 333))
+    a, b = random_matrix(rng, (m, 259)), random_matrix(rng, (259, 333))
     a_op, b_op = (a.T.copy().T if trans_a else a), (b.T.copy().T if trans_b else b)
     original, results = pylayers.get_kernel_path(), []
     try:

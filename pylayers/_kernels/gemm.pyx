@@ -19,6 +19,19 @@ cdef extern from "gemm.h":
     void pl_sgemm_ref(int trans_a, int trans_b, long m, long n, long k, float alpha,
                       const float *a, long lda, const float *b, long ldb,
                       float beta, float *c, long ldc) nogil
+    float *pl_sgemm_pack_b(const pl_ctx *ctx, int trans_b, long n, long k, const float *b,
+                           long ldb) nogil
+    void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
+                           long m, long n, long k, float alpha,
+                           const float *a, long lda, const float *b, long ldb,
+                           const float *packed_b, float beta, float *c, long ldc) nogil
+
+cdef extern from "stdlib.h":
+    void free(void *ptr) nogil
+
+# How _sgemm_checked runs the product.
+cdef enum Route:
+    ROUTE_SGEMM, ROUTE_REFERENCE, ROUTE_PACKED_B
 
 # A batch of products each below this many multiply-adds (m*n*k) runs its products in
 # parallel, one per thread; bigger products are threaded inside pl_sgemm instead.
@@ -248,7 +261,7 @@ cdef tuple _strict_operand(x, str name):
     return rows, cols, row_stride // FLOAT_BYTES
 
 
-def _sgemm_checked(a, b, out, bint trans_a, bint trans_b, float alpha, float beta, bint reference):
+def _sgemm_checked(a, b, out, bint trans_a, bint trans_b, float alpha, float beta, Route route):
     a_rows, a_cols, lda = _strict_operand(a, "a")
     b_rows, b_cols, ldb = _strict_operand(b, "b")
     cdef long m = a_cols if trans_a else a_rows, k = a_rows if trans_a else a_cols
@@ -263,10 +276,16 @@ def _sgemm_checked(a, b, out, bint trans_a, bint trans_b, float alpha, float bet
     cdef const float *b_ptr = _first_element(b)
     cdef float[:, :] out_view = out
     cdef long lda_c = lda, ldb_c = ldb
+    cdef float *packed = NULL
     with nogil:
-        if reference:
+        if route == ROUTE_REFERENCE:
             pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a_ptr, lda_c, b_ptr, ldb_c, beta,
                          &out_view[0, 0], ldc)
+        elif route == ROUTE_PACKED_B:
+            packed = pl_sgemm_pack_b(ctx(), trans_b, n, k, b_ptr, ldb_c)
+            pl_sgemm_packed_b(ctx(), trans_a, trans_b, m, n, k, alpha, a_ptr, lda_c, b_ptr,
+                              ldb_c, packed, beta, &out_view[0, 0], ldc)
+            free(packed)
         else:
             pl_sgemm(ctx(), trans_a, trans_b, m, n, k, alpha, a_ptr, lda_c, b_ptr, ldb_c, beta,
                      &out_view[0, 0], ldc)
@@ -276,13 +295,20 @@ def _sgemm_checked(a, b, out, bint trans_a, bint trans_b, float alpha, float bet
 def sgemm(a, b, out, bint trans_a=False, bint trans_b=False, float alpha=1.0, float beta=0.0):
     """out = alpha * op(a) @ op(b) + beta * out on float32 2-D arrays whose rows are
     unit-stride (any row stride); op(x) is x.T when trans_x.  Returns out."""
-    return _sgemm_checked(a, b, out, trans_a, trans_b, alpha, beta, False)
+    return _sgemm_checked(a, b, out, trans_a, trans_b, alpha, beta, ROUTE_SGEMM)
 
 
 def sgemm_reference(a, b, out, bint trans_a=False, bint trans_b=False, float alpha=1.0,
                     float beta=0.0):
     """sgemm through the naive one-thread C loop (pl_sgemm_ref), for tests."""
-    return _sgemm_checked(a, b, out, trans_a, trans_b, alpha, beta, True)
+    return _sgemm_checked(a, b, out, trans_a, trans_b, alpha, beta, ROUTE_REFERENCE)
+
+
+def sgemm_packed_b(a, b, out, bint trans_a=False, bint trans_b=False, float alpha=1.0,
+                   float beta=0.0):
+    """sgemm with op(b) packed beforehand by pl_sgemm_pack_b and handed to pl_sgemm_packed_b,
+    as the recurrent layers run their steps: the bits of sgemm; for tests."""
+    return _sgemm_checked(a, b, out, trans_a, trans_b, alpha, beta, ROUTE_PACKED_B)
 
 
 from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
