@@ -188,7 +188,7 @@ def test_predict_keras(benchmark, tf_keras, name, batch):
     model = keras_model(tf_keras, name)
     model.predict(x, verbose=0)
     benchmark.extra_info["samples"] = batch
-    benchmark.pedantic(model.predict, args=(x,), kwargs={"verbose": 0}, rounds=20,
+    benchmark.pedantic(model.predict, args=(x,), kwargs={"batch_size": batch, "verbose": 0}, rounds=20,
                        warmup_rounds=2)
 
 
@@ -199,7 +199,7 @@ def test_predict_pylayers(benchmark, name, batch):
     x, _ = data(name, batch)
     model = pylayers_model(name)
     benchmark.extra_info["samples"] = batch
-    benchmark(model.predict, x, verbose=0)
+    benchmark(model.predict, x, batch_size=batch, verbose=0)   # one batch of `batch`
 
 
 @pytest.mark.parametrize("batch", [1, 256])

@@ -6,6 +6,7 @@ import numpy as np
 
 from pylayers.layers.input_layer import InputLayer
 from pylayers.layers.keras_tensor import KerasTensor
+from pylayers.layers.layer import Layer
 
 
 class FunctionalGraph:
@@ -26,6 +27,10 @@ class FunctionalGraph:
         _check_unique_names(self.layers)
         self._consumers = self._count_consumers()
         self._plan = self._execution_plan()
+        # per node: whether its layer can make a mask from unmasked inputs (Embedding,
+        # Masking); other layers only pass on masks they receive
+        self._makes_masks = [type(layer).compute_mask is not Layer.compute_mask
+                             for layer, *_ in self._plan]
         self._activations = self._output_activations()
 
     # ---- structure ------------------------------------------------------------------
@@ -141,14 +146,15 @@ class FunctionalGraph:
         propagation: Embedding(mask_zero=True) -> LSTM skips the padded steps)."""
         values = {id(t): x for t, x in zip(self.inputs, xs)}
         masks, backprops = {}, []
-        for layer, in_ids, out_ids, as_list, _ in self._plan:
+        for (layer, in_ids, out_ids, as_list, _), makes_masks in zip(self._plan, self._makes_masks):
             arg = [values[i] for i in in_ids] if as_list else values[in_ids[0]]
-            mask = _node_mask(masks, in_ids, as_list)
+            mask = _node_mask(masks, in_ids, as_list) if masks else None
             y, backprop = (layer._train_forward(arg, training, mask) if training
                            else layer._forward_masked(arg, False, mask))
             outputs = [y] if len(out_ids) == 1 else y
             values.update(zip(out_ids, outputs))
-            _record_masks(masks, out_ids, layer.compute_mask(arg, mask))
+            if makes_masks or mask is not None:
+                _record_masks(masks, out_ids, layer.compute_mask(arg, mask))
             backprops.append(backprop)
         ys = [values[id(t)] for t in self.outputs]
 
