@@ -6,6 +6,7 @@ is wrapped in a Tensor and a node (output, inputs, backward) is appended. Backwa
 walks the nodes in reverse, calling each `backward(d_output) -> d_inputs`.
 Outside a tape nothing is recorded and ops return plain numpy arrays."""
 import threading
+import weakref
 
 import numpy as np
 
@@ -26,14 +27,21 @@ def current_tape():
 
 
 class Tensor:
-    """A value computed under a tape. Supports Python operators through pylayers.ops."""
+    """A value computed under a tape. Supports Python operators through pylayers.ops.
+    It refers to its tape weakly: the tape's nodes hold their Tensors, and a strong
+    reference back would keep each step's arrays alive until the cycle collector ran."""
 
-    __slots__ = ("data", "tape", "__weakref__")
+    __slots__ = ("data", "_tape", "__weakref__")
     __array_ufunc__ = None  # numpy defers to our reflected operators
 
     def __init__(self, data, tape):
         self.data = data
-        self.tape = tape
+        self._tape = weakref.ref(tape)
+
+    @property
+    def tape(self):
+        """The tape that recorded this value, or None once that tape is gone."""
+        return self._tape()
 
     shape = property(lambda self: self.data.shape)
     ndim = property(lambda self: self.data.ndim)

@@ -73,3 +73,38 @@ def test_two_hundred_predict_and_fit_calls_do_not_grow_memory():
     gc.collect()
     growth = resident_bytes() - before
     assert growth < 8 * 2 ** 20, f"RSS grew by {growth / 2 ** 20:.1f} MiB over 200 fit+predict calls"
+
+
+class Scaled(layers.Layer):
+    """A custom layer written with ops: it trains under the tape."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="scale")
+
+    def call(self, inputs):
+        return keras.ops.tanh(inputs * self.scale)
+
+
+def test_a_training_step_frees_its_tape_without_the_cycle_collector():
+    """Tensors refer to their tape weakly, so a step's recorded arrays go as soon as the
+    step ends (else each step's arrays lived until the next cycle collection)."""
+    from pylayers.ops import Tape, Tensor
+    model = keras.Sequential([layers.InputLayer(shape=(6,)), Scaled(),
+                              layers.Dense(4, activation=keras.activations.gelu),
+                              layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    x, y = np.ones((8, 6), np.float32), np.zeros((8, 1), np.float32)
+    model.train_on_batch(x, y)
+    gc.collect()
+    gc.disable()
+    try:
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        gc.collect()
+        stranded = [o for o in gc.garbage if isinstance(o, (Tape, Tensor))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert stranded == []
