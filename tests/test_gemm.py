@@ -282,17 +282,23 @@ def test_packed_b_gives_the_bits_of_sgemm(kernel_path, threads, shape, trans_a,
     assert np.array_equal(results[0], unpacked)
 
 
+def repeated_two_thread_mismatches(threads, product, repeats=60):
+    """product() on one thread, then `repeats` times on two: (the one-thread result, how
+    many two-thread results differ from it in any bit).  Races show in a fraction of
+    runs, hence the repeats."""
+    threads(1)
+    one = product()
+    threads(2)
+    return one, sum(not np.array_equal(one, product()) for _ in range(repeats))
+
+
 def test_column_split_threads_never_overwrite_each_others_panels(kernel_path, threads):
     """k=700 splits into unequal k blocks (234, 233, 233) and a short m splits the
     columns between threads with no barrier between blocks, so one thread can run a
-    k block ahead of the other: each panel must sit at the deepest block's offset.
-    The race showed in a fraction of runs, hence the repeats."""
+    k block ahead of the other: each panel must sit at the deepest block's offset."""
     rng = np.random.default_rng(12)
     a, b = random_matrix(rng, (9, 700)), random_matrix(rng, (700, 1000))
-    threads(1)
-    one = gemm.matmul(a, b)
-    threads(2)
-    mismatches = sum(not np.array_equal(one, gemm.matmul(a, b)) for _ in range(60))
+    _, mismatches = repeated_two_thread_mismatches(threads, lambda: gemm.matmul(a, b))
     assert mismatches == 0
 
 
@@ -305,15 +311,12 @@ def test_column_split_threads_own_their_packed_panels_across_column_blocks(kerne
     rng = np.random.default_rng(13)
     dy = random_matrix(rng, (128, 10))
     w = random_matrix(rng, (5408, 10) if trans_b else (10, 5408))
-    threads(1)
-    one = np.empty((128, 5408), np.float32)
-    gemm.matmul_into(dy, w, one, trans_b=trans_b)
-    threads(2)
-    mismatches = 0
-    for _ in range(60):
-        two = np.empty((128, 5408), np.float32)
-        gemm.matmul_into(dy, w, two, trans_b=trans_b)
-        mismatches += not np.array_equal(one, two)
+
+    def product():
+        out = np.empty((128, 5408), np.float32)
+        gemm.matmul_into(dy, w, out, trans_b=trans_b)
+        return out
+    one, mismatches = repeated_two_thread_mismatches(threads, product)
     assert mismatches == 0
     assert_close(one, dy, w.T if trans_b else w)
 
