@@ -48,6 +48,9 @@ def table(report):
                 rate = f"{samples / mine:,.0f}" if samples else ""
                 lines.append(f"| {group} | {_time(mine)} | {peer} | {_time(theirs)} | "
                              f"{theirs / mine:.2f}x | {rate} |")
+        if ours is not None and "ratio" in ours.get("extra_info", {}):
+            lines.append(f"| {group} | {_time(ours['stats']['median'])} | (interleaved) | | "
+                         f"ratio {ours['extra_info']['ratio']:.3f} | |")
     return "\n".join(lines)
 
 

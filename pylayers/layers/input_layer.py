@@ -22,6 +22,7 @@ class InputLayer(Layer):
                              f"Received: batch_shape={self.batch_shape}")
         self.dtype = dtype or "float32"
         self.sparse = bool(sparse)
+        self._takes_integers = np.dtype(self.dtype).kind in "iu"
         self.built = True
         Node(self, (), [KerasTensor(self.batch_shape, dtype=self.dtype, name=self.name)], False)
 
@@ -30,7 +31,7 @@ class InputLayer(Layer):
 
     def _convert_one(self, x):
         """Integer inputs (e.g. word indices for Embedding) stay integers."""
-        if np.dtype(self.dtype).kind in "iu":
+        if self._takes_integers:
             array = np.asarray(x)
             if array.dtype.kind not in "iu":
                 raise TypeError(f"Input '{self.name}' expects integer data ({self.dtype}); "

@@ -31,6 +31,7 @@ class FunctionalGraph:
         # Masking); other layers only pass on masks they receive
         self._makes_masks = [type(layer).compute_mask is not Layer.compute_mask
                              for layer, *_ in self._plan]
+        self._uses_masks = any(self._makes_masks)
         self._activations = self._output_activations()
 
     # ---- structure ------------------------------------------------------------------
@@ -140,6 +141,21 @@ class FunctionalGraph:
         return activations
 
     # ---- computation ------------------------------------------------------------------
+
+    def infer(self, xs):
+        """Predict: the outputs alone, no backprops kept (the full forward when a
+        layer makes masks, which later layers must receive)."""
+        if self._uses_masks:
+            return self.forward(xs, False)[0]
+        values = {id(t): x for t, x in zip(self.inputs, xs)}
+        for layer, in_ids, out_ids, as_list, _ in self._plan:
+            y = layer._forward_masked([values[i] for i in in_ids] if as_list else values[in_ids[0]],
+                                      False, None)[0]
+            if len(out_ids) == 1:
+                values[out_ids[0]] = y
+            else:
+                values.update(zip(out_ids, y))
+        return [values[id(t)] for t in self.outputs]
 
     def forward(self, xs, training):
         """Run the plan, handing each layer the masks its inputs carry (Keras' mask

@@ -271,6 +271,13 @@ class Model(Layer):
             self._built_input_shape = batchless if isinstance(input_shape, list) else batchless[0]
         super()._build_once(input_shape)
 
+    def __call__(self, inputs, *args, **kwargs):
+        """A functional model takes its inputs as a dict keyed by input name too."""
+        if isinstance(inputs, dict) and self._graph is not None:
+            inputs = self._graph.inputs_from_dict(inputs)
+            inputs = inputs if len(inputs) > 1 else inputs[0]
+        return super().__call__(inputs, *args, **kwargs)
+
     def call(self, inputs, training=False):
         """A functional model's call runs its graph; a subclass defines its own."""
         if self._graph is None:
@@ -315,6 +322,8 @@ class Model(Layer):
         return (ys if len(ys) > 1 else ys[0]), backprop
 
     def _predict_batch(self, xs):
+        if self._graph is not None:
+            return self._graph.infer(xs)
         return self._forward_for_loss(xs, training=False)[0]
 
     # ---- one step -----------------------------------------------------------------

@@ -103,6 +103,20 @@ def test_two_output_model_fits_with_dicts_and_reports_each_loss():
     assert {"loss", "out_a_loss", "out_b_loss", "out_a_accuracy"} <= set(history.history)
     preds = model.predict(xs, verbose=0)
     assert [p.shape for p in preds] == [(32, 2), (32, 1)]
+    for predicted, called in zip(preds, model(xs)):   # predict's lean path = the full forward
+        np.testing.assert_array_equal(predicted, called)
+
+
+def test_predict_hands_on_every_output_of_a_multi_output_layer():
+    inputs = keras.Input((6, 3))
+    sequence, h, c = layers.LSTM(4, return_sequences=True, return_state=True)(inputs)
+    model = keras.Model(inputs, [layers.Dense(2)(h), c, sequence])
+    x = rng.normal(size=(5, 6, 3)).astype("float32")
+    head, c_out, sequence_out = model.predict(x, verbose=0)
+    expected_sequence, expected_h, expected_c = model.layers[1](x)
+    np.testing.assert_array_equal(sequence_out, expected_sequence)
+    np.testing.assert_array_equal(c_out, expected_c)
+    np.testing.assert_array_equal(head, model.layers[-1](expected_h))
 
 
 def test_frozen_layers_stay_bitwise_while_the_head_trains():
