@@ -11,6 +11,7 @@ import numpy as np
 from pylayers import activations, ops
 from pylayers._kernels import conv as conv_kernels
 from pylayers._kernels import dense as dense_kernels
+from pylayers.layers.buffers import empty_buffer
 from pylayers.layers.core import _serialize, activation_backward_fn, grad_buffer
 from pylayers.layers.layer import Layer
 from pylayers.ops import value_of
@@ -230,16 +231,16 @@ def as_float32(x):
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def output_gradient(y, dy, code, alpha, act_backward, from_preactivation, bias):
-    """dz = dy * act'(.) for a conv output y (n, ..., channels), C-contiguous float32;
-    accumulates the bias gradient when `bias` (a Variable) is given."""
+def output_gradient(layer, y, dy, code, alpha, act_backward, from_preactivation, bias):
+    """dz = dy * act'(.) for a conv output y (n, ..., channels) of `layer`, C-contiguous
+    float32; accumulates the bias gradient when `bias` (a Variable) is given."""
     if from_preactivation:
         code = LINEAR
     elif act_backward is not None:
         dy, code = act_backward(dy), LINEAR
     dy = as_float32(dy)
     width = y.shape[-1]
-    dz = dy if code == LINEAR else np.empty_like(dy)
+    dz = dy if code == LINEAR else empty_buffer(layer, "dz", dy.shape)
     conv_kernels.bias_act_backward(y.reshape(-1, width), dy.reshape(-1, width), code, alpha,
                                    dz.reshape(-1, width),
                                    None if bias is None else grad_buffer(bias))
@@ -340,24 +341,23 @@ class _ForwardConv(_ConvBase):
         return ConvSpec(spatial, out, self.kernel_size, self.strides, self.dilation_rate, pad,
                         self.groups)
 
-    def _conv_forward(self, x, kernel, bias, code, alpha, out_channels):
+    def _conv_forward(self, x, kernel, bias, code, alpha, out_channels, role="y"):
         """Compiled y = act(conv(x, kernel) + bias) and its (geometry, y)."""
         geometry = self._spec(x.shape).kernel_geometry(x.shape[0], x.shape[-1], out_channels)
-        y = np.empty((x.shape[0],) + self._output_spatial(x.shape[1:-1]) + (out_channels,),
-                     dtype=np.float32)
+        y = empty_buffer(self, role, (x.shape[0],) + self._output_spatial(x.shape[1:-1]) +
+                         (out_channels,))
         conv_kernels.conv_forward(geometry, x.reshape(-1), as_float32(kernel).reshape(-1),
                                   bias, code, alpha, y.reshape(-1))
         return geometry, y
 
-    @staticmethod
-    def _conv_backward(geometry, x, kernel, dz, kernel_grad, need_dx):
+    def _conv_backward(self, geometry, x, kernel, dz, kernel_grad, need_dx, role="dx"):
         """Accumulate kernel_grad (unless None) and return dx (or None)."""
         if kernel_grad is not None:
             conv_kernels.conv_backward_weight(geometry, x.reshape(-1), dz.reshape(-1),
                                               kernel_grad.reshape(-1))
         if not need_dx:
             return None
-        dx = np.empty_like(x)
+        dx = empty_buffer(self, role, x.shape)
         conv_kernels.conv_backward_data(geometry, dz.reshape(-1), as_float32(kernel).reshape(-1),
                                         dx.reshape(-1))
         return dx
@@ -375,7 +375,7 @@ class _ForwardConv(_ConvBase):
 
         def backprop(dy, need_dx=True, from_preactivation=False):
             train = self.trainable
-            dz = output_gradient(y, dy, code, alpha, act_backward, from_preactivation,
+            dz = output_gradient(self, y, dy, code, alpha, act_backward, from_preactivation,
                                  self.bias if train and self.use_bias else None)
             return self._conv_backward(geometry, x, kernel_var.value, dz,
                                        grad_buffer(kernel_var) if train else None, need_dx)
@@ -545,7 +545,7 @@ class BaseConvTranspose(_ConvBase):
         spec = self._spec(x.shape)
         geometry = spec.kernel_geometry(x.shape[0], self.filters, x.shape[-1])
         kernel = self.kernel.value
-        y = np.empty((x.shape[0],) + spec.in_size + (self.filters,), dtype=np.float32)
+        y = empty_buffer(self, "y", (x.shape[0],) + spec.in_size + (self.filters,))
         conv_kernels.conv_backward_data(geometry, x.reshape(-1), kernel.reshape(-1),
                                         y.reshape(-1))
         code, alpha = self._fused or (LINEAR, 0.0)
@@ -556,14 +556,14 @@ class BaseConvTranspose(_ConvBase):
             y, act_backward = activation_backward_fn(self.activation, y)
 
         def backprop(dy, need_dx=True, from_preactivation=False):
-            dz = output_gradient(y, dy, code, alpha, act_backward, from_preactivation,
+            dz = output_gradient(self, y, dy, code, alpha, act_backward, from_preactivation,
                                  self.bias if self.trainable and self.use_bias else None)
             if self.trainable:
                 conv_kernels.conv_backward_weight(geometry, dz.reshape(-1), x.reshape(-1),
                                                   grad_buffer(self.kernel).reshape(-1))
             if not need_dx:
                 return None
-            dx = np.empty_like(x)
+            dx = empty_buffer(self, "dx", x.shape)
             conv_kernels.conv_forward(geometry, dz.reshape(-1), kernel.reshape(-1), None,
                                       LINEAR, 0.0, dx.reshape(-1))
             return dx
@@ -735,11 +735,11 @@ class SeparableConv2D(_ForwardConv):
         x = as_float32(inputs)
         mid_channels = x.shape[-1] * self.depth_multiplier
         depthwise_geometry, depthwise = self._conv_forward(
-            x, self.depthwise_kernel.value, None, LINEAR, 0.0, mid_channels)
+            x, self.depthwise_kernel.value, None, LINEAR, 0.0, mid_channels, role="depthwise")
         code, alpha = self._fused or (LINEAR, 0.0)
         pointwise_geometry = self._pointwise_spec(depthwise.shape).kernel_geometry(
             x.shape[0], mid_channels, self.filters)
-        y = np.empty(depthwise.shape[:-1] + (self.filters,), dtype=np.float32)
+        y = empty_buffer(self, "y", depthwise.shape[:-1] + (self.filters,))
         conv_kernels.conv_forward(pointwise_geometry, depthwise.reshape(-1),
                                   self.pointwise_kernel.value.reshape(-1),
                                   self.bias.value if self.use_bias else None, code, alpha,
@@ -750,11 +750,11 @@ class SeparableConv2D(_ForwardConv):
 
         def backprop(dy, need_dx=True, from_preactivation=False):
             train = self.trainable
-            dz = output_gradient(y, dy, code, alpha, act_backward, from_preactivation,
+            dz = output_gradient(self, y, dy, code, alpha, act_backward, from_preactivation,
                                  self.bias if train and self.use_bias else None)
             d_depthwise = self._conv_backward(
                 pointwise_geometry, depthwise, self.pointwise_kernel.value, dz,
-                grad_buffer(self.pointwise_kernel) if train else None, True)
+                grad_buffer(self.pointwise_kernel) if train else None, True, role="d_depthwise")
             return self._conv_backward(
                 depthwise_geometry, x, self.depthwise_kernel.value, d_depthwise,
                 grad_buffer(self.depthwise_kernel) if train else None, need_dx)

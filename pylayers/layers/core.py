@@ -6,6 +6,7 @@ import numpy as np
 
 from pylayers import activations, ops
 from pylayers._kernels import dense as dense_kernels
+from pylayers.layers.buffers import empty_buffer
 from pylayers.layers.layer import Layer
 from pylayers.ops import Tape
 from pylayers.ops.mode import reference_mode_on
@@ -108,7 +109,7 @@ class Dense(Layer):
         self._step_losses = []
         in_dim = self.kernel.shape[0]
         x = as_rows(inputs, in_dim)
-        y = np.empty((x.shape[0], self.units), dtype=np.float32)
+        y = empty_buffer(self, "y", (x.shape[0], self.units))
         code, alpha = self._fused or (LINEAR, 0.0)
         bias = self.bias.value if self.use_bias else None
         dense_kernels.dense_forward(x, self.kernel.value, bias, code, alpha, y)
@@ -125,8 +126,8 @@ class Dense(Layer):
             elif act_backward is not None:
                 dy = as_rows(act_backward(dy.reshape(y.shape)), self.units)
             train = self.trainable
-            dz = np.empty_like(dy) if dy_code != LINEAR else dy
-            dx = np.empty_like(x) if need_dx else None
+            dz = empty_buffer(self, "dz", dy.shape) if dy_code != LINEAR else dy
+            dx = empty_buffer(self, "dx", x.shape) if need_dx else None
             dense_kernels.dense_backward(
                 x, self.kernel.value, y, dy, dy_code, alpha, dz,
                 grad_buffer(self.kernel) if train else None,

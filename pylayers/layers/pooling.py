@@ -10,6 +10,7 @@ from pylayers._kernels import pooling as pool_kernels
 from pylayers.layers.convolutional import (conv_output_length, conv_pad_before, custom_op,
                                            normalize_data_format, normalize_padding,
                                            normalize_tuple)
+from pylayers.layers.buffers import empty_buffer
 from pylayers.layers.layer import Layer
 from pylayers.ops import value_of
 from pylayers.ops.mode import reference_mode_on
@@ -122,9 +123,9 @@ class BasePooling(Layer):
         out = self._output_spatial(spatial)
         geometry = (x.shape[0], x.shape[-1], lead + spatial, lead + out, lead + self.pool_size,
                     lead + self.strides, (0,) * len(lead) + self._pads(spatial, out))
-        y = np.empty((x.shape[0],) + out + (x.shape[-1],), dtype=np.float32)
+        y = empty_buffer(self, "y", (x.shape[0],) + out + (x.shape[-1],))
         if self.mode == "max":
-            argmax = np.empty(y.size, dtype=np.intc)
+            argmax = empty_buffer(self, "argmax", (y.size,), np.intc)
             pool_kernels.max_pool_forward(geometry, x.reshape(-1), y.reshape(-1), argmax)
         else:
             pool_kernels.avg_pool_forward(geometry, x.reshape(-1), y.reshape(-1))
@@ -133,7 +134,7 @@ class BasePooling(Layer):
             if not need_dx:
                 return None
             dy = np.ascontiguousarray(dy, dtype=np.float32)
-            dx = np.empty_like(x)
+            dx = empty_buffer(self, "dx", x.shape)
             if self.mode == "max":
                 pool_kernels.max_pool_backward(geometry, dy.reshape(-1), argmax, dx.reshape(-1))
             else:

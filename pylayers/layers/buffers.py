@@ -1,0 +1,34 @@
+"""Large arrays a layer hands out again on the next training step instead of allocating
+them anew. A fresh multi-megabyte array costs page faults on first touch and an munmap
+(with a TLB shoot-down across the OpenMP threads) when freed, which for a conv layer
+costs as much as the arithmetic. An array is reused only when nothing else refers to
+it: not the caller, not a view, not the previous step's pending backprop."""
+import sys
+
+import numpy as np
+
+MIN_BYTES = 1 << 18   # smaller arrays come from numpy's allocator as cheaply as from here
+
+def _references(cache, role):
+    return sys.getrefcount(cache[role])
+
+
+# what `_references` counts for an array only the cache holds, measured rather than
+# assumed (interpreters differ in which of their own references they count)
+_UNREFERENCED = _references({"probe": np.empty(1)}, "probe")
+
+
+def empty_buffer(layer, role, shape, dtype=np.float32):
+    """np.empty(shape, dtype), reusing the array `layer` made for `role` last time when
+    it is free and of the same shape and dtype."""
+    shape = tuple(shape)
+    if np.prod(shape) * np.dtype(dtype).itemsize < MIN_BYTES:
+        return np.empty(shape, dtype)
+    cache = layer.__dict__.setdefault("_buffers", {})
+    if role in cache and _references(cache, role) == _UNREFERENCED:
+        array = cache[role]
+        if array.shape == shape and array.dtype == dtype:
+            return array
+    array = np.empty(shape, dtype)
+    cache[role] = array
+    return array
