@@ -39,9 +39,18 @@ def _check_act(int act):
                          f"expected one of {sorted(_VALID_CODES)}")
 
 
-def _check(name, array, shape):
-    if array is not None and tuple(array.shape[:len(shape)]) != shape:
-        raise ValueError(f"{name} has shape {tuple(array.shape)}; expected {shape}")
+cdef int _check(str name, const float[:, ::1] array, long rows, long cols) except -1:
+    """A None array passes; otherwise its shape must be (rows, cols)."""
+    if array is not None and (array.shape[0] != rows or array.shape[1] != cols):
+        raise ValueError(f"{name} has shape {(array.shape[0], array.shape[1])}; "
+                         f"expected {(rows, cols)}")
+    return 0
+
+
+cdef int _check_1d(str name, const float[::1] array, long size) except -1:
+    if array is not None and array.shape[0] != size:
+        raise ValueError(f"{name} has shape {(array.shape[0],)}; expected {(size,)}")
+    return 0
 
 
 def dense_forward(const float[:, ::1] x not None, const float[:, ::1] w not None,
@@ -49,9 +58,9 @@ def dense_forward(const float[:, ::1] x not None, const float[:, ::1] w not None
     """y (m, n) = act(x (m, k) @ w (k, n) + bias (n))."""
     cdef long m = x.shape[0], k = x.shape[1], n = w.shape[1]
     _check_act(act)
-    _check("w", w, (k, n))
-    _check("y", y, (m, n))
-    _check("bias", bias, (n,))
+    _check("w", w, k, n)
+    _check("y", y, m, n)
+    _check_1d("bias", bias, n)
     cdef const float *bias_ptr = const_or_null_1d(bias)
     if m == 0 or n == 0:
         return
@@ -67,10 +76,13 @@ def dense_backward(const float[:, ::1] x not None, const float[:, ::1] w not Non
     """dz = dy*act'(y); dw += x^T dz; dbias += colsum dz; dx = dz w^T (None skips)."""
     cdef long m = x.shape[0], k = x.shape[1], n = w.shape[1]
     _check_act(act)
-    for name, array, shape in (("w", w, (k, n)), ("y", y, (m, n)), ("dy", dy, (m, n)),
-                               ("dz", dz, (m, n)), ("dw", dw, (k, n)), ("dbias", dbias, (n,)),
-                               ("dx", dx, (m, k))):
-        _check(name, array, shape)
+    _check("w", w, k, n)
+    _check("y", y, m, n)
+    _check("dy", dy, m, n)
+    _check("dz", dz, m, n)
+    _check("dw", dw, k, n)
+    _check_1d("dbias", dbias, n)
+    _check("dx", dx, m, k)
     cdef float *dw_ptr = data_or_null_2d(dw)
     cdef float *dbias_ptr = data_or_null_1d(dbias)
     cdef float *dx_ptr = data_or_null_2d(dx)
@@ -88,7 +100,7 @@ def bias_act_forward(float[:, ::1] y not None, const float[::1] bias, int act, f
     """In place: y (m, n) = act(y + bias)."""
     cdef long m = y.shape[0], n = y.shape[1]
     _check_act(act)
-    _check("bias", bias, (n,))
+    _check_1d("bias", bias, n)
     cdef const float *bias_ptr = const_or_null_1d(bias)
     if m == 0 or n == 0:
         return
@@ -101,8 +113,8 @@ def act_backward(const float[:, ::1] y not None, const float[:, ::1] dy not None
     """dz (m, n) = dy * act'(y); dz may be dy."""
     cdef long m = y.shape[0], n = y.shape[1]
     _check_act(act)
-    _check("dy", dy, (m, n))
-    _check("dz", dz, (m, n))
+    _check("dy", dy, m, n)
+    _check("dz", dz, m, n)
     if m == 0 or n == 0:
         return
     with nogil:

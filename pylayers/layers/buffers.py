@@ -3,6 +3,7 @@ them anew. A fresh multi-megabyte array costs page faults on first touch and an 
 (with a TLB shoot-down across the OpenMP threads) when freed, which for a conv layer
 costs as much as the arithmetic. An array is reused only when nothing else refers to
 it: not the caller, not a view, not the previous step's pending backprop."""
+import math
 import sys
 
 import numpy as np
@@ -22,7 +23,7 @@ def empty_buffer(layer, role, shape, dtype=np.float32):
     """np.empty(shape, dtype), reusing the array `layer` made for `role` last time when
     it is free and of the same shape and dtype."""
     shape = tuple(shape)
-    if np.prod(shape) * np.dtype(dtype).itemsize < MIN_BYTES:
+    if math.prod(shape) * (4 if dtype is np.float32 else np.dtype(dtype).itemsize) < MIN_BYTES:
         return np.empty(shape, dtype)
     cache = layer.__dict__.setdefault("_buffers", {})
     if role in cache and _references(cache, role) == _UNREFERENCED:
