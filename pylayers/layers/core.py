@@ -28,7 +28,10 @@ def grad_buffer(variable):
 
 
 def as_rows(x, width):
-    """x (..., width) as a C-contiguous float32 (rows, width) array (no copy when possible)."""
+    """x (..., width) as a C-contiguous float32 (rows, width) array (no copy when possible;
+    x itself when it is one)."""
+    if type(x) is np.ndarray and x.ndim == 2 and x.dtype == np.float32 and x.flags.c_contiguous:
+        return x
     return np.ascontiguousarray(x, dtype=np.float32).reshape(-1, width)
 
 
@@ -106,17 +109,18 @@ class Dense(Layer):
     def _forward(self, inputs, training=False):
         if reference_mode_on():
             return super()._forward(inputs, training)
-        self._step_losses = []
-        in_dim = self.kernel.shape[0]
-        x = as_rows(inputs, in_dim)
+        if self._step_losses:
+            self._step_losses = []
+        kernel = self.kernel.value
+        x = as_rows(inputs, kernel.shape[0])
         y = empty_buffer(self, "y", (x.shape[0], self.units))
         code, alpha = self._fused or (LINEAR, 0.0)
         bias = self.bias.value if self.use_bias else None
-        dense_kernels.dense_forward(x, self.kernel.value, bias, code, alpha, y)
+        dense_kernels.dense_forward(x, kernel, bias, code, alpha, y)
         act_backward = None
         if self._fused is None:
             y, act_backward = activation_backward_fn(self.activation, y)
-        out_shape = np.shape(inputs)[:-1] + (self.units,)
+        out_shape = y.shape if x is inputs else np.shape(inputs)[:-1] + (self.units,)
 
         def backprop(dy, need_dx=True, from_preactivation=False):
             dy = as_rows(dy, self.units)
@@ -133,7 +137,7 @@ class Dense(Layer):
                 grad_buffer(self.kernel) if train else None,
                 grad_buffer(self.bias) if train and self.use_bias else None, dx)
             return dx.reshape(np.shape(inputs)) if need_dx else None
-        return y.reshape(out_shape), backprop
+        return (y if out_shape is y.shape else y.reshape(out_shape)), backprop
 
     def get_config(self):
         config = super().get_config()
@@ -214,6 +218,15 @@ class Activation(ElementwiseActivation):
         return config
 
 
+def reshape_forward(x, out_shape):
+    """A reshaping layer's forward (a view when x allows) and its backprop."""
+    in_shape = np.shape(x)
+
+    def backprop(dy, need_dx=True):
+        return np.reshape(dy, in_shape) if need_dx else None
+    return np.reshape(x, out_shape), backprop
+
+
 class Flatten(Layer):
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
@@ -223,6 +236,11 @@ class Flatten(Layer):
         rest = input_shape[1:]
         size = None if any(d is None for d in rest) else int(np.prod(rest, dtype=np.int64))
         return (input_shape[0], size)
+
+    def _forward(self, inputs, training=False):
+        if self.data_format == "channels_first" and np.ndim(inputs) > 2:
+            return super()._forward(inputs, training)
+        return reshape_forward(inputs, (np.shape(inputs)[0], -1))
 
     def call(self, inputs):
         if self.data_format == "channels_first" and ops.value_of(inputs).ndim > 2:
@@ -264,6 +282,10 @@ class Reshape(Layer):
     def _mismatch(self, sample_shape):
         return ValueError(f"Layer '{self.name}': total size of the input shape "
                           f"{tuple(sample_shape)} does not match target_shape {self.target_shape}")
+
+    def _forward(self, inputs, training=False):
+        shape = np.shape(inputs)
+        return reshape_forward(inputs, (shape[0],) + self._resolved(shape[1:]))
 
     def call(self, inputs):
         shape = np.shape(ops.value_of(inputs))

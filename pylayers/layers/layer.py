@@ -292,7 +292,10 @@ class Layer:
         if array.dtype.kind not in "fiub":
             raise TypeError(f"Layer '{self.name}' expects numeric input; received an array of "
                             f"dtype {array.dtype} and shape {array.shape}")
-        return np.require(array, floatx(), ["C", "A"])   # C-contiguous and aligned: what C reads
+        flags = array.flags
+        if array.dtype != floatx() or not (flags.c_contiguous and flags.aligned):
+            array = np.array(array, dtype=floatx(), order="C")   # what C reads
+        return array
 
     def _check_input(self, input_shape):
         """Subclasses with an expected rank or last dimension raise ValueError here."""
