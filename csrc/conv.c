@@ -8,12 +8,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include "conv.h"
+#include "conv_direct.h"
 #include "activations.h"
 #include "gemm.h"
 
 /* Floats of unfolded rows per chunk: big enough for efficient GEMMs, small enough
  * to stay in the last-level cache between unfolding and multiplying. */
 #define COL_BUDGET (1L << 20)
+
+/* The direct path's limits: taps * cin, and the floats of one output line's patches
+ * or output gradients (each a buffer on the stack of each thread); images per block
+ * of weight-gradient partials. */
+#define DIRECT_MAX_K 32
+#define DIRECT_LINE_FLOATS 4096
+#define DIRECT_IMAGE_BLOCK 8
 
 typedef struct {
     long taps, cin_g, cout_g, k_g, k_all;   /* k_all = groups * k_g: width of col */
@@ -119,30 +127,35 @@ static void unfold_tap(const pl_conv_geom *g, const conv_plan *p, long t2, long 
     zero_tap_rows(p, groups, hi, g->out_size[2], tap_col, col_line);
 }
 
+/* col_line (out_size[2], k_all): the rows of col for output line `line` (image, o0,
+ * o1 counted from the image at x (images, in..., cin)). */
+static void unfold_line(const pl_conv_geom *g, const conv_plan *p, long line,
+                        const float *x, float *col_line) {
+    long in_line = g->in_size[2] * g->in_channels;   // floats in one input line
+    long o0 = line / g->out_size[1] % g->out_size[0], o1 = line % g->out_size[1];
+    const float *x_image = x + line / (g->out_size[0] * g->out_size[1]) *
+                               p->in_spatial * g->in_channels;
+    long t = 0;
+    for (long t0 = 0; t0 < g->kernel[0]; t0++)
+        for (long t1 = 0; t1 < g->kernel[1]; t1++) {
+            long i0 = input_coord(g, 0, o0, t0), i1 = input_coord(g, 1, o1, t1);
+            int line_inside = i0 >= 0 && i0 < g->in_size[0] && i1 >= 0 && i1 < g->in_size[1];
+            const float *x_line = line_inside ? x_image + (i0 * g->in_size[1] + i1) * in_line
+                                              : NULL;
+            for (long t2 = 0; t2 < g->kernel[2]; t2++, t++)
+                unfold_tap(g, p, t2, t * p->cin_g, x_line, col_line);
+        }
+}
+
 /* col (rows, k_all) for `images` images starting at x (images, in..., cin).  Work is
  * split by output line (image, o0, o1): the line's out_size[2] rows of col. */
 static void unfold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
                    long images, const float *x, float *col) {
     long lines = images * g->out_size[0] * g->out_size[1];
-    long in_line = g->in_size[2] * g->in_channels;   // floats in one input line
     int nt = pl_elementwise_threads(ctx, lines * g->out_size[2] * p->k_all);
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-    for (long line = 0; line < lines; line++) {
-        long o0 = line / g->out_size[1] % g->out_size[0], o1 = line % g->out_size[1];
-        const float *x_image = x + line / (g->out_size[0] * g->out_size[1]) *
-                                   p->in_spatial * g->in_channels;
-        float *col_line = col + line * g->out_size[2] * p->k_all;   // (out_size[2], k_all)
-        long t = 0;
-        for (long t0 = 0; t0 < g->kernel[0]; t0++)
-            for (long t1 = 0; t1 < g->kernel[1]; t1++) {
-                long i0 = input_coord(g, 0, o0, t0), i1 = input_coord(g, 1, o1, t1);
-                int line_inside = i0 >= 0 && i0 < g->in_size[0] && i1 >= 0 && i1 < g->in_size[1];
-                const float *x_line = line_inside ? x_image + (i0 * g->in_size[1] + i1) * in_line
-                                                  : NULL;
-                for (long t2 = 0; t2 < g->kernel[2]; t2++, t++)
-                    unfold_tap(g, p, t2, t * p->cin_g, x_line, col_line);
-            }
-    }
+    for (long line = 0; line < lines; line++)
+        unfold_line(g, p, line, x, col + line * g->out_size[2] * p->k_all);
 }
 
 /* dx_line (in_size[2], cin) += one tap's columns (tap_col) of the output line dcol_line. */
@@ -229,9 +242,221 @@ static float *alloc_col(const conv_plan *p) {
     return malloc((size_t)(p->images_per_chunk * p->out_spatial * p->k_all) * sizeof(float));
 }
 
+/* ---- direct path (conv_direct.h) ------------------------------------------------ */
+
+static int direct_enabled = 1;
+
+/* Tests only, between calls: 0 sends every geometry through im2col + GEMM. */
+void pl_conv_set_direct(int enabled) { direct_enabled = enabled; }
+
+/* Few taps times channels, one group, and an output line's patches and output
+ * gradients fitting the stack buffers. */
+static int direct_applies(const pl_conv_geom *g, const conv_plan *p) {
+    return direct_enabled && g->groups == 1 && !p->identity && p->k_all <= DIRECT_MAX_K &&
+           g->out_size[2] * p->k_all <= DIRECT_LINE_FLOATS &&
+           g->out_size[2] * g->out_channels <= DIRECT_LINE_FLOATS;
+}
+
+static const pl_conv_direct *direct_kernels(const pl_ctx *ctx) {
+    return ctx->isa == PL_ISA_AVX2 ? &pl_conv_direct_avx2 : &pl_conv_direct_generic;
+}
+
+/* Where the inputs of one output line are read: the patch entry k (tap, channel) of
+ * output position o2 is src[j][(o2 - begin) * step] for tap j, which multiplies kernel
+ * row k = row[j]. Positions [begin, end) read inside the input for every tap; the
+ * range is empty when a tap reads a padding line (its zeros are then gathered, so
+ * that 0 * inf or NaN gives NaN as in the GEMM path). */
+typedef struct {
+    long begin, end, step, taps;
+    const float *src[DIRECT_MAX_K];
+    long row[DIRECT_MAX_K];
+} line_taps;
+
+static void find_line_taps(const pl_conv_geom *g, const conv_plan *p, long line,
+                           const float *x, line_taps *lt) {
+    const long cin = g->in_channels, in_line = g->in_size[2] * cin;
+    const long o0 = line / g->out_size[1] % g->out_size[0], o1 = line % g->out_size[1];
+    const float *x_image = x + line / (g->out_size[0] * g->out_size[1]) * p->in_spatial * cin;
+    lt->begin = 0;
+    lt->end = g->out_size[2];
+    for (long t2 = 0; t2 < g->kernel[2]; t2++) {
+        long lo, hi;
+        inside_range(g, 2, t2, &lo, &hi);
+        if (lo > lt->begin) lt->begin = lo;
+        if (hi < lt->end) lt->end = hi;
+    }
+    if (lt->end < lt->begin) lt->end = lt->begin;
+    lt->step = g->stride[2] * cin;
+    lt->taps = 0;
+    for (long t0 = 0; t0 < g->kernel[0]; t0++)
+        for (long t1 = 0; t1 < g->kernel[1]; t1++) {
+            long i0 = input_coord(g, 0, o0, t0), i1 = input_coord(g, 1, o1, t1);
+            if (i0 < 0 || i0 >= g->in_size[0] || i1 < 0 || i1 >= g->in_size[1]) {
+                lt->end = lt->begin;   // a padding line: the whole line is gathered
+                lt->taps = 0;
+                return;
+            }
+            const float *x_line = x_image + (i0 * g->in_size[1] + i1) * in_line;
+            for (long t2 = 0; t2 < g->kernel[2]; t2++)
+                for (long c = 0; c < cin; c++, lt->taps++) {
+                    lt->src[lt->taps] = x_line + input_coord(g, 2, lt->begin, t2) * cin + c;
+                    lt->row[lt->taps] = lt->taps;
+                }
+        }
+    if (lt->end == lt->begin) lt->taps = 0;
+}
+
+/* patches (end - begin, k_all): the patch rows of positions [begin, end) of output
+ * line `line` (zeros where a tap reads padding), for the edges of a padded line. */
+static void gather_rows(const pl_conv_geom *g, const conv_plan *p, long line, long begin,
+                        long end, const float *x, float *patches) {
+    const long cin = g->in_channels, in_line = g->in_size[2] * cin;
+    const long o0 = line / g->out_size[1] % g->out_size[0], o1 = line % g->out_size[1];
+    const float *x_image = x + line / (g->out_size[0] * g->out_size[1]) * p->in_spatial * cin;
+    float *dst = patches;
+    for (long o2 = begin; o2 < end; o2++)
+        for (long t0 = 0; t0 < g->kernel[0]; t0++)
+            for (long t1 = 0; t1 < g->kernel[1]; t1++) {
+                long i0 = input_coord(g, 0, o0, t0), i1 = input_coord(g, 1, o1, t1);
+                int line_inside = i0 >= 0 && i0 < g->in_size[0] && i1 >= 0 && i1 < g->in_size[1];
+                for (long t2 = 0; t2 < g->kernel[2]; t2++, dst += cin) {
+                    long i2 = input_coord(g, 2, o2, t2);
+                    if (line_inside && i2 >= 0 && i2 < g->in_size[2])
+                        copy_floats(cin, x_image + (i0 * g->in_size[1] + i1) * in_line + i2 * cin, dst);
+                    else
+                        memset(dst, 0, cin * sizeof(float));
+                }
+            }
+}
+
+/* The taps of gathered patch rows: entry k of row r at patches[r * k_all + k]. */
+static void patch_taps(const conv_plan *p, const float *patches, long begin, long end,
+                       line_taps *lt) {
+    lt->begin = begin;
+    lt->end = end;
+    lt->step = p->k_all;
+    lt->taps = p->k_all;
+    for (long k = 0; k < p->k_all; k++) {
+        lt->src[k] = patches + k;
+        lt->row[k] = k;
+    }
+}
+
+/* The three parts of output line `line`: positions read in place, then the edges
+ * before and after them from gathered patches (together at most L rows of patches). */
+static void line_parts(const pl_conv_geom *g, const conv_plan *p, long line, const float *x,
+                       float *patches, line_taps parts[3]) {
+    const long L = g->out_size[2];
+    find_line_taps(g, p, line, x, &parts[0]);
+    float *right = patches + parts[0].begin * p->k_all;   // after the left edge's rows
+    gather_rows(g, p, line, 0, parts[0].begin, x, patches);
+    patch_taps(p, patches, 0, parts[0].begin, &parts[1]);
+    gather_rows(g, p, line, parts[0].end, L, x, right);
+    patch_taps(p, right, parts[0].end, L, &parts[2]);
+}
+
+/* y rows [begin, end) of one line from its taps. */
+static void forward_part(const pl_conv_direct *kernels, long cout, const line_taps *lt,
+                         const float *w, const float *bias, int relu, float *y_line) {
+    if (lt->end > lt->begin)
+        kernels->forward_rows(lt->end - lt->begin, lt->taps, lt->src, lt->step, lt->row, w,
+                              cout, bias, relu, y_line + lt->begin * cout);
+}
+
+/* y (n, out..., cout) = act(conv(x, w) + bias), one output line per task: the inner
+ * positions straight from x, the edges of a padded line through gathered patches. */
+static void direct_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                           const float *x, const float *w, const float *bias, int act,
+                           float alpha, float *y) {
+    const pl_conv_direct *kernels = direct_kernels(ctx);
+    const int relu = act == PL_ACT_RELU, fused = relu || act == PL_ACT_LINEAR;
+    const long lines = g->batch * g->out_size[0] * g->out_size[1], L = g->out_size[2];
+    const long cout = g->out_channels;
+    int nt = pl_elementwise_threads(ctx, lines * L * p->k_all * cout);
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long line = 0; line < lines; line++) {
+        float patches[DIRECT_LINE_FLOATS];   // the two edges' patch rows
+        float *y_line = y + line * L * cout;
+        line_taps parts[3];
+        line_parts(g, p, line, x, patches, parts);
+        for (int part = 0; part < 3; part++)
+            forward_part(kernels, cout, &parts[part], w, bias, relu, y_line);
+    }
+    if (!fused) pl_bias_act_forward(ctx, lines * L, cout, y, NULL, act, alpha);
+}
+
+/* acc (k_all, cout) += the line's patches^T @ dz (dz (L, cout) of the line). */
+static void weight_part(const pl_conv_direct *kernels, long cout, const line_taps *lt,
+                        const float *dz_line, float *acc) {
+    if (lt->end > lt->begin)
+        kernels->weight_rows(lt->end - lt->begin, lt->taps, lt->src, lt->step, lt->row,
+                             cout, dz_line + lt->begin * cout, acc);
+}
+
+/* dw (k_all, cout) += x-patches^T @ dz and dbias += colsum dz (unless NULL), with
+ * dz = dy * relu'(y) when relu (y may then not be NULL), else dy. Images are summed
+ * in fixed blocks into per-block partials, then the blocks in order: the result does
+ * not depend on the thread count. */
+static int direct_weight(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                         const float *x, const float *y, const float *dy, int relu,
+                         float *dw, float *dbias) {
+    const pl_conv_direct *kernels = direct_kernels(ctx);
+    const long cout = g->out_channels, L = g->out_size[2];
+    const long image_lines = g->out_size[0] * g->out_size[1];
+    const long blocks = (g->batch + DIRECT_IMAGE_BLOCK - 1) / DIRECT_IMAGE_BLOCK;
+    const long part = (p->k_all + 1) * cout;   // acc (k_all, cout), then dbias (cout)
+    float *partials = calloc((size_t)(blocks * part), sizeof(float));
+    if (!partials) return -1;
+    int nt = pl_elementwise_threads(ctx, g->batch * image_lines * L * p->k_all * cout);
+    if (nt > blocks) nt = (int)blocks;
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < blocks; b++) {
+        float patches[DIRECT_LINE_FLOATS], dz[DIRECT_LINE_FLOATS];   // edge patches, (L, cout)
+        float *acc = partials + b * part;
+        long image_end = (b + 1) * DIRECT_IMAGE_BLOCK;
+        if (image_end > g->batch) image_end = g->batch;
+        for (long line = b * DIRECT_IMAGE_BLOCK * image_lines; line < image_end * image_lines;
+             line++) {
+            kernels->output_gradient(L * cout, relu ? y + line * L * cout : 0,
+                                     dy + line * L * cout, relu, dz);
+            if (dbias) kernels->column_sums(L, cout, dz, acc + p->k_all * cout);
+            line_taps parts[3];
+            line_parts(g, p, line, x, patches, parts);
+            for (int part = 0; part < 3; part++)
+                weight_part(kernels, cout, &parts[part], dz, acc);
+        }
+    }
+    for (long b = 1; b < blocks; b++)
+        for (long i = 0; i < part; i++) partials[i] += partials[b * part + i];
+    for (long i = 0; i < p->k_all * cout; i++) dw[i] += partials[i];
+    if (dbias)
+        for (long c = 0; c < cout; c++) dbias[c] += partials[p->k_all * cout + c];
+    free(partials);
+    return 0;
+}
+
+int pl_conv_weight_fusable(const pl_conv_geom *g, int act) {
+    conv_plan p = make_plan(g);
+    return direct_applies(g, &p) && (act == PL_ACT_RELU || act == PL_ACT_LINEAR);
+}
+
+int pl_conv_backward_weight_fused(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
+                                  const float *y, const float *dy, int act, float *dw,
+                                  float *dbias) {
+    if (!pl_conv_weight_fusable(g, act)) return 1;
+    conv_plan p = make_plan(g);
+    return direct_weight(ctx, g, &p, x, y, dy, act == PL_ACT_RELU, dw, dbias);
+}
+
+/* ---- im2col path ------------------------------------------------------------------ */
+
 int pl_conv_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
                     const float *w, const float *bias, int act, float alpha, float *y) {
     conv_plan p = make_plan(g);
+    if (direct_applies(g, &p)) {
+        direct_forward(ctx, g, &p, x, w, bias, act, alpha, y);
+        return 0;
+    }
     float *col = alloc_col(&p);
     if (!p.identity && !col) return -1;
     for (long n0 = 0; n0 < g->batch; n0 += p.images_per_chunk) {
@@ -278,6 +503,7 @@ int pl_conv_backward_data(const pl_ctx *ctx, const pl_conv_geom *g, const float 
 int pl_conv_backward_weight(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
                             const float *dy, float *dw) {
     conv_plan p = make_plan(g);
+    if (direct_applies(g, &p)) return direct_weight(ctx, g, &p, x, NULL, dy, 0, dw, NULL);
     float *col = alloc_col(&p);
     if (!p.identity && !col) return -1;
     for (long n0 = 0; n0 < g->batch; n0 += p.images_per_chunk) {

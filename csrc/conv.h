@@ -38,6 +38,21 @@ int pl_conv_backward_data(const pl_ctx *ctx, const pl_conv_geom *g, const float 
 int pl_conv_backward_weight(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
                             const float *dy, float *dw);
 
+/* When the direct path takes this geometry (few taps times channels, see
+ * conv_direct.h) and act is relu or linear: dw += the kernel gradient and dbias
+ * (cout, may be NULL) += the bias gradient for output gradient dy through the fused
+ * activation, dy * act'(y), in one pass without writing dz. Returns 0, 1 when the
+ * direct path does not apply (nothing written), -1 when memory is unavailable.
+ * pl_conv_weight_fusable says beforehand whether it applies. */
+int pl_conv_weight_fusable(const pl_conv_geom *g, int act);
+int pl_conv_backward_weight_fused(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
+                                  const float *y, const float *dy, int act, float *dw,
+                                  float *dbias);
+
+/* Tests: 0 sends every geometry through im2col + GEMM, 1 (the default) lets small
+ * ones take the direct path. */
+void pl_conv_set_direct(int enabled);
+
 /* dz (rows, cout) = dy * act'(y) from the output y (dz may be dy); dbias (cout) += the
  * column sums of dz when not NULL.  The backward of the fused bias and activation. */
 void pl_conv_bias_act_backward(const pl_ctx *ctx, long rows, long cout, const float *y,

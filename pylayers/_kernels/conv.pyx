@@ -23,6 +23,11 @@ cdef extern from "conv.h":
     void pl_conv_bias_act_backward(const pl_ctx *ctx, long rows, long cout, const float *y,
                                    const float *dy, int act, float alpha, float *dz,
                                    float *dbias) nogil
+    int pl_conv_backward_weight_fused(const pl_ctx *ctx, const pl_conv_geom *g,
+                                      const float *x, const float *y, const float *dy,
+                                      int act, float *dw, float *dbias) nogil
+    void pl_conv_set_direct(int enabled)
+    int pl_conv_weight_fusable(const pl_conv_geom *g, int act)
 
 
 cdef pl_conv_geom make_geom(tuple geom) except *:
@@ -115,6 +120,36 @@ def bias_act_backward(const float[:, ::1] y not None, const float[:, ::1] dy not
     with nogil:
         pl_conv_bias_act_backward(ctx(), rows, cout, &y[0, 0], &dy[0, 0], act, alpha, &dz[0, 0],
                                   dbias_ptr)
+
+
+def conv_backward_weight_fused(tuple geom not None, const float[::1] x not None,
+                               const float[::1] y not None, const float[::1] dy not None,
+                               int act, float[::1] dw not None, float[::1] dbias):
+    """dw += the kernel gradient and dbias += the bias gradient (None skips) for output
+    gradient dy through the fused activation (relu or linear codes) of output y, in
+    one pass. Returns False, having written nothing, when the geometry or activation
+    is not one the direct path takes; the caller then goes the general way."""
+    cdef pl_conv_geom g = make_geom(geom)
+    check_arrays(&g, x, dw, dy)
+    _check_size("y", y, dy.shape[0])
+    if dbias is not None:
+        _check_size("dbias", dbias, g.out_channels)
+    cdef float *dbias_ptr = NULL if dbias is None else &dbias[0]
+    cdef int status = 0
+    if g.batch == 0:
+        return bool(pl_conv_weight_fusable(&g, act))
+    with nogil:
+        status = pl_conv_backward_weight_fused(ctx(), &g, &x[0], &y[0], &dy[0], act, &dw[0],
+                                               dbias_ptr)
+    if status == 1:
+        return False
+    _status(status)
+    return True
+
+
+def set_direct_path(bint enabled):
+    """Tests: False sends every convolution through im2col + GEMM."""
+    pl_conv_set_direct(enabled)
 
 
 from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402

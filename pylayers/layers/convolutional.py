@@ -375,11 +375,24 @@ class _ForwardConv(_ConvBase):
 
         def backprop(dy, need_dx=True, from_preactivation=False):
             train = self.trainable
+            if train and not need_dx and act_backward is None and \
+                    self._weight_gradients_in_one_pass(geometry, x, y, dy, kernel_var,
+                                                       LINEAR if from_preactivation else code):
+                return None
             dz = output_gradient(self, y, dy, code, alpha, act_backward, from_preactivation,
                                  self.bias if train and self.use_bias else None)
             return self._conv_backward(geometry, x, kernel_var.value, dz,
                                        grad_buffer(kernel_var) if train else None, need_dx)
         return y, backprop
+
+    def _weight_gradients_in_one_pass(self, geometry, x, y, dy, kernel_var, code):
+        """A first layer (no dx wanted) with few taps x channels: kernel and bias
+        gradients straight from dy through relu'/linear, no dz written. False when the
+        compiled direct path does not take this geometry or activation."""
+        return conv_kernels.conv_backward_weight_fused(
+            geometry, x.reshape(-1), y.reshape(-1), as_float32(dy).reshape(-1), code,
+            grad_buffer(kernel_var).reshape(-1),
+            grad_buffer(self.bias) if self.use_bias else None)
 
 
 class BaseConv(_ForwardConv):

@@ -403,3 +403,90 @@ def test_conv_kernels_refuse_none_arrays():
     with pytest.raises(TypeError):
         conv_kernels.conv_backward_data(geometry, np.ones(3, np.float32),
                                         np.ones(1, np.float32), None)
+
+
+# ---- the direct path (csrc/conv_direct.h): few taps x channels, e.g. a first layer ----
+
+@contextlib.contextmanager
+def direct_path(enabled):
+    from pylayers._kernels import conv as conv_kernels
+    conv_kernels.set_direct_path(enabled)
+    try:
+        yield
+    finally:
+        conv_kernels.set_direct_path(True)
+
+
+DIRECT_CASES = [   # (layer, input shape): taps * cin <= 32, some cout not a multiple of 32
+    (lambda: layers.Conv2D(32, 3, activation="relu"), (12, 28, 28, 1)),
+    (lambda: layers.Conv2D(40, 3, padding="same", activation="relu"), (9, 11, 10, 3)),
+    (lambda: layers.Conv2D(5, (2, 3), strides=(2, 1), dilation_rate=1), (3, 9, 8, 2)),
+    (lambda: layers.Conv2D(70, 3, dilation_rate=2, padding="same", use_bias=False), (2, 9, 9, 1)),
+    (lambda: layers.Conv2D(32, 5, strides=2, padding="same", activation="tanh"), (4, 13, 13, 1)),
+    (lambda: layers.Conv1D(33, 7, padding="causal", activation="relu"), (5, 20, 4)),
+    (lambda: layers.Conv1D(64, 4, strides=3, padding="same"), (3, 17, 2)),
+    (lambda: layers.Conv3D(16, 3, padding="same", activation="relu"), (2, 5, 6, 7, 1)),
+]
+
+
+def weight_gradients(layer, x, dy, need_dx):
+    """Forward, then backprop with or without dx: [y, kernel grad, bias grad]."""
+    for v in layer.trainable_weights:
+        v.grad = None
+    y, backprop = layer._train_forward(x, True)
+    backprop(dy, need_dx=need_dx)
+    return [y.copy()] + [v.grad.copy() for v in layer.trainable_weights]
+
+
+@pytest.mark.parametrize("make, shape", DIRECT_CASES)
+def test_direct_path_matches_im2col_and_the_reference(make, shape):
+    layer = make()
+    x = normal(*shape).astype(np.float32)
+    dy = normal(*layer(x).shape).astype(np.float32)
+    with direct_path(False):
+        general = weight_gradients(layer, x, dy, need_dx=True)
+    fused = weight_gradients(layer, x, dy, need_dx=False)   # one pass, no dz written
+    unfused = weight_gradients(layer, x, dy, need_dx=True)
+    for a, b, c in zip(general, fused, unfused):
+        scale = np.abs(a).max()
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * scale)
+        np.testing.assert_allclose(c, a, rtol=1e-5, atol=1e-5 * scale)
+    with pylayers.ops.mode.reference_mode():
+        expected = layer(x.astype(np.float64))
+    np.testing.assert_allclose(fused[0], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("make, shape", DIRECT_CASES[:2] + DIRECT_CASES[5:6])
+def test_direct_path_is_bitwise_the_same_on_one_and_two_threads(make, shape):
+    layer = make()
+    x = normal(*shape).astype(np.float32)
+    dy = normal(*layer(x).shape).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        with runtime(threads=threads):
+            results.append(weight_gradients(layer, x, dy, need_dx=False))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(len(available_paths()) < 2, reason="CPU without AVX2")
+@pytest.mark.parametrize("make, shape", DIRECT_CASES[:3])
+def test_direct_path_generic_and_avx2_agree(make, shape):
+    layer = make()
+    x = normal(*shape).astype(np.float32)
+    dy = normal(*layer(x).shape).astype(np.float32)
+    results = []
+    for path in ("generic", "avx2"):
+        with runtime(path=path):
+            results.append(weight_gradients(layer, x, dy, need_dx=False))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+def test_direct_path_relu_gradient_keeps_nan():
+    layer = layers.Conv2D(32, 3, activation="relu")
+    x = normal(2, 6, 6, 1).astype(np.float32)
+    dy = np.ones(layer(x).shape, np.float32)
+    dy[0, 0, 0, :] = np.nan
+    kernel_grad, bias_grad = weight_gradients(layer, x, dy, need_dx=False)[1:]
+    assert np.isnan(bias_grad).any() and np.isnan(kernel_grad).any()

@@ -297,6 +297,28 @@ def conv_backward_weight_reference(geom, x, dy, dw):
     return {3: (ws + grad).reshape(-1)}
 
 
+def _direct_path_takes(geom, act):
+    """csrc/conv.c direct_applies, plus the activations the fused weight pass knows."""
+    batch, in_size, out_size, kernel, stride, _, pad, cin, cout, groups = geom
+    k_all = int(np.prod(kernel)) * cin
+    identity = k_all == cin and stride == (1, 1, 1) and max(pad) == 0 and in_size == out_size
+    return (groups == 1 and not identity and k_all <= 32 and out_size[2] * k_all <= 4096
+            and out_size[2] * cout <= 4096 and act in (0, 1))
+
+
+def conv_backward_weight_fused_reference(geom, x, y, dy, act, dw, dbias):
+    taps, _, _, _, _, _ = _conv_parts(geom, x, dw)
+    if y.shape != dy.shape or (dbias is not None and dbias.shape != (geom[8],)):
+        raise ValueError("shape")
+    if not _direct_path_takes(geom, act):
+        return {"return": False}
+    dz = ACTIVATIONS[act][1](y, dy)
+    expected = {5: conv_backward_weight_reference(geom, x, dz, dw)[3], "return": True}
+    if dbias is not None:
+        expected[6] = dbias + dz.reshape(-1, geom[8]).sum(axis=0)
+    return expected
+
+
 def conv_args(kind):
     def build(rng, m, n, k, case):
         geom = conv_geometry(rng, m, n, k)
@@ -308,6 +330,10 @@ def conv_args(kind):
             return [geom, x, w, f32(rng, cout) if m % 2 else None, case["act"], 0.0, y]
         if kind == "data":
             return [geom, y, w, x]
+        if kind == "weight_fused":
+            act = case["act"] if case["act"] < 2 else case["act"] % 2
+            y_out = ACTIVATIONS[act][0](f32(rng, y.size)).astype(np.float32)
+            return [geom, x, y_out, y, act, w, f32(rng, cout) if m % 2 else None]
         return [geom, x, y, w]
     return build
 
@@ -779,6 +805,9 @@ ENTRIES.update({
                                 conv.conv_backward_data),
     "conv.conv_backward_weight": (conv_args("weight"), conv_backward_weight_reference,
                                   conv.conv_backward_weight),
+    "conv.conv_backward_weight_fused": (conv_args("weight_fused"),
+                                        conv_backward_weight_fused_reference,
+                                        conv.conv_backward_weight_fused),
     "conv.bias_act_backward": (lambda rng, m, n, k, case: [
         ACTIVATIONS[case["act"]][0](f32(rng, m, n)).astype(np.float32), f32(rng, m, n),
         case["act"], 0.0, f32(rng, m, n), f32(rng, n) if k % 2 else None],
