@@ -9,8 +9,14 @@
 #include <math.h>
 #include <stddef.h>
 #include "optim.h"
-#if defined(__SSE__)
-#include <xmmintrin.h>
+
+/* The block loops are compiled twice, for AVX2 and for any x86-64, and the loader picks
+ * one for the CPU. The arithmetic is the same (no contraction into FMA under -std=c99;
+ * sqrt and division are correctly rounded at any width), so results are bitwise equal. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define WIDE_VECTORS __attribute__((target_clones("avx2", "default")))
+#else
+#define WIDE_VECTORS
 #endif
 
 #define PL_OPTIM_BLOCK 1024L
@@ -42,13 +48,9 @@ static inline float decayed(float w, prep_f p) {
     return w - w * p.decay;
 }
 
-/* x[0..n) = sqrt(x[0..n)), 4 at a time with SSE where the CPU family guarantees it. */
-static void sqrt_in_place(float *x, long n) {
-    long i = 0;
-#if defined(__SSE__)
-    for (; i + 4 <= n; i += 4) _mm_storeu_ps(x + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
-#endif
-    for (; i < n; i++) x[i] = sqrtf(x[i]);
+/* x[0..n) = sqrt(x[0..n)): vector square roots (the build passes -fno-math-errno). */
+static inline void sqrt_in_place(float *x, long n) {
+    for (long i = 0; i < n; i++) x[i] = sqrtf(x[i]);
 }
 
 static long n_blocks(long n) {
@@ -91,6 +93,7 @@ typedef struct {
     float alpha, one_minus_b1, one_minus_b2, eps;
 } adam_f;
 
+WIDE_VECTORS
 static void adam_block(long len, float *w, const float *g, float *m, float *v, float *vhat,
                        adam_f a, prep_f p) {
     float root[PL_OPTIM_BLOCK];
@@ -130,6 +133,7 @@ typedef struct {
     float lr, rho, one_minus_rho, mu, eps;
 } rmsprop_f;
 
+WIDE_VECTORS
 static void rmsprop_block(long len, float *w, const float *g, float *v, float *mom,
                           float *avg, rmsprop_f r, prep_f p) {
     float root[PL_OPTIM_BLOCK];
@@ -172,6 +176,7 @@ void pl_rmsprop_update(const pl_ctx *ctx, long n, float *w, const float *g, floa
     }
 }
 
+WIDE_VECTORS
 static void adagrad_block(long len, float *w, const float *g, float *acc, float lr,
                           float eps, prep_f p) {
     float root[PL_OPTIM_BLOCK];
