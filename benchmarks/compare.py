@@ -24,13 +24,51 @@ def implementation(test_name):
 
 
 def run(files, threads, json_path, extra):
+    """Each library's tests in a process of its own, one after the other: an OpenMP or
+    BLAS thread pool left spinning by one library otherwise takes the cores of the next
+    (pylayers, numpy's OpenBLAS and PyTorch each bring their own), which on a 2-core
+    machine can halve whichever runs second."""
     env = dict(os.environ, PYLAYERS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    command = [sys.executable, "-m", "pytest", *files, "--benchmark-only", "-q",
-               f"--benchmark-json={json_path}", "-p", "no:cacheprovider", *extra]
-    subprocess.run(command, env=env, check=False)
-    with open(json_path) as f:
-        return json.load(f)
+    extra, user_filter = _split_filter(extra)
+    report = None
+    for name in ("pylayers",) + PEERS:
+        selection = name if name != "pylayers" else " and ".join(f"not {p}" for p in PEERS)
+        if user_filter:
+            selection = f"({user_filter}) and ({selection})"
+        part_path = f"{json_path}.{name}"
+        command = [sys.executable, "-m", "pytest", *files, "--benchmark-only", "-q",
+                   f"--benchmark-json={part_path}", "-p", "no:cacheprovider", "-k",
+                   selection, *extra]
+        subprocess.run(command, env=env, check=False)
+        if not os.path.exists(part_path):
+            continue
+        with open(part_path) as f:
+            part = json.load(f)
+        os.remove(part_path)
+        if report is None:
+            report = part
+        else:
+            report["benchmarks"] += part["benchmarks"]
+    if report is None:
+        raise SystemExit("compare.py: no benchmark ran")
+    with open(json_path, "w") as f:
+        json.dump(report, f)
+    return report
+
+
+def _split_filter(extra):
+    """(the other arguments, the expression of a -k among them or None)."""
+    rest, expression = [], None
+    args = iter(extra)
+    for arg in args:
+        if arg == "-k":
+            expression = next(args)
+        elif arg.startswith("-k"):
+            expression = arg[2:]
+        else:
+            rest.append(arg)
+    return rest, expression
 
 
 def table(report):
