@@ -33,3 +33,14 @@ def empty_buffer(layer, role, shape, dtype=np.float32):
     array = np.empty(shape, dtype)
     cache[role] = array
     return array
+
+
+def remembered(layer, role, key, compute):
+    """compute(), worked out again only when `key` (e.g. the input shape) differs from
+    the key of `layer`'s previous call for `role`: per-call geometry without the Python
+    arithmetic on every step."""
+    cache = layer.__dict__.setdefault("_remembered", {})
+    entry = cache.get(role)
+    if entry is None or entry[0] != key:
+        entry = cache[role] = (key, compute())
+    return entry[1]

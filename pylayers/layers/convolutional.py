@@ -11,7 +11,7 @@ import numpy as np
 from pylayers import activations, ops
 from pylayers._kernels import conv as conv_kernels
 from pylayers._kernels import dense as dense_kernels
-from pylayers.layers.buffers import empty_buffer
+from pylayers.layers.buffers import empty_buffer, remembered
 from pylayers.layers.core import _serialize, activation_backward_fn, grad_buffer
 from pylayers.layers.layer import Layer
 from pylayers.ops import value_of
@@ -343,9 +343,10 @@ class _ForwardConv(_ConvBase):
 
     def _conv_forward(self, x, kernel, bias, code, alpha, out_channels, role="y"):
         """Compiled y = act(conv(x, kernel) + bias) and its (geometry, y)."""
-        geometry = self._spec(x.shape).kernel_geometry(x.shape[0], x.shape[-1], out_channels)
-        y = empty_buffer(self, role, (x.shape[0],) + self._output_spatial(x.shape[1:-1]) +
-                         (out_channels,))
+        geometry, y_shape = remembered(self, role, (x.shape, out_channels), lambda: (
+            self._spec(x.shape).kernel_geometry(x.shape[0], x.shape[-1], out_channels),
+            (x.shape[0],) + self._output_spatial(x.shape[1:-1]) + (out_channels,)))
+        y = empty_buffer(self, role, y_shape)
         conv_kernels.conv_forward(geometry, x.reshape(-1), as_float32(kernel).reshape(-1),
                                   bias, code, alpha, y.reshape(-1))
         return geometry, y
@@ -364,7 +365,8 @@ class _ForwardConv(_ConvBase):
 
     def _fused_forward(self, inputs, kernel_var, out_channels):
         """The whole compiled forward of a one-kernel convolution with its backprop."""
-        self._step_losses = []
+        if self._step_losses:
+            self._step_losses = []
         x = as_float32(inputs)
         code, alpha = self._fused or (LINEAR, 0.0)
         bias = self.bias.value if self.use_bias else None

@@ -10,7 +10,7 @@ from pylayers._kernels import pooling as pool_kernels
 from pylayers.layers.convolutional import (conv_output_length, conv_pad_before, custom_op,
                                            normalize_data_format, normalize_padding,
                                            normalize_tuple)
-from pylayers.layers.buffers import empty_buffer
+from pylayers.layers.buffers import empty_buffer, remembered
 from pylayers.layers.layer import Layer
 from pylayers.ops import value_of
 from pylayers.ops.mode import reference_mode_on
@@ -117,13 +117,11 @@ class BasePooling(Layer):
     def _forward(self, inputs, training=False):
         if reference_mode_on():
             return super()._forward(inputs, training)
-        self._step_losses = []
+        if self._step_losses:
+            self._step_losses = []
         x = np.ascontiguousarray(inputs, dtype=np.float32)
-        spatial, lead = x.shape[1:-1], (1,) * (3 - self.rank)
-        out = self._output_spatial(spatial)
-        geometry = (x.shape[0], x.shape[-1], lead + spatial, lead + out, lead + self.pool_size,
-                    lead + self.strides, (0,) * len(lead) + self._pads(spatial, out))
-        y = empty_buffer(self, "y", (x.shape[0],) + out + (x.shape[-1],))
+        geometry, y_shape = remembered(self, "geometry", x.shape, lambda: self._geometry(x.shape))
+        y = empty_buffer(self, "y", y_shape)
         if self.mode == "max":
             argmax = empty_buffer(self, "argmax", (y.size,), np.intc)
             pool_kernels.max_pool_forward(geometry, x.reshape(-1), y.reshape(-1), argmax)
@@ -141,6 +139,14 @@ class BasePooling(Layer):
                 pool_kernels.avg_pool_backward(geometry, dy.reshape(-1), dx.reshape(-1))
             return dx
         return y, backprop
+
+    def _geometry(self, shape):
+        """(the kernel geometry tuple, the output shape) for inputs of `shape`."""
+        spatial, lead = shape[1:-1], (1,) * (3 - self.rank)
+        out = self._output_spatial(spatial)
+        geometry = (shape[0], shape[-1], lead + spatial, lead + out, lead + self.pool_size,
+                    lead + self.strides, (0,) * len(lead) + self._pads(spatial, out))
+        return geometry, (shape[0],) + out + (shape[-1],)
 
     def get_config(self):
         config = super().get_config()
