@@ -143,13 +143,73 @@ static void project_inputs(const pl_ctx *ctx, long rows, long I, long G, const f
     pl_sgemm(ctx, 0, 0, rows, G, I, 1.0f, x, I, kernel, G, bias ? 1.0f : 0.0f, out, G);
 }
 
-/* The input side of a backward pass over dgates (rows, G): dkernel (I, G) += x^T dgates,
- * dbias (G) += column sums, dx (rows, I) = dgates kernel^T. Any output may be NULL. */
-static void input_gradients(const pl_ctx *ctx, long rows, long I, long G, const float *x,
-                            const float *kernel, const float *dgates, float *dkernel,
-                            float *dbias, float *dx) {
+/* One operand and the weight gradient it yields: grad (width, G) += src^T dgates, src
+ * (rows, width) row-major. */
+typedef struct {
+    const float *src;
+    long width;
+    float *grad;
+} grad_part;
+
+/* The weight gradients of one dgates (rows, G) in one product, so that dgates, the
+ * largest operand, is packed once: out (cols, G) = [src_0 .. src_n | 1]^T dgates,
+ * then each grad (width, G) += its rows of out, and dbias (G) += the last row (the
+ * column sums of dgates) when dbias is not NULL. Parts with a NULL grad are skipped.
+ * False, with nothing written, when memory is short or when the operand is wider than
+ * dgates (copying it would then cost more than packing dgates again). */
+static int gate_weight_grads(const pl_ctx *ctx, long rows, long G, const float *dgates,
+                             const grad_part *parts, int n_parts, float *dbias) {
+    long cols = dbias ? 1 : 0;
+    for (int q = 0; q < n_parts; q++) cols += parts[q].grad ? parts[q].width : 0;
+    if (cols == 0) return 1;
+    if (cols > G) return 0;
+    float *operand = malloc((size_t)(rows * cols) * sizeof(float));   /* (rows, cols) */
+    float *out = malloc((size_t)(cols * G) * sizeof(float));          /* (cols, G) */
+    if (!operand || !out) {
+        free(operand);
+        free(out);
+        return 0;
+    }
+    for (long r = 0; r < rows; r++) {
+        float *to = operand + r * cols;
+        for (int q = 0; q < n_parts; q++) {
+            if (!parts[q].grad) continue;
+            memcpy(to, parts[q].src + r * parts[q].width, parts[q].width * sizeof(float));
+            to += parts[q].width;
+        }
+        if (dbias) *to = 1.0f;
+    }
+    pl_sgemm(ctx, 1, 0, cols, G, rows, 1.0f, operand, cols, dgates, G, 0.0f, out, G);
+    const float *from = out;
+    for (int q = 0; q < n_parts; q++) {
+        if (!parts[q].grad) continue;
+        for (long i = 0; i < parts[q].width * G; i++) parts[q].grad[i] += from[i];
+        from += parts[q].width * G;
+    }
+    if (dbias)
+        for (long g = 0; g < G; g++) dbias[g] += from[g];
+    free(operand);
+    free(out);
+    return 1;
+}
+
+/* The weight gradients of a cell whose input and recurrent terms share dgates (rows, G):
+ * dkernel (I, G) += x^T dgates, drecurrent (U, G) += h_prev^T dgates, dbias (G) +=
+ * column sums; any may be NULL. */
+static void weight_gradients(const pl_ctx *ctx, long rows, long I, long U, long G,
+                             const float *x, const float *h_prev, const float *dgates,
+                             float *dkernel, float *drecurrent, float *dbias) {
+    grad_part parts[2] = {{x, I, dkernel}, {h_prev, U, drecurrent}};
+    if (gate_weight_grads(ctx, rows, G, dgates, parts, 2, dbias)) return;
     if (dkernel) pl_sgemm(ctx, 1, 0, I, G, rows, 1.0f, x, I, dgates, G, 1.0f, dkernel, G);
+    if (drecurrent)
+        pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h_prev, U, dgates, G, 1.0f, drecurrent, G);
     if (dbias) pl_bias_grad(ctx, rows, G, dgates, dbias);
+}
+
+/* dx (rows, I) = dgates (rows, G) kernel^T, or nothing when dx is NULL. */
+static void input_gradient(const pl_ctx *ctx, long rows, long I, long G, const float *kernel,
+                           const float *dgates, float *dx) {
     if (dx) pl_sgemm(ctx, 0, 1, rows, I, G, 1.0f, dgates, G, kernel, G, 0.0f, dx, I);
 }
 
@@ -213,9 +273,8 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     run_row_chunks(ctx, &job, lstm_backward_rows);
     free((float *)job.recurrent_t_packed);
     free((float *)job.recurrent_t);
-    input_gradients(ctx, rows, d.inputs, G, x_tm, kernel, dgates, dkernel, dbias, dx_tm);
-    if (drecurrent)
-        pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h, U, dgates, G, 1.0f, drecurrent, G);
+    weight_gradients(ctx, rows, d.inputs, U, G, x_tm, h, dgates, dkernel, drecurrent, dbias);
+    input_gradient(ctx, rows, d.inputs, G, kernel, dgates, dx_tm);
 }
 
 /* ---- GRU ------------------------------------------------------------------------ */
@@ -318,9 +377,9 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
         job.recurrent_t_packed = pl_sgemm_pack_b(ctx, 1, U, G, recurrent, G);
         run_row_chunks(ctx, &job, gru_reset_after_backward_rows);
         free((float *)job.recurrent_t_packed);
-        if (drecurrent)
-            pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h, U, drec_gates, G, 1.0f, drecurrent, G);
-        if (dbias) pl_bias_grad(ctx, rows, G, drec_gates, dbias + G);
+        /* recurrent side: its own gate gradients and bias row */
+        weight_gradients(ctx, rows, 0, U, G, NULL, h, drec_gates, NULL, drecurrent,
+                         dbias ? dbias + G : NULL);
     } else {
         run_row_chunks(ctx, &job, gru_reset_before_backward_rows);
         if (drecurrent) {
@@ -330,7 +389,8 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
         }
     }
     free((float *)job.recurrent_t);
-    input_gradients(ctx, rows, d.inputs, G, x_tm, kernel, dx_gates, dkernel, dbias, dx_tm);
+    weight_gradients(ctx, rows, d.inputs, 0, G, x_tm, NULL, dx_gates, dkernel, NULL, dbias);
+    input_gradient(ctx, rows, d.inputs, G, kernel, dx_gates, dx_tm);
 }
 
 /* ---- SimpleRNN ------------------------------------------------------------------ */
@@ -386,7 +446,6 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     run_row_chunks(ctx, &job, simple_backward_rows);
     free((float *)job.recurrent_t_packed);
     free((float *)job.recurrent_t);
-    input_gradients(ctx, rows, d.inputs, U, x_tm, kernel, dpre, dkernel, dbias, dx_tm);
-    if (drecurrent)
-        pl_sgemm(ctx, 1, 0, U, U, rows, 1.0f, h, U, dpre, U, 1.0f, drecurrent, U);
+    weight_gradients(ctx, rows, d.inputs, U, U, x_tm, h, dpre, dkernel, drecurrent, dbias);
+    input_gradient(ctx, rows, d.inputs, U, kernel, dpre, dx_tm);
 }
