@@ -155,18 +155,22 @@ typedef struct {
  * largest operand, is packed once: out (cols, G) = [src_0 .. src_n | 1]^T dgates,
  * then each grad (width, G) += its rows of out, and dbias (G) += the last row (the
  * column sums of dgates) when dbias is not NULL. Parts with a NULL grad are skipped.
- * False, with nothing written, when memory is short or when the operand is wider than
- * dgates (copying it would then cost more than packing dgates again). */
+ * The operand goes into work when it holds work_floats >= rows * cols, else into a
+ * fresh buffer. False, with nothing written, when memory is short or when the operand
+ * is wider than dgates (copying it would then cost more than packing dgates again). */
 static int gate_weight_grads(const pl_ctx *ctx, long rows, long G, const float *dgates,
-                             const grad_part *parts, int n_parts, float *dbias) {
+                             const grad_part *parts, int n_parts, float *dbias, float *work,
+                             long work_floats) {
     long cols = dbias ? 1 : 0;
     for (int q = 0; q < n_parts; q++) cols += parts[q].grad ? parts[q].width : 0;
     if (cols == 0) return 1;
     if (cols > G) return 0;
-    float *operand = malloc((size_t)(rows * cols) * sizeof(float));   /* (rows, cols) */
+    float *fresh = rows * cols <= work_floats ? NULL
+                                              : malloc((size_t)(rows * cols) * sizeof(float));
+    float *operand = fresh ? fresh : work;                            /* (rows, cols) */
     float *out = malloc((size_t)(cols * G) * sizeof(float));          /* (cols, G) */
     if (!operand || !out) {
-        free(operand);
+        free(fresh);
         free(out);
         return 0;
     }
@@ -188,19 +192,28 @@ static int gate_weight_grads(const pl_ctx *ctx, long rows, long G, const float *
     }
     if (dbias)
         for (long g = 0; g < G; g++) dbias[g] += from[g];
-    free(operand);
+    free(fresh);
     free(out);
     return 1;
 }
 
+long pl_rnn_grad_work_floats(pl_rnn_dims d, long G, int split) {
+    const long I = d.inputs, U = d.units;
+    long cols = !split && I + U + 1 <= G ? I + U + 1 : 0;
+    if (split && I + 1 <= G) cols = I + 1;
+    if (split && U + 1 <= G && U + 1 > cols) cols = U + 1;
+    return d.steps * d.batch * cols;
+}
+
 /* The weight gradients of a cell whose input and recurrent terms share dgates (rows, G):
  * dkernel (I, G) += x^T dgates, drecurrent (U, G) += h_prev^T dgates, dbias (G) +=
- * column sums; any may be NULL. */
+ * column sums; any may be NULL. work: see gate_weight_grads. */
 static void weight_gradients(const pl_ctx *ctx, long rows, long I, long U, long G,
                              const float *x, const float *h_prev, const float *dgates,
-                             float *dkernel, float *drecurrent, float *dbias) {
+                             float *dkernel, float *drecurrent, float *dbias, float *work,
+                             long work_floats) {
     grad_part parts[2] = {{x, I, dkernel}, {h_prev, U, drecurrent}};
-    if (gate_weight_grads(ctx, rows, G, dgates, parts, 2, dbias)) return;
+    if (gate_weight_grads(ctx, rows, G, dgates, parts, 2, dbias, work, work_floats)) return;
     if (dkernel) pl_sgemm(ctx, 1, 0, I, G, rows, 1.0f, x, I, dgates, G, 1.0f, dkernel, G);
     if (drecurrent)
         pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h_prev, U, dgates, G, 1.0f, drecurrent, G);
@@ -263,7 +276,7 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                       const float *gates, const float *act_c, const float *h,
                       const float *c, const float *dy_seq, float *dh, float *dc,
                       float *dgates, float *dkernel, float *drecurrent, float *dbias,
-                      float *dx_tm) {
+                      float *dx_tm, float *work) {
     const long rows = d.steps * d.batch, U = d.units, G = 4 * U;
     /* The job only reads the forward tape in a backward pass. */
     rnn_job job = {d, act, rec_act, G, recurrent, transposed(U, G, recurrent), NULL,
@@ -273,7 +286,8 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     run_row_chunks(ctx, &job, lstm_backward_rows);
     free((float *)job.recurrent_t_packed);
     free((float *)job.recurrent_t);
-    weight_gradients(ctx, rows, d.inputs, U, G, x_tm, h, dgates, dkernel, drecurrent, dbias);
+    weight_gradients(ctx, rows, d.inputs, U, G, x_tm, h, dgates, dkernel, drecurrent, dbias,
+                     work, work ? pl_rnn_grad_work_floats(d, G, 0) : 0);
     input_gradient(ctx, rows, d.inputs, G, kernel, dgates, dx_tm);
 }
 
@@ -367,8 +381,10 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
                      const unsigned char *mask_tm, int act, int rec_act,
                      const float *gates, const float *aux, const float *h,
                      const float *dy_seq, float *dh, float *dx_gates, float *drec_gates,
-                     float *dkernel, float *drecurrent, float *dbias, float *dx_tm) {
+                     float *dkernel, float *drecurrent, float *dbias, float *dx_tm,
+                     float *work) {
     const long rows = d.steps * d.batch, U = d.units, G = 3 * U;
+    const long work_floats = work ? pl_rnn_grad_work_floats(d, G, 1) : 0;
     /* The job only reads the forward tape in a backward pass. */
     rnn_job job = {d, act, rec_act, G, recurrent, transposed(U, G, recurrent), NULL, mask_tm,
                    (float *)gates, (float *)aux, NULL, NULL, (float *)h, NULL, dy_seq, dh,
@@ -379,7 +395,7 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
         free((float *)job.recurrent_t_packed);
         /* recurrent side: its own gate gradients and bias row */
         weight_gradients(ctx, rows, 0, U, G, NULL, h, drec_gates, NULL, drecurrent,
-                         dbias ? dbias + G : NULL);
+                         dbias ? dbias + G : NULL, work, work_floats);
     } else {
         run_row_chunks(ctx, &job, gru_reset_before_backward_rows);
         if (drecurrent) {
@@ -389,7 +405,8 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
         }
     }
     free((float *)job.recurrent_t);
-    weight_gradients(ctx, rows, d.inputs, 0, G, x_tm, NULL, dx_gates, dkernel, NULL, dbias);
+    weight_gradients(ctx, rows, d.inputs, 0, G, x_tm, NULL, dx_gates, dkernel, NULL, dbias,
+                     work, work_floats);
     input_gradient(ctx, rows, d.inputs, G, kernel, dx_gates, dx_tm);
 }
 
@@ -437,7 +454,7 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                             const float *kernel, const float *recurrent,
                             const unsigned char *mask_tm, int act, const float *h,
                             const float *dy_seq, float *dh, float *dpre, float *dkernel,
-                            float *drecurrent, float *dbias, float *dx_tm) {
+                            float *drecurrent, float *dbias, float *dx_tm, float *work) {
     const long rows = d.steps * d.batch, U = d.units;
     /* The job only reads the forward tape in a backward pass. */
     rnn_job job = {d, act, 0, U, recurrent, transposed(U, U, recurrent), NULL, mask_tm, NULL,
@@ -446,6 +463,7 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     run_row_chunks(ctx, &job, simple_backward_rows);
     free((float *)job.recurrent_t_packed);
     free((float *)job.recurrent_t);
-    weight_gradients(ctx, rows, d.inputs, U, U, x_tm, h, dpre, dkernel, drecurrent, dbias);
+    weight_gradients(ctx, rows, d.inputs, U, U, x_tm, h, dpre, dkernel, drecurrent, dbias,
+                     work, work ? pl_rnn_grad_work_floats(d, U, 0) : 0);
     input_gradient(ctx, rows, d.inputs, U, kernel, dpre, dx_tm);
 }
