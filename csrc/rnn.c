@@ -36,6 +36,7 @@ typedef struct {
     float *dh, *dc, *dgates, *drec;
     const float *recurrent_packed;    /* forward: recurrent packed once, or NULL */
     const float *recurrent_t_packed;  /* backward: recurrent^T (G, U) packed once, or NULL */
+    const float *bias;                /* LSTM forward: added by the step kernel, or NULL */
 } rnn_job;
 
 typedef void (*rows_fn)(const pl_ctx *ctx, const rnn_job *job, long r0, long rows);
@@ -236,10 +237,10 @@ static void lstm_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, lo
         float *z = job->gates + at(job, t, r0, G);
         const float *h_prev = job->h + at(job, t, r0, U);
         times_recurrent(ctx, job, rows, G, h_prev, 1.0f, z);
-        steps->lstm_forward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0), z,
-                            job->c + at(job, t, r0, U), job->c + at(job, t + 1, r0, U),
-                            job->act_c + at(job, t, r0, U), h_prev,
-                            job->h + at(job, t + 1, r0, U));
+        steps->lstm_forward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0),
+                            job->bias, z, job->c + at(job, t, r0, U),
+                            job->c + at(job, t + 1, r0, U), job->act_c + at(job, t, r0, U),
+                            h_prev, job->h + at(job, t + 1, r0, U));
     }
 }
 
@@ -264,7 +265,9 @@ void pl_lstm_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                      float *gates, float *act_c, float *h, float *c) {
     rnn_job job = {d, act, rec_act, 4 * d.units, recurrent, NULL, NULL, mask_tm, gates,
                    NULL, NULL, act_c, h, c, NULL, NULL, NULL, NULL, NULL};
-    project_inputs(ctx, d.steps * d.batch, d.inputs, 4 * d.units, x_tm, kernel, bias, gates);
+    /* the step kernel adds the bias: no pass writing it under every projection */
+    project_inputs(ctx, d.steps * d.batch, d.inputs, 4 * d.units, x_tm, kernel, NULL, gates);
+    job.bias = bias;
     job.recurrent_packed = pl_sgemm_pack_b(ctx, 0, job.G, d.units, recurrent, job.G);
     run_row_chunks(ctx, &job, lstm_forward_rows);
     free((float *)job.recurrent_packed);

@@ -92,13 +92,16 @@ INLINE void add_output_grad(long U, const float *dy, long ldy, long b, float *ca
 #pragma GCC optimize ("fp-contract=fast")
 #endif
 
-/* One unmasked row of a forward step (see lstm_forward): z (4U) pre-activations in,
- * gate activations out; c_prev, c, act_c, h (U). restrict lets each loop vectorise
- * without alias checks; Keras' default activations run fused in one pass. */
-INLINE void lstm_forward_row(long U, int act, int rec_act, float *restrict z,
-                             const float *restrict c_prev, float *restrict c,
-                             float *restrict act_c, float *restrict h) {
+/* One unmasked row of a forward step (see lstm_forward): z (4U) pre-activations in
+ * (bias (4U) added first unless NULL), gate activations out; c_prev, c, act_c, h (U).
+ * restrict lets each loop vectorise without alias checks; Keras' default activations
+ * run fused in one pass. */
+INLINE void lstm_forward_row(long U, int act, int rec_act, const float *restrict bias,
+                             float *restrict z, const float *restrict c_prev,
+                             float *restrict c, float *restrict act_c, float *restrict h) {
     float *zi = z, *zf = z + U, *zg = z + 2 * U, *zo = z + 3 * U;   /* based on z */
+    if (bias)
+        for (long k = 0; k < 4 * U; k++) z[k] += bias[k];
     if (act == PL_ACT_TANH && rec_act == PL_ACT_SIGMOID && U % 8 == 0) {
         /* Whole vectors per gate: everything in one pass. */
         for (long j = 0; j < U; j++) {
@@ -134,8 +137,9 @@ INLINE void lstm_forward_row(long U, int act, int rec_act, float *restrict z,
 
 RNN_TARGET
 static void lstm_forward(int nt, long B, long U, int act, int rec_act,
-                         const unsigned char *mask, float *z, const float *c_prev,
-                         float *c, float *act_c, const float *h_prev, float *h) {
+                         const unsigned char *mask, const float *bias, float *z,
+                         const float *c_prev, float *c, float *act_c, const float *h_prev,
+                         float *h) {
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
@@ -144,8 +148,8 @@ static void lstm_forward(int nt, long B, long U, int act, int rec_act,
             memcpy(h + row, h_prev + row, U * sizeof(float));
             continue;
         }
-        lstm_forward_row(U, act, rec_act, z + 4 * row, c_prev + row, c + row, act_c + row,
-                         h + row);
+        lstm_forward_row(U, act, rec_act, bias, z + 4 * row, c_prev + row, c + row,
+                         act_c + row, h + row);
     }
 }
 
