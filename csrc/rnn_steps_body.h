@@ -239,6 +239,28 @@ static void gru_forward(int nt, long B, long U, int act, int rec_act,
     }
 }
 
+/* One unmasked row of gru_backward: x (3U) activations z, r, hh; rec_h, h_prev (U);
+ * dh (U) in, dh * z out; dx, drec (3U) out. restrict lets the loops vectorise. */
+INLINE void gru_backward_row(long U, int act, int rec_act, const float *restrict x,
+                             const float *restrict rec_h, const float *restrict h_prev,
+                             float *restrict dh, float *restrict dx, float *restrict drec) {
+    const float *xz = x, *xr = x + U, *xh = x + 2 * U;
+    float *dxz = dx, *dxr = dx + U, *dxh = dx + 2 * U, *drh = drec + 2 * U;
+    for (long j = 0; j < U; j++) {
+        dxh[j] = dh[j] * (1.0f - xz[j]);
+        dxz[j] = dh[j] * (h_prev[j] - xh[j]);
+        dh[j] *= xz[j];
+    }
+    scale_by_derivative(act, U, xh, dxh);
+    scale_by_derivative(rec_act, U, xz, dxz);
+    for (long j = 0; j < U; j++) {
+        dxr[j] = dxh[j] * rec_h[j];
+        drh[j] = dxh[j] * xr[j];
+    }
+    scale_by_derivative(rec_act, U, xr, dxr);
+    memcpy(drec, dxz, 2 * U * sizeof(float));
+}
+
 RNN_TARGET
 static void gru_backward(int nt, long B, long U, int act, int rec_act,
                          const unsigned char *mask, const float *x, const float *rec_h,
@@ -247,29 +269,15 @@ static void gru_backward(int nt, long B, long U, int act, int rec_act,
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
-        float *dh = carry + row;
-        float *dxz = dx + 3 * row, *dxr = dxz + U, *dxh = dxr + U;
-        float *drz = drec + 3 * row, *drr = drz + U, *drh = drr + U;
+        float *dh = carry + row, *dx_row = dx + 3 * row, *drec_row = drec + 3 * row;
         add_output_grad(U, dy, ldy, b, dh);
         if (row_is_masked(mask, b)) {
-            memset(dxz, 0, 3 * U * sizeof(float));
-            memset(drz, 0, 3 * U * sizeof(float));
+            memset(dx_row, 0, 3 * U * sizeof(float));
+            memset(drec_row, 0, 3 * U * sizeof(float));
             continue;
         }
-        const float *xz = x + 3 * row, *xr = xz + U, *xh = xr + U;
-        for (long j = 0; j < U; j++) {
-            dxh[j] = dh[j] * (1.0f - xz[j]);
-            dxz[j] = dh[j] * (h_prev[row + j] - xh[j]);
-            dh[j] *= xz[j];
-        }
-        scale_by_derivative(act, U, xh, dxh);
-        scale_by_derivative(rec_act, U, xz, dxz);
-        for (long j = 0; j < U; j++) {
-            dxr[j] = dxh[j] * rec_h[row + j];
-            drh[j] = dxh[j] * xr[j];
-        }
-        scale_by_derivative(rec_act, U, xr, dxr);
-        memcpy(drz, dxz, 2 * U * sizeof(float));
+        gru_backward_row(U, act, rec_act, x + 3 * row, rec_h + row, h_prev + row, dh, dx_row,
+                         drec_row);
     }
 }
 
