@@ -465,7 +465,8 @@ void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
                      trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    if ((double)m * n * k <= SMALL_PRODUCT_WORK && !(trans_a && trans_b)) {
+    // a prepacked B is faster through the packed loops even for small products
+    if ((double)m * n * k <= SMALL_PRODUCT_WORK && !(trans_a && trans_b) && !packed_b) {
         arch->small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }

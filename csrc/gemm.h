@@ -22,7 +22,10 @@ float *pl_sgemm_pack_b(const pl_ctx *ctx, int trans_b, long n, long k, const flo
 
 /* pl_sgemm, except that where it would pack op(B) it reads packed_b instead: the
  * buffer pl_sgemm_pack_b made of the same op(B) (k, n) values, stored either way.  The
- * same result, bit for bit, without the packing; packed_b NULL is exactly pl_sgemm. */
+ * same result, bit for bit, without the packing; packed_b NULL is exactly pl_sgemm.
+ * One exception: small products that pl_sgemm runs unpacked (m > 8, m * n * k at most
+ * 32^3) run the packed loops over packed_b here, much faster for the recurrent layers'
+ * small steps, and may differ from pl_sgemm in the last bits. */
 void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
                        long m, long n, long k, float alpha,
                        const float *a, long lda, const float *b, long ldb,

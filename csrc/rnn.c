@@ -36,6 +36,7 @@ typedef struct {
     float *dh, *dc, *dgates, *drec;
     const float *recurrent_packed;    /* forward: recurrent packed once, or NULL */
     const float *recurrent_t_packed;  /* backward: recurrent^T (G, U) packed once, or NULL */
+    const float *bias;                /* LSTM forward: added by the step kernel, or NULL */
 } rnn_job;
 
 typedef void (*rows_fn)(const pl_ctx *ctx, const rnn_job *job, long r0, long rows);
@@ -143,13 +144,86 @@ static void project_inputs(const pl_ctx *ctx, long rows, long I, long G, const f
     pl_sgemm(ctx, 0, 0, rows, G, I, 1.0f, x, I, kernel, G, bias ? 1.0f : 0.0f, out, G);
 }
 
-/* The input side of a backward pass over dgates (rows, G): dkernel (I, G) += x^T dgates,
- * dbias (G) += column sums, dx (rows, I) = dgates kernel^T. Any output may be NULL. */
-static void input_gradients(const pl_ctx *ctx, long rows, long I, long G, const float *x,
-                            const float *kernel, const float *dgates, float *dkernel,
-                            float *dbias, float *dx) {
+/* One operand and the weight gradient it yields: grad (width, G) += src^T dgates, src
+ * (rows, width) row-major. */
+typedef struct {
+    const float *src;
+    long width;
+    float *grad;
+} grad_part;
+
+/* The weight gradients of one dgates (rows, G) in one product, so that dgates, the
+ * largest operand, is packed once: out (cols, G) = [src_0 .. src_n | 1]^T dgates,
+ * then each grad (width, G) += its rows of out, and dbias (G) += the last row (the
+ * column sums of dgates) when dbias is not NULL. Parts with a NULL grad are skipped.
+ * The operand goes into work when it holds work_floats >= rows * cols, else into a
+ * fresh buffer. False, with nothing written, when memory is short or when the operand
+ * is wider than dgates (copying it would then cost more than packing dgates again). */
+static int gate_weight_grads(const pl_ctx *ctx, long rows, long G, const float *dgates,
+                             const grad_part *parts, int n_parts, float *dbias, float *work,
+                             long work_floats) {
+    long cols = dbias ? 1 : 0;
+    for (int q = 0; q < n_parts; q++) cols += parts[q].grad ? parts[q].width : 0;
+    if (cols == 0) return 1;
+    if (cols > G) return 0;
+    float *fresh = rows * cols <= work_floats ? NULL
+                                              : malloc((size_t)(rows * cols) * sizeof(float));
+    float *operand = fresh ? fresh : work;                            /* (rows, cols) */
+    float *out = malloc((size_t)(cols * G) * sizeof(float));          /* (cols, G) */
+    if (!operand || !out) {
+        free(fresh);
+        free(out);
+        return 0;
+    }
+    for (long r = 0; r < rows; r++) {
+        float *to = operand + r * cols;
+        for (int q = 0; q < n_parts; q++) {
+            if (!parts[q].grad) continue;
+            memcpy(to, parts[q].src + r * parts[q].width, parts[q].width * sizeof(float));
+            to += parts[q].width;
+        }
+        if (dbias) *to = 1.0f;
+    }
+    pl_sgemm(ctx, 1, 0, cols, G, rows, 1.0f, operand, cols, dgates, G, 0.0f, out, G);
+    const float *from = out;
+    for (int q = 0; q < n_parts; q++) {
+        if (!parts[q].grad) continue;
+        for (long i = 0; i < parts[q].width * G; i++) parts[q].grad[i] += from[i];
+        from += parts[q].width * G;
+    }
+    if (dbias)
+        for (long g = 0; g < G; g++) dbias[g] += from[g];
+    free(fresh);
+    free(out);
+    return 1;
+}
+
+long pl_rnn_grad_work_floats(pl_rnn_dims d, long G, int split) {
+    const long I = d.inputs, U = d.units;
+    long cols = !split && I + U + 1 <= G ? I + U + 1 : 0;
+    if (split && I + 1 <= G) cols = I + 1;
+    if (split && U + 1 <= G && U + 1 > cols) cols = U + 1;
+    return d.steps * d.batch * cols;
+}
+
+/* The weight gradients of a cell whose input and recurrent terms share dgates (rows, G):
+ * dkernel (I, G) += x^T dgates, drecurrent (U, G) += h_prev^T dgates, dbias (G) +=
+ * column sums; any may be NULL. work: see gate_weight_grads. */
+static void weight_gradients(const pl_ctx *ctx, long rows, long I, long U, long G,
+                             const float *x, const float *h_prev, const float *dgates,
+                             float *dkernel, float *drecurrent, float *dbias, float *work,
+                             long work_floats) {
+    grad_part parts[2] = {{x, I, dkernel}, {h_prev, U, drecurrent}};
+    if (gate_weight_grads(ctx, rows, G, dgates, parts, 2, dbias, work, work_floats)) return;
     if (dkernel) pl_sgemm(ctx, 1, 0, I, G, rows, 1.0f, x, I, dgates, G, 1.0f, dkernel, G);
+    if (drecurrent)
+        pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h_prev, U, dgates, G, 1.0f, drecurrent, G);
     if (dbias) pl_bias_grad(ctx, rows, G, dgates, dbias);
+}
+
+/* dx (rows, I) = dgates (rows, G) kernel^T, or nothing when dx is NULL. */
+static void input_gradient(const pl_ctx *ctx, long rows, long I, long G, const float *kernel,
+                           const float *dgates, float *dx) {
     if (dx) pl_sgemm(ctx, 0, 1, rows, I, G, 1.0f, dgates, G, kernel, G, 0.0f, dx, I);
 }
 
@@ -163,10 +237,10 @@ static void lstm_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, lo
         float *z = job->gates + at(job, t, r0, G);
         const float *h_prev = job->h + at(job, t, r0, U);
         times_recurrent(ctx, job, rows, G, h_prev, 1.0f, z);
-        steps->lstm_forward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0), z,
-                            job->c + at(job, t, r0, U), job->c + at(job, t + 1, r0, U),
-                            job->act_c + at(job, t, r0, U), h_prev,
-                            job->h + at(job, t + 1, r0, U));
+        steps->lstm_forward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0),
+                            job->bias, z, job->c + at(job, t, r0, U),
+                            job->c + at(job, t + 1, r0, U), job->act_c + at(job, t, r0, U),
+                            h_prev, job->h + at(job, t + 1, r0, U));
     }
 }
 
@@ -191,7 +265,9 @@ void pl_lstm_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                      float *gates, float *act_c, float *h, float *c) {
     rnn_job job = {d, act, rec_act, 4 * d.units, recurrent, NULL, NULL, mask_tm, gates,
                    NULL, NULL, act_c, h, c, NULL, NULL, NULL, NULL, NULL};
-    project_inputs(ctx, d.steps * d.batch, d.inputs, 4 * d.units, x_tm, kernel, bias, gates);
+    /* the step kernel adds the bias: no pass writing it under every projection */
+    project_inputs(ctx, d.steps * d.batch, d.inputs, 4 * d.units, x_tm, kernel, NULL, gates);
+    job.bias = bias;
     job.recurrent_packed = pl_sgemm_pack_b(ctx, 0, job.G, d.units, recurrent, job.G);
     run_row_chunks(ctx, &job, lstm_forward_rows);
     free((float *)job.recurrent_packed);
@@ -203,7 +279,7 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                       const float *gates, const float *act_c, const float *h,
                       const float *c, const float *dy_seq, float *dh, float *dc,
                       float *dgates, float *dkernel, float *drecurrent, float *dbias,
-                      float *dx_tm) {
+                      float *dx_tm, float *work) {
     const long rows = d.steps * d.batch, U = d.units, G = 4 * U;
     /* The job only reads the forward tape in a backward pass. */
     rnn_job job = {d, act, rec_act, G, recurrent, transposed(U, G, recurrent), NULL,
@@ -213,9 +289,9 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     run_row_chunks(ctx, &job, lstm_backward_rows);
     free((float *)job.recurrent_t_packed);
     free((float *)job.recurrent_t);
-    input_gradients(ctx, rows, d.inputs, G, x_tm, kernel, dgates, dkernel, dbias, dx_tm);
-    if (drecurrent)
-        pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h, U, dgates, G, 1.0f, drecurrent, G);
+    weight_gradients(ctx, rows, d.inputs, U, G, x_tm, h, dgates, dkernel, drecurrent, dbias,
+                     work, work ? pl_rnn_grad_work_floats(d, G, 0) : 0);
+    input_gradient(ctx, rows, d.inputs, G, kernel, dgates, dx_tm);
 }
 
 /* ---- GRU ------------------------------------------------------------------------ */
@@ -308,8 +384,10 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
                      const unsigned char *mask_tm, int act, int rec_act,
                      const float *gates, const float *aux, const float *h,
                      const float *dy_seq, float *dh, float *dx_gates, float *drec_gates,
-                     float *dkernel, float *drecurrent, float *dbias, float *dx_tm) {
+                     float *dkernel, float *drecurrent, float *dbias, float *dx_tm,
+                     float *work) {
     const long rows = d.steps * d.batch, U = d.units, G = 3 * U;
+    const long work_floats = work ? pl_rnn_grad_work_floats(d, G, 1) : 0;
     /* The job only reads the forward tape in a backward pass. */
     rnn_job job = {d, act, rec_act, G, recurrent, transposed(U, G, recurrent), NULL, mask_tm,
                    (float *)gates, (float *)aux, NULL, NULL, (float *)h, NULL, dy_seq, dh,
@@ -318,9 +396,9 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
         job.recurrent_t_packed = pl_sgemm_pack_b(ctx, 1, U, G, recurrent, G);
         run_row_chunks(ctx, &job, gru_reset_after_backward_rows);
         free((float *)job.recurrent_t_packed);
-        if (drecurrent)
-            pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h, U, drec_gates, G, 1.0f, drecurrent, G);
-        if (dbias) pl_bias_grad(ctx, rows, G, drec_gates, dbias + G);
+        /* recurrent side: its own gate gradients and bias row */
+        weight_gradients(ctx, rows, 0, U, G, NULL, h, drec_gates, NULL, drecurrent,
+                         dbias ? dbias + G : NULL, work, work_floats);
     } else {
         run_row_chunks(ctx, &job, gru_reset_before_backward_rows);
         if (drecurrent) {
@@ -330,7 +408,9 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
         }
     }
     free((float *)job.recurrent_t);
-    input_gradients(ctx, rows, d.inputs, G, x_tm, kernel, dx_gates, dkernel, dbias, dx_tm);
+    weight_gradients(ctx, rows, d.inputs, 0, G, x_tm, NULL, dx_gates, dkernel, NULL, dbias,
+                     work, work_floats);
+    input_gradient(ctx, rows, d.inputs, G, kernel, dx_gates, dx_tm);
 }
 
 /* ---- SimpleRNN ------------------------------------------------------------------ */
@@ -377,7 +457,7 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                             const float *kernel, const float *recurrent,
                             const unsigned char *mask_tm, int act, const float *h,
                             const float *dy_seq, float *dh, float *dpre, float *dkernel,
-                            float *drecurrent, float *dbias, float *dx_tm) {
+                            float *drecurrent, float *dbias, float *dx_tm, float *work) {
     const long rows = d.steps * d.batch, U = d.units;
     /* The job only reads the forward tape in a backward pass. */
     rnn_job job = {d, act, 0, U, recurrent, transposed(U, U, recurrent), NULL, mask_tm, NULL,
@@ -386,7 +466,7 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     run_row_chunks(ctx, &job, simple_backward_rows);
     free((float *)job.recurrent_t_packed);
     free((float *)job.recurrent_t);
-    input_gradients(ctx, rows, d.inputs, U, x_tm, kernel, dpre, dkernel, dbias, dx_tm);
-    if (drecurrent)
-        pl_sgemm(ctx, 1, 0, U, U, rows, 1.0f, h, U, dpre, U, 1.0f, drecurrent, U);
+    weight_gradients(ctx, rows, d.inputs, U, U, x_tm, h, dpre, dkernel, drecurrent, dbias,
+                     work, work ? pl_rnn_grad_work_floats(d, U, 0) : 0);
+    input_gradient(ctx, rows, d.inputs, U, kernel, dpre, dx_tm);
 }

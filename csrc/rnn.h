@@ -14,7 +14,9 @@
  * or NULL when only the last state has a gradient. dh (B, U) enters holding the
  * gradient of the final h and leaves holding that of h[0] (dc likewise).
  * dkernel, drecurrent, dbias are accumulated into (+=), each may be NULL (frozen
- * layer); dx_tm (T, B, I) is overwritten, or NULL to skip it.
+ * layer); dx_tm (T, B, I) is overwritten, or NULL to skip it. work is a workspace of
+ * pl_rnn_grad_work_floats floats (reused from call to call, it saves page faults), or
+ * NULL to allocate one when needed.
  * Results do not depend on ctx->n_threads. */
 #ifndef PL_RNN_H
 #define PL_RNN_H
@@ -31,6 +33,10 @@ void pl_rnn_to_time_major(const pl_ctx *ctx, long B, long T, long F, const float
 void pl_rnn_to_batch_major(const pl_ctx *ctx, long B, long T, long F, const float *src,
                            float *dst);
 
+/* Floats of a backward pass's work argument (0: none is used) for G gate columns:
+ * split 0 for LSTM and SimpleRNN, 1 for GRU (input and recurrent sides apart). */
+long pl_rnn_grad_work_floats(pl_rnn_dims d, long G, int split);
+
 /* gates (T, B, 4U) out: activations i, f, g, o; act_c (T, B, U) out: act(c). */
 void pl_lstm_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                      const float *kernel, const float *recurrent, const float *bias,
@@ -44,7 +50,7 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                       const float *gates, const float *act_c, const float *h,
                       const float *c, const float *dy_seq, float *dh, float *dc,
                       float *dgates, float *dkernel, float *drecurrent, float *dbias,
-                      float *dx_tm);
+                      float *dx_tm, float *work);
 
 /* GRU. reset_after: bias is (2, 3U) (input row, recurrent row), else (3U); NULL
  * without bias. gates (T, B, 3U) out: z, r, hh. aux (T, B, U) out: the recurrent
@@ -61,7 +67,8 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
                      const unsigned char *mask_tm, int act, int rec_act,
                      const float *gates, const float *aux, const float *h,
                      const float *dy_seq, float *dh, float *dx_gates, float *drec_gates,
-                     float *dkernel, float *drecurrent, float *dbias, float *dx_tm);
+                     float *dkernel, float *drecurrent, float *dbias, float *dx_tm,
+                     float *work);
 
 /* SimpleRNN. proj (T, B, U) workspace. */
 void pl_simple_rnn_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
@@ -73,6 +80,6 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                             const float *kernel, const float *recurrent,
                             const unsigned char *mask_tm, int act, const float *h,
                             const float *dy_seq, float *dh, float *dpre, float *dkernel,
-                            float *drecurrent, float *dbias, float *dx_tm);
+                            float *drecurrent, float *dbias, float *dx_tm, float *work);
 
 #endif

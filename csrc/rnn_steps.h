@@ -15,11 +15,13 @@
 #include "pl_ctx.h"
 
 typedef struct {
-    /* z (B, 4U): in, x@W + b + h_prev@R; out, the gate activations i, f, g, o.
+    /* z (B, 4U): in, x@W + h_prev@R (+ b already when bias is NULL); out, the gate
+     * activations i, f, g, o. bias (4U) is added first, or NULL.
      * c_prev, c, act_c, h_prev, h: (B, U); act_c = act(c), h = o * act(c). */
     void (*lstm_forward)(int nt, long B, long U, int act, int rec_act,
-                         const unsigned char *mask, float *z, const float *c_prev,
-                         float *c, float *act_c, const float *h_prev, float *h);
+                         const unsigned char *mask, const float *bias, float *z,
+                         const float *c_prev, float *c, float *act_c, const float *h_prev,
+                         float *h);
     /* z, act_c from the forward step; dc (B, U) in/out like carry; dz (B, 4U) out:
      * gradient of the gate pre-activations (zero on masked rows). */
     void (*lstm_backward)(int nt, long B, long U, int act, int rec_act,

@@ -9,6 +9,7 @@ from pylayers._kernels._runtime cimport ctx, pl_ctx
 cdef extern from "rnn.h":
     ctypedef struct pl_rnn_dims:
         long batch, steps, inputs, units
+    long pl_rnn_grad_work_floats(pl_rnn_dims d, long G, int split) nogil
     void pl_rnn_to_time_major(const pl_ctx *ctx, long B, long T, long F, const float *src,
                               float *dst) nogil
     void pl_rnn_to_batch_major(const pl_ctx *ctx, long B, long T, long F, const float *src,
@@ -23,7 +24,7 @@ cdef extern from "rnn.h":
                           const float *gates, const float *act_c, const float *h,
                           const float *c, const float *dy_seq, float *dh, float *dc,
                           float *dgates, float *dkernel, float *drecurrent, float *dbias,
-                          float *dx_tm) nogil
+                          float *dx_tm, float *work) nogil
     void pl_gru_forward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
                         const float *x_tm, const float *kernel, const float *recurrent,
                         const float *bias, const unsigned char *mask_tm, int act,
@@ -34,7 +35,7 @@ cdef extern from "rnn.h":
                          const float *gates, const float *aux, const float *h,
                          const float *dy_seq, float *dh, float *dx_gates,
                          float *drec_gates, float *dkernel, float *drecurrent,
-                         float *dbias, float *dx_tm) nogil
+                         float *dbias, float *dx_tm, float *work) nogil
     void pl_simple_rnn_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                                const float *kernel, const float *recurrent,
                                const float *bias, const unsigned char *mask_tm, int act,
@@ -44,7 +45,7 @@ cdef extern from "rnn.h":
                                 const unsigned char *mask_tm, int act, const float *h,
                                 const float *dy_seq, float *dh, float *dpre,
                                 float *dkernel, float *drecurrent, float *dbias,
-                                float *dx_tm) nogil
+                                float *dx_tm, float *work) nogil
 
 cdef extern from "rnn_steps.h":
     float pl_rnn_tanh(float x) nogil
@@ -237,6 +238,13 @@ def _check_backward(fn, dy_seq, dh, long B, long T, long U, dkernel, drecurrent,
         _require(fn, "dbias", dbias, bias.shape, optional=True, output=True)
 
 
+def _grad_work(alloc, pl_rnn_dims d, long G, int split):
+    """The weight-gradient workspace of a backward pass, from the pool (None without
+    one: the C side then allocates what it needs)."""
+    cdef long floats = pl_rnn_grad_work_floats(d, G, split)
+    return _buffer(alloc, "grad_work", (floats,)) if alloc is not None and floats else None
+
+
 def _dx_batch_major(dx_tm, need_dx):
     return to_batch_major(dx_tm) if need_dx else None
 
@@ -291,6 +299,7 @@ def lstm_backward(tape, kernel, recurrent, bias, int act, int rec_act, dy_seq, d
     _require(fn, "dc", dc, (d.batch, U), output=True)
     dgates = _buffer(alloc, "dgates", gates.shape)
     dx_tm = _buffer(alloc, "dx_tm", x_tm.shape) if need_dx else None
+    work = _grad_work(alloc, d, 4 * U, 0)
     cdef float *p_x = ptr(x_tm)
     cdef float *p_k = ptr(kernel)
     cdef float *p_r = ptr(recurrent)
@@ -307,9 +316,10 @@ def lstm_backward(tape, kernel, recurrent, bias, int act, int rec_act, dy_seq, d
     cdef float *p_dr = ptr(drecurrent)
     cdef float *p_db = ptr(dbias)
     cdef float *p_dx = ptr(dx_tm)
+    cdef float *p_w = ptr(work)
     with nogil:
         pl_lstm_backward(ctx(), d, p_x, p_k, p_r, p_m, act, rec_act, p_g, p_a, p_h, p_c,
-                         p_dy, p_dh, p_dc, p_dg, p_dk, p_dr, p_db, p_dx)
+                         p_dy, p_dh, p_dc, p_dg, p_dk, p_dr, p_db, p_dx, p_w)
     return _dx_batch_major(dx_tm, need_dx)
 
 
@@ -365,6 +375,7 @@ def gru_backward(tape, kernel, recurrent, bias, int act, int rec_act, bint reset
     dx_gates = _buffer(alloc, "dx_gates", gates.shape)
     drec_gates = _buffer(alloc, "drec_gates", gates.shape)
     dx_tm = _buffer(alloc, "dx_tm", x_tm.shape) if need_dx else None
+    work = _grad_work(alloc, d, 3 * U, 1)
     cdef float *p_x = ptr(x_tm)
     cdef float *p_k = ptr(kernel)
     cdef float *p_r = ptr(recurrent)
@@ -380,9 +391,10 @@ def gru_backward(tape, kernel, recurrent, bias, int act, int rec_act, bint reset
     cdef float *p_dr = ptr(drecurrent)
     cdef float *p_db = ptr(dbias)
     cdef float *p_dx = ptr(dx_tm)
+    cdef float *p_w = ptr(work)
     with nogil:
         pl_gru_backward(ctx(), d, reset_after, p_x, p_k, p_r, p_m, act, rec_act, p_g, p_a,
-                        p_h, p_dy, p_dh, p_dxg, p_drg, p_dk, p_dr, p_db, p_dx)
+                        p_h, p_dy, p_dh, p_dxg, p_drg, p_dk, p_dr, p_db, p_dx, p_w)
     return _dx_batch_major(dx_tm, need_dx)
 
 
@@ -425,6 +437,7 @@ def simple_rnn_backward(tape, kernel, recurrent, bias, int act, dy_seq, dh, dker
                     recurrent, bias)
     dpre = _buffer(alloc, "dpre", (T, d.batch, U))
     dx_tm = _buffer(alloc, "dx_tm", x_tm.shape) if need_dx else None
+    work = _grad_work(alloc, d, U, 0)
     cdef float *p_x = ptr(x_tm)
     cdef float *p_k = ptr(kernel)
     cdef float *p_r = ptr(recurrent)
@@ -437,9 +450,10 @@ def simple_rnn_backward(tape, kernel, recurrent, bias, int act, dy_seq, dh, dker
     cdef float *p_dr = ptr(drecurrent)
     cdef float *p_db = ptr(dbias)
     cdef float *p_dx = ptr(dx_tm)
+    cdef float *p_w = ptr(work)
     with nogil:
         pl_simple_rnn_backward(ctx(), d, p_x, p_k, p_r, p_m, act, p_h, p_dy, p_dh, p_dp,
-                               p_dk, p_dr, p_db, p_dx)
+                               p_dk, p_dr, p_db, p_dx, p_w)
     return _dx_batch_major(dx_tm, need_dx)
 
 

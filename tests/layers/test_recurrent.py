@@ -57,6 +57,14 @@ GRADIENT_CASES = {
                                      seq(2, 3, 2), False),
     "LSTM_no_bias": (lambda: layers.LSTM(2, use_bias=False, return_sequences=True),
                      seq(2, 3, 3), False),
+    # units a multiple of 8: the one-pass default-activation kernels
+    "LSTM_whole_vectors": (lambda: layers.LSTM(8, return_sequences=True,
+                                               bias_initializer="random_normal"),
+                           seq(2, 3, 3), False),
+    "LSTM_relu_whole_vectors": (lambda: layers.LSTM(8, activation="relu"), seq(2, 3, 2), False),
+    # inputs wider than the gates: weight gradients by separate products
+    "LSTM_wide_input": (lambda: layers.LSTM(2, return_sequences=True), seq(2, 3, 12), False),
+    "GRU_wide_input": (lambda: layers.GRU(2), seq(2, 3, 9), False),
     "GRU_reset_after": (lambda: layers.GRU(3, return_sequences=True,
                                            bias_initializer="random_normal"), seq(2, 4, 3), False),
     "GRU_reset_before": (lambda: layers.GRU(3, reset_after=False, return_sequences=True,
@@ -297,6 +305,7 @@ def _train_step_results(layer, x, mask):
 
 @pytest.mark.parametrize("factory", [
     lambda: layers.LSTM(24, return_sequences=True),
+    lambda: layers.LSTM(10, return_sequences=True),
     lambda: layers.GRU(24, return_sequences=True),
     lambda: layers.GRU(24, reset_after=False),
     lambda: layers.SimpleRNN(24, return_sequences=True)])
