@@ -217,22 +217,29 @@ class Model(Layer):
         fits the model, before any weight or optimizer state changes."""
         xs = self._to_input_list(x)
         ys = self._to_target_list(y) if y is not None else None
-        config.check_finite(xs, f"Model '{self.name}': x")
-        config.check_finite(ys, f"Model '{self.name}': y")
+        if config.is_check_numerics_enabled():
+            config.check_finite(xs, f"Model '{self.name}': x")
+            config.check_finite(ys, f"Model '{self.name}': y")
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float32)
+        if ys is not None or sample_weight is not None or len(xs) > 1:
+            self._check_cardinality(xs, ys, sample_weight)
+        if class_weight is not None and ys is not None:
+            sample_weight = _class_weights_to_samples(class_weight, ys[0], sample_weight)
+        self._check_input_data([a.shape for a in xs])
+        return xs, ys, sample_weight
+
+    @staticmethod
+    def _check_cardinality(xs, ys, sample_weight):
         sizes = {f"x[{i}]" if len(xs) > 1 else "x": len(a) for i, a in enumerate(xs)}
         for i, t in enumerate(ys or []):
             sizes[f"y[{i}]" if len(ys) > 1 else "y"] = len(t)
         if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight, dtype=np.float32)
             sizes["sample_weight"] = len(sample_weight)
         if len(set(sizes.values())) > 1:
             listing = "\n".join(f"  {k} sizes: {v}" for k, v in sizes.items())
             raise ValueError(f"Data cardinality is ambiguous:\n{listing}\n"
                              "Make sure all arrays contain the same number of samples.")
-        if class_weight is not None and ys is not None:
-            sample_weight = _class_weights_to_samples(class_weight, ys[0], sample_weight)
-        self._check_input_data([a.shape for a in xs])
-        return xs, ys, sample_weight
 
     def _check_input_data(self, shapes):
         """Check the data shapes against the model (and build from them)."""
