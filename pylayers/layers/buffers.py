@@ -10,26 +10,35 @@ import numpy as np
 
 MIN_BYTES = 1 << 18   # smaller arrays come from numpy's allocator as cheaply as from here
 
-def _references(cache, role):
-    return sys.getrefcount(cache[role])
+def _references(array):
+    return sys.getrefcount(array)
 
 
-# what `_references` counts for an array only the cache holds, measured rather than
-# assumed (interpreters differ in which of their own references they count)
-_UNREFERENCED = _references({"probe": np.empty(1)}, "probe")
+def _references_when_free():
+    """What `_references` counts, from inside empty_buffer, for an array the cache alone
+    holds: measured the same way rather than assumed (interpreters differ in which of
+    their own references they count)."""
+    cache = {"probe": np.empty(1)}
+    array = cache.get("probe")
+    return _references(array)
+
+
+_UNREFERENCED = _references_when_free()
 
 
 def empty_buffer(layer, role, shape, dtype=np.float32):
     """np.empty(shape, dtype), reusing the array `layer` made for `role` last time when
-    it is free and of the same shape and dtype."""
+    it is free and of the same shape and dtype. The array is bound to a name before its
+    references are counted, so two threads asking at once each see the other's name
+    and neither takes it twice."""
     shape = tuple(shape)
     if math.prod(shape) * (4 if dtype is np.float32 else np.dtype(dtype).itemsize) < MIN_BYTES:
         return np.empty(shape, dtype)
     cache = layer.__dict__.setdefault("_buffers", {})
-    if role in cache and _references(cache, role) == _UNREFERENCED:
-        array = cache[role]
-        if array.shape == shape and array.dtype == dtype:
-            return array
+    array = cache.get(role)
+    if array is not None and _references(array) == _UNREFERENCED and array.shape == shape \
+            and array.dtype == dtype:
+        return array
     array = np.empty(shape, dtype)
     cache[role] = array
     return array

@@ -365,8 +365,7 @@ class _ForwardConv(_ConvBase):
 
     def _fused_forward(self, inputs, kernel_var, out_channels):
         """The whole compiled forward of a one-kernel convolution with its backprop."""
-        if self._step_losses:
-            self._step_losses = []
+        self._step_losses.clear()
         x = as_float32(inputs)
         code, alpha = self._fused or (LINEAR, 0.0)
         bias = self.bias.value if self.use_bias else None

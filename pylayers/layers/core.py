@@ -109,8 +109,7 @@ class Dense(Layer):
     def _forward(self, inputs, training=False):
         if reference_mode_on():
             return super()._forward(inputs, training)
-        if self._step_losses:
-            self._step_losses = []
+        self._step_losses.clear()
         kernel = self.kernel.value
         x = as_rows(inputs, kernel.shape[0])
         y = empty_buffer(self, "y", (x.shape[0], self.units))
@@ -120,7 +119,6 @@ class Dense(Layer):
         act_backward = None
         if self._fused is None:
             y, act_backward = activation_backward_fn(self.activation, y)
-        out_shape = y.shape if x is inputs else np.shape(inputs)[:-1] + (self.units,)
 
         def backprop(dy, need_dx=True, from_preactivation=False):
             dy = as_rows(dy, self.units)
@@ -137,7 +135,8 @@ class Dense(Layer):
                 grad_buffer(self.kernel) if train else None,
                 grad_buffer(self.bias) if train and self.use_bias else None, dx)
             return dx.reshape(np.shape(inputs)) if need_dx else None
-        return (y if out_shape is y.shape else y.reshape(out_shape)), backprop
+        rows_in = x is inputs   # 2-D rows in, 2-D rows out; other ranks keep their leading axes
+        return (y if rows_in else y.reshape(np.shape(inputs)[:-1] + (self.units,))), backprop
 
     def get_config(self):
         config = super().get_config()

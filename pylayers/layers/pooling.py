@@ -117,8 +117,7 @@ class BasePooling(Layer):
     def _forward(self, inputs, training=False):
         if reference_mode_on():
             return super()._forward(inputs, training)
-        if self._step_losses:
-            self._step_losses = []
+        self._step_losses.clear()
         x = np.ascontiguousarray(inputs, dtype=np.float32)
         geometry, y_shape = remembered(self, "geometry", x.shape, lambda: self._geometry(x.shape))
         y = empty_buffer(self, "y", y_shape)

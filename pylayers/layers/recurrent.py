@@ -8,13 +8,14 @@ backward through time likewise) and returns one backprop for the whole layer.
 
 Masks (batch, time): a masked step leaves the states unchanged and outputs the
 previous output (zeros with zero_output_for_mask), as Keras does."""
+import functools
 import inspect
-import weakref
 
 import numpy as np
 
 from pylayers import ops
 from pylayers._kernels import rnn as rnn_kernels
+from pylayers.layers.buffers import empty_buffer
 from pylayers.layers.core import grad_buffer
 from pylayers.layers.layer import Layer
 from pylayers.layers.rnn_cells import GRUCell, LSTMCell, SimpleRNNCell, check_units
@@ -49,39 +50,6 @@ def tape_forward(layer, inputs, training, mask):
     return (ys if isinstance(out, list) else ys[0]), backprop
 
 
-class KernelBuffers:
-    """The C kernels' work arrays, reused by one layer from call to call (fresh arrays
-    per batch cost page faults comparable to the compute). One forward at a time holds
-    them, for as long as its backprop exists; a forward that finds them held gets
-    fresh arrays, so results never depend on the reuse."""
-
-    def __init__(self):
-        self._arrays = {}
-        self._holder = None
-
-    def lease(self):
-        """(token, alloc) for a forward, or (None, None) while an earlier one holds them."""
-        if self._holder is not None:
-            return None, None
-        self._holder = token = object()
-        return token, self._take
-
-    def hold_until_collected(self, token, backprop):
-        """Keep the arrays leased until `backprop` is garbage."""
-        if token is not None:
-            weakref.finalize(backprop, self.release, token)
-
-    def release(self, token):
-        if self._holder is token:
-            self._holder = None
-
-    def _take(self, name, shape):
-        array = self._arrays.get(name)
-        if array is None or array.shape != tuple(shape):
-            array = self._arrays[name] = np.empty(shape, dtype=np.float32)
-        return array
-
-
 class RNN(Layer):
     """Runs `cell` over the time axis of (batch, time, features) inputs."""
 
@@ -108,7 +76,6 @@ class RNN(Layer):
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.states = None
         self._given_initial_state = None
-        self._buffers = KernelBuffers()
         self.input_spec_ndim = 3
         self._cell_takes_training = "training" in inspect.signature(cell.call).parameters
 
@@ -289,13 +256,9 @@ class RNN(Layer):
             input_scale = self.cell.dropout_mask(x.shape[0], x.shape[2])[:, None, :]
             self.cell.reset_dropout_masks()
             x = x * input_scale
-        token, alloc = self._buffers.lease()
-        try:
-            h_all, finals, backward = run_sequence(self.cell, x, keep,
-                                                   self._initial_states(x.shape[0]), alloc)
-        except Exception:
-            self._buffers.release(token)
-            raise
+        h_all, finals, backward = run_sequence(self.cell, x, keep,
+                                               self._initial_states(x.shape[0]),
+                                               functools.partial(empty_buffer, self))
         zero_masked = self.zero_output_for_mask and keep is not None
         if self.return_sequences:
             y = rnn_kernels.to_batch_major(h_all[1:])
@@ -326,7 +289,6 @@ class RNN(Layer):
             if input_scale is not None:
                 dx *= input_scale
             return dx[:, ::-1] if self.go_backwards else dx
-        self._buffers.hold_until_collected(token, backprop)
         return outputs, backprop
 
     # ---- config -----------------------------------------------------------------------
