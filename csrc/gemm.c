@@ -6,10 +6,11 @@
  *      jr: columns in micro-panels of nr   (one B micro-panel stays in L1)
  *       ir: rows in micro-panels of mr     (micro-kernel: mr x nr tile in registers)
  *
- * Threads split the rows or the columns of C into ranges aligned to micro-tiles; every tile of C is computed by exactly one thread with
- * the same packed data and the same kc order, so the result is bitwise the same
- * for any thread count.  Small products skip packing and run on one thread; products
- * of a few rows (batch-1 inference) skip packing and split the columns of C. */
+ * Threads split the rows or the columns of C into ranges aligned to micro-tiles; every
+ * tile of C is computed by exactly one thread with the same packed data and the same kc
+ * order, so the result is bitwise the same for any thread count.  Small products skip
+ * packing and run on one thread; products of a few rows (batch-1 inference) skip
+ * packing and split the columns of C; products of a few columns read A in place. */
 #define _POSIX_C_SOURCE 200809L   /* posix_memalign, pthread keys */
 #include <pthread.h>
 #include <stdlib.h>
@@ -22,13 +23,13 @@
 
 static const pl_gemm_arch generic_arch = {
     PL_GENERIC_MR, PL_GENERIC_NR, 128, 256, 4096,
-    pl_sgemm_ukernel_generic, NULL, pl_sgemm_small_generic, pl_sgemm_skinny_generic};
+    pl_sgemm_ukernel_generic, NULL, NULL, pl_sgemm_small_generic, pl_sgemm_skinny_generic};
 
 #ifdef PL_HAVE_X86_KERNELS
 static const pl_gemm_arch avx2_arch = {
     PL_AVX2_MR, PL_AVX2_NR, 144, 256, 4080,
-    pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_small_avx2,
-    pl_sgemm_skinny_avx2};
+    pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_ukernel_in_place_avx2,
+    pl_sgemm_small_avx2, pl_sgemm_skinny_avx2};
 #endif
 
 /* The largest micro-tile of any path (size of the edge tile buffer). */
@@ -49,6 +50,13 @@ static const pl_gemm_arch avx2_arch = {
 /* Threads split a skinny product's columns in units of this many (16 cache lines). */
 #define SKINNY_COLUMN_UNIT 64
 #define ALIGN_FLOATS 16   /* pack blocks start on 64-byte cache lines */
+/* Threads splitting rows each pack a private copy of every B block of at most this many
+ * floats (1 MB): packing twice costs less than the barriers and the cache lines passed
+ * between cores of one shared copy.  Larger blocks are packed once and shared. */
+#define PRIVATE_B_MAX_FLOATS (1L << 18)
+/* A thread that multiplies a block of op(A) by at most this many columns reads it in
+ * place: packing it would cost about as much as the few micro-panels that reuse it. */
+#define A_IN_PLACE_MAX_COLS 128
 
 static const pl_gemm_arch *arch_for(int isa) {
 #ifdef PL_HAVE_X86_KERNELS
@@ -174,13 +182,31 @@ static void pack_b(const pl_gemm_arch *arch, int trans_b, long j_begin, long j_e
         pack_b_panels(arch->nr, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
 }
 
+/* Where the micro-kernels read an (mc, kc) block of op(A): packed in mr-row panels at
+ * a, or in place, element (i, p) at a[i * row_step + p * col_step]. */
+typedef struct {
+    const float *a;
+    long row_step, col_step;
+    int in_place;
+} a_block_view;
+
+/* Rows from ir of the block: the start of their packed panel, or of row ir in place. */
+static const float *a_rows(const a_block_view *view, long ir, long kc) {
+    return view->a + ir * (view->in_place ? view->row_step : kc);
+}
+
 /* One partial tile: the micro-kernel writes a full mr x nr tile into tile_buf,
  * of which rows x cols are merged into c = tile + beta * c. */
-static void edge_tile(const pl_gemm_arch *arch, long kc, const float *a_panel,
+static void edge_tile(const pl_gemm_arch *arch, long kc, const a_block_view *a_view, long ir,
                       const float *b_panel, long rows, long cols, float alpha, float beta,
                       float *c, long ldc) {
     _Alignas(64) float tile_buf[MAX_MR * MAX_NR];
-    arch->ukernel(kc, a_panel, b_panel, tile_buf, arch->nr, alpha, 0.0f);
+    const float *a = a_rows(a_view, ir, kc);
+    if (a_view->in_place)
+        arch->ukernel_in_place((int)rows, kc, a, a_view->row_step, a_view->col_step, b_panel,
+                               tile_buf, arch->nr, alpha, 0.0f);
+    else
+        arch->ukernel(kc, a, b_panel, tile_buf, arch->nr, alpha, 0.0f);
     for (long i = 0; i < rows; i++)
         for (long j = 0; j < cols; j++) {
             float value = tile_buf[i * arch->nr + j];
@@ -188,11 +214,10 @@ static void edge_tile(const pl_gemm_arch *arch, long kc, const float *a_panel,
         }
 }
 
-/* c block (mc, nc) = alpha * A_packed @ B_packed + beta * c, restricted to the
- * column micro-panels [j_begin, j_end).  A_packed is (mc, kc) in mr-row panels,
- * B_packed is (kc, nc) in nr-column panels. */
+/* c block (mc, nc) = alpha * op(A) block @ B_packed + beta * c, restricted to the
+ * column micro-panels [j_begin, j_end).  B_packed is (kc, nc) in nr-column panels. */
 static void macro_kernel(const pl_gemm_arch *arch, long mc, long nc, long kc,
-                         long panel_depth, long j_begin, long j_end, const float *a_packed,
+                         long panel_depth, long j_begin, long j_end, const a_block_view *a_view,
                          const float *b_packed, float alpha, float beta, float *c, long ldc) {
     int mr = arch->mr, nr = arch->nr;
     for (long jr = j_begin; jr < j_end; jr += nr) {
@@ -200,14 +225,17 @@ static void macro_kernel(const pl_gemm_arch *arch, long mc, long nc, long kc,
         const float *b_panel = b_packed + jr * panel_depth;
         for (long ir = 0; ir < mc; ir += mr) {
             long rows = min_long(mr, mc - ir);
-            const float *a_panel = a_packed + ir * kc;
+            const float *a = a_rows(a_view, ir, kc);
             float *c_tile = c + ir * ldc + jr;
-            if (rows == mr && cols == nr)
-                arch->ukernel(kc, a_panel, b_panel, c_tile, ldc, alpha, beta);
+            if (cols == nr && a_view->in_place)
+                arch->ukernel_in_place((int)rows, kc, a, a_view->row_step, a_view->col_step,
+                                       b_panel, c_tile, ldc, alpha, beta);
+            else if (rows == mr && cols == nr)
+                arch->ukernel(kc, a, b_panel, c_tile, ldc, alpha, beta);
             else if (cols == nr && arch->ukernel_rows)
-                arch->ukernel_rows((int)rows, kc, a_panel, b_panel, c_tile, ldc, alpha, beta);
+                arch->ukernel_rows((int)rows, kc, a, b_panel, c_tile, ldc, alpha, beta);
             else
-                edge_tile(arch, kc, a_panel, b_panel, rows, cols, alpha, beta, c_tile, ldc);
+                edge_tile(arch, kc, a_view, ir, b_panel, rows, cols, alpha, beta, c_tile, ldc);
         }
     }
 }
@@ -245,11 +273,13 @@ typedef struct {
     long lda, ldb, ldc;
     float *c;
     long mc, kc, nc;        /* block sizes clipped to the problem */
-    float *b_packed;        /* (kc, nc) in nr-column panels: filled by the whole team
-                               (rows split), or each thread's own columns into its own
-                               slice, b_stride floats apart (columns split) */
+    float *b_packed;        /* (kc, nc) in nr-column panels: one copy filled by the whole
+                               team (rows split, b_stride 0), or each thread's own copy
+                               (rows split) or own columns (columns split) in its own
+                               slice, b_stride floats apart */
     long b_stride;
     const float *prepacked; /* or all of op(B) packed once (see packed_block_floats), or NULL */
+    int a_in_place;         /* the micro-kernels read op(A) where it is, unpacked */
     float *a_packed;        /* one (mc, kc) block per thread, a_stride floats apart */
     long a_stride;
 } gemm_job;
@@ -291,8 +321,9 @@ static void team_barrier(int n_threads) {
 }
 
 /* Whether threads share out the rows of C (else its columns): the longer side, in
- * whole micro-panels, if that gives every thread at least two.  Splitting rows, the
- * team packs each B block together and shares it (two barriers per block);
+ * whole micro-panels, if that gives every thread at least two.  Splitting rows, each
+ * thread packs its own copy of a small B block, or the team packs a large one together
+ * and shares it (two barriers per block);
  * splitting columns, each thread packs and reads only its own B panels, no barrier. */
 static int threads_split_rows(const gemm_job *job, int n_threads) {
     long m_panels = (job->m + job->arch->mr - 1) / job->arch->mr;
@@ -308,7 +339,7 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
     int mr = arch->mr, nr = arch->nr;
     long m_panels = (job->m + mr - 1) / mr;
     int split_rows = threads_split_rows(job, n_threads);
-    int shared_b = split_rows && n_threads > 1 && !job->prepacked;
+    int shared_b = split_rows && n_threads > 1 && !job->prepacked && !job->b_stride;
     long block_floats = packed_block_floats(arch, job->kc, job->nc);
     long m_begin = 0, m_end = job->m;
     if (split_rows) split_range(m_panels, tid, n_threads, mr, job->m, &m_begin, &m_end);
@@ -345,9 +376,14 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
                 // op(A) block (mc, kc) at (ic, pc)
                 const float *a_block = job->trans_a ? job->a + pc * job->lda + ic
                                                     : job->a + ic * job->lda + pc;
-                pack_a(arch, job->trans_a, mc, kc, a_block, job->lda, a_packed);
+                a_block_view a_view = {a_packed, 0, 0, 0};
+                if (job->a_in_place)
+                    a_view = (a_block_view){a_block, job->trans_a ? 1 : job->lda,
+                                            job->trans_a ? job->lda : 1, 1};
+                else
+                    pack_a(arch, job->trans_a, mc, kc, a_block, job->lda, a_packed);
                 macro_kernel(arch, mc, nc - origin, kc, job->kc, j_begin - origin, j_end - origin,
-                             a_packed, b_packed, job->alpha, beta,
+                             &a_view, b_packed, job->alpha, beta,
                              job->c + ic * job->ldc + jc + origin, job->ldc);
             }
             if (shared_b) team_barrier(n_threads);   // b_packed is refilled next
@@ -377,15 +413,23 @@ static int packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, in
                         float *c, long ldc) {
     gemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c,
                     min_long(arch->mc, round_up(m, arch->mr)), block_kc(arch, k),
-                    block_nc(arch, n), NULL, 0, prepacked, NULL, 0};
+                    block_nc(arch, n), NULL, 0, prepacked, 0, NULL, 0};
+    int split_rows = threads_split_rows(&job, n_threads);
+    long panels_per_thread = (job.nc + arch->nr - 1) / arch->nr;
+    if (!split_rows) panels_per_thread = (panels_per_thread + n_threads - 1) / n_threads;
     long b_floats = prepacked ? 0 : packed_block_floats(arch, job.kc, job.nc);
-    if (!prepacked && n_threads > 1 && !threads_split_rows(&job, n_threads)) {
-        long panels_per_thread = ((job.nc + arch->nr - 1) / arch->nr + n_threads - 1) / n_threads;
+    if (!prepacked && n_threads > 1 && (!split_rows || b_floats <= PRIVATE_B_MAX_FLOATS)) {
+        // each thread packs into a slice of its own: its columns, or a copy of the block
         job.b_stride = round_up(job.kc * arch->nr * panels_per_thread, ALIGN_FLOATS);
         b_floats = n_threads * job.b_stride;
     }
-    job.a_stride = round_up(job.mc * job.kc, ALIGN_FLOATS);
-    job.b_packed = thread_pack_space((size_t)(b_floats + n_threads * job.a_stride));
+    job.a_in_place = arch->ukernel_in_place &&
+                     panels_per_thread * arch->nr <= A_IN_PLACE_MAX_COLS;
+    job.a_stride = job.a_in_place ? 0 : round_up(job.mc * job.kc, ALIGN_FLOATS);
+    // at least a cache line, so a thread's first call gets space even when it packs
+    // nothing (B prepacked, A in place)
+    long pack_floats = b_floats + n_threads * job.a_stride;
+    job.b_packed = thread_pack_space((size_t)(pack_floats > 0 ? pack_floats : ALIGN_FLOATS));
     if (!job.b_packed) return 0;
     job.a_packed = job.b_packed + b_floats;
     if (n_threads == 1) {

@@ -24,10 +24,11 @@ AVX2_FMA static inline void store_row(float *c_row, __m256 lo, __m256 hi,
 
 /* The first `rows` rows (1..6, a compile-time constant once inlined) of a 6x16 tile:
  * row i lives in two ymm accumulators lo[i] (columns 0-7) and hi[i] (8-15); each k
- * step loads one 16-float row of the B panel and broadcasts the A panel column. */
+ * step loads one 16-float row of the B panel and broadcasts column p of A, element
+ * (i, p) at a[i * row_step + p * col_step]: (1, 6) in a packed panel, or op(A) in place. */
 AVX2_FMA static inline __attribute__((always_inline))
-void tile_rows(int rows, long kc, const float *a_panel, const float *b_panel,
-               float *c, long ldc, float alpha, float beta) {
+void tile_rows(int rows, long kc, const float *a, long row_step, long col_step,
+               const float *b_panel, float *c, long ldc, float alpha, float beta) {
     __m256 lo[PL_AVX2_MR], hi[PL_AVX2_MR];
 #pragma GCC unroll 6
     for (int i = 0; i < rows; i++) {
@@ -40,11 +41,11 @@ void tile_rows(int rows, long kc, const float *a_panel, const float *b_panel,
         __m256 b_lo = _mm256_load_ps(b_panel), b_hi = _mm256_load_ps(b_panel + 8);
 #pragma GCC unroll 6
         for (int i = 0; i < rows; i++) {
-            __m256 a_bcast = _mm256_broadcast_ss(a_panel + i);
+            __m256 a_bcast = _mm256_broadcast_ss(a + i * row_step);
             lo[i] = _mm256_fmadd_ps(a_bcast, b_lo, lo[i]);
             hi[i] = _mm256_fmadd_ps(a_bcast, b_hi, hi[i]);
         }
-        a_panel += PL_AVX2_MR;
+        a += col_step;
         b_panel += PL_AVX2_NR;
     }
     __m256 alpha_v = _mm256_set1_ps(alpha);
@@ -54,7 +55,7 @@ void tile_rows(int rows, long kc, const float *a_panel, const float *b_panel,
 
 AVX2_FMA void pl_sgemm_ukernel_avx2(long kc, const float *a_panel, const float *b_panel,
                                     float *c, long ldc, float alpha, float beta) {
-    tile_rows(PL_AVX2_MR, kc, a_panel, b_panel, c, ldc, alpha, beta);
+    tile_rows(PL_AVX2_MR, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta);
 }
 
 /* The first rows (< 6) rows of the tile, written straight into c. */
@@ -62,11 +63,30 @@ AVX2_FMA void pl_sgemm_ukernel_rows_avx2(int rows, long kc, const float *a_panel
                                          const float *b_panel, float *c, long ldc,
                                          float alpha, float beta) {
     switch (rows) {
-    case 1: tile_rows(1, kc, a_panel, b_panel, c, ldc, alpha, beta); break;
-    case 2: tile_rows(2, kc, a_panel, b_panel, c, ldc, alpha, beta); break;
-    case 3: tile_rows(3, kc, a_panel, b_panel, c, ldc, alpha, beta); break;
-    case 4: tile_rows(4, kc, a_panel, b_panel, c, ldc, alpha, beta); break;
-    default: tile_rows(5, kc, a_panel, b_panel, c, ldc, alpha, beta); break;
+    case 1: tile_rows(1, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta); break;
+    case 2: tile_rows(2, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta); break;
+    case 3: tile_rows(3, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta); break;
+    case 4: tile_rows(4, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta); break;
+    default: tile_rows(5, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta); break;
+    }
+}
+
+/* rows (1..6) rows of a tile with op(A) read in place: a row of A holds a row of op(A)
+ * (row_step lda, col_step 1) or a column of it (1, lda). */
+#define IN_PLACE_ROWS(r)                                                                  \
+    (col_step == 1 ? tile_rows(r, kc, a, row_step, 1, b_panel, c, ldc, alpha, beta)       \
+                   : tile_rows(r, kc, a, 1, col_step, b_panel, c, ldc, alpha, beta))
+
+AVX2_FMA void pl_sgemm_ukernel_in_place_avx2(int rows, long kc, const float *a, long row_step,
+                                             long col_step, const float *b_panel, float *c,
+                                             long ldc, float alpha, float beta) {
+    switch (rows) {
+    case 1: IN_PLACE_ROWS(1); break;
+    case 2: IN_PLACE_ROWS(2); break;
+    case 3: IN_PLACE_ROWS(3); break;
+    case 4: IN_PLACE_ROWS(4); break;
+    case 5: IN_PLACE_ROWS(5); break;
+    default: IN_PLACE_ROWS(6); break;
     }
 }
 

@@ -16,6 +16,13 @@ typedef void (*pl_ukernel_rows_fn)(int rows, long kc, const float *a_panel,
                                    const float *b_panel, float *c, long ldc,
                                    float alpha, float beta);
 
+/* The first rows (1 .. mr) rows of a micro-tile with op(A) read in place instead of
+ * packed: op(A)(i, p) is a[i * row_step + p * col_step], and one of the steps is 1.
+ * Same sums in the same order as the packed micro-kernels. */
+typedef void (*pl_ukernel_in_place_fn)(int rows, long kc, const float *a, long row_step,
+                                       long col_step, const float *b_panel, float *c,
+                                       long ldc, float alpha, float beta);
+
 /* The whole product without packing, on one thread, for small shapes.
  * Same contract as pl_sgemm (m, n, k >= 1, alpha != 0). */
 typedef void (*pl_small_fn)(int trans_a, int trans_b, long m, long n, long k, float alpha,
@@ -50,6 +57,7 @@ typedef struct {
     long mc, kc, nc;
     pl_ukernel_fn ukernel;
     pl_ukernel_rows_fn ukernel_rows;   /* NULL: short panels go through a full tile */
+    pl_ukernel_in_place_fn ukernel_in_place;   /* NULL: op(A) is always packed */
     pl_small_fn small;
     pl_skinny_fn skinny;
 } pl_gemm_arch;
@@ -74,6 +82,9 @@ void pl_sgemm_ukernel_avx2(long kc, const float *a_panel, const float *b_panel,
 void pl_sgemm_ukernel_rows_avx2(int rows, long kc, const float *a_panel,
                                 const float *b_panel, float *c, long ldc,
                                 float alpha, float beta);
+void pl_sgemm_ukernel_in_place_avx2(int rows, long kc, const float *a, long row_step,
+                                    long col_step, const float *b_panel, float *c, long ldc,
+                                    float alpha, float beta);
 void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long k, float alpha,
                          const float *a, long lda, const float *b, long ldb,
                          float beta, float *c, long ldc);

@@ -325,6 +325,41 @@ def test_column_split_threads_own_their_packed_panels_across_column_blocks(kerne
     assert_close(one, dy, w.T if trans_b else w)
 
 
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("narrow", [64, 50, 128])
+def test_narrow_products_read_a_in_place_with_the_bits_of_packed_a(kernel_path, threads,
+                                                                   trans_a, narrow):
+    """A product of at most 128 columns per thread reads op(A) in place, a wide one packs
+    it (gemm.c): the same sums in the same order, so the narrow product is bitwise the
+    first columns of the wide one.  m = 301 leaves a short row panel; n = 50 a short
+    column panel; k = 700 three depth blocks."""
+    m, k = 301, 700
+    rng = np.random.default_rng(15)
+    a = random_matrix(rng, (k, m) if trans_a else (m, k))
+    wide_b = random_matrix(rng, (k, 600))
+    for n_threads in (1, 2):
+        threads(n_threads)
+        narrow_c = gemm.matmul_into(a, wide_b[:, :narrow].copy(),
+                                    np.empty((m, narrow), np.float32), trans_a=trans_a)
+        wide_c = gemm.matmul_into(a, wide_b, np.empty((m, 600), np.float32), trans_a=trans_a)
+        assert np.array_equal(narrow_c, wide_c[:, :narrow])
+    assert_close(narrow_c, a.T if trans_a else a, wide_b[:, :narrow])
+
+
+@pytest.mark.parametrize("shape", [(512, 300, 700), (1100, 1100, 256)])
+def test_row_split_threads_share_or_copy_b_blocks_without_races(kernel_path, threads, shape):
+    """Threads splitting the rows of C each pack a private copy of a small B block
+    (512 x 300, k blocks 234/233/233), or pack a large one together and share it
+    (1100 x 1100 at k 256): either way every repeat gives the one-thread bits."""
+    m, n, k = shape
+    rng = np.random.default_rng(16)
+    a, b = random_matrix(rng, (m, k)), random_matrix(rng, (k, n))
+    one, mismatches = repeated_two_thread_mismatches(threads, lambda: gemm.matmul(a, b),
+                                                     repeats=20)
+    assert mismatches == 0
+    assert_close(one, a, b)
+
+
 def test_batched_one_and_two_threads_bitwise_identical(kernel_path, threads):
     rng = np.random.default_rng(9)
     a, b = random_matrix(rng, (16, 33, 45)), random_matrix(rng, (16, 45, 29))
@@ -395,3 +430,22 @@ def test_concurrent_python_threads_get_their_own_pack_space(kernel_path):
         for _ in range(3):
             results = list(pool.map(lambda pair: gemm.matmul(*pair), pairs))
             assert all(np.array_equal(r, e) for r, e in zip(results, expected))
+
+
+def test_a_threads_first_product_that_packs_nothing_runs_the_kernel(kernel_path, threads):
+    """B prepacked and A read in place: the call packs nothing, and a thread's first such
+    call (a fresh thread owns no pack space yet) must still run the blocked kernel, not
+    fall back to the reference loop, whose sums round differently."""
+    import threading
+    threads(1)
+    rng = np.random.default_rng(17)
+    a, b = random_matrix(rng, (75, 24)), random_matrix(rng, (24, 96))
+    expected = gemm.sgemm_packed_b(a, b, np.zeros((75, 96), np.float32))
+    results = []
+    for _ in range(3):
+        worker = threading.Thread(
+            target=lambda: results.append(gemm.sgemm_packed_b(a, b, np.zeros((75, 96), np.float32))))
+        worker.start()
+        worker.join()
+    assert all(np.array_equal(r, expected) for r in results)
+    assert_close(expected, a, b)
