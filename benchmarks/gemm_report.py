@@ -2,6 +2,7 @@
 
     python benchmarks/gemm_report.py --threads 2
     python benchmarks/gemm_report.py --threads 1 --kernel generic --clock-ghz 3.6
+    python benchmarks/gemm_report.py --threads 2 --measure-peak
 
 Both libraries get the same thread count (PYLAYERS_NUM_THREADS, and OPENBLAS/OMP/MKL
 thread variables for numpy, set before either is imported).  The two are timed
@@ -10,7 +11,9 @@ median over repeated samples."""
 import argparse
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 # (group, label, (rows, inner, cols) of the product, how operands are laid out).
@@ -78,6 +81,22 @@ def time_interleaved(functions, min_sample_seconds, samples, settle_seconds):
     return [statistics.median(r) for r in per_call]
 
 
+def measured_fma_peak(threads):
+    """(clock GHz, FMA peak GFLOP/s) of `threads` cores measured together: fma_peak.c
+    compiled with the C compiler and run once per core, concurrently.  The peak is the
+    larger of the measured FMA rate and cores x clock x 32 flops per cycle."""
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
+    with tempfile.TemporaryDirectory() as build_dir:
+        binary = os.path.join(build_dir, "fma_peak")
+        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-o", binary, source], check=True)
+        runs = [subprocess.Popen([binary], stdout=subprocess.PIPE, text=True)
+                for _ in range(threads)]
+        results = [tuple(map(float, run.communicate()[0].split())) for run in runs]
+    clock_ghz = min(clock for clock, _ in results)
+    fma_gflops = sum(gflops for _, gflops in results)
+    return clock_ghz, max(fma_gflops, threads * clock_ghz * 32)
+
+
 def set_thread_environment(threads):
     for var in ("PYLAYERS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "MKL_NUM_THREADS"):
@@ -94,6 +113,8 @@ def main(argv=None):
                         help="idle time before each sample (0: back-to-back)")
     parser.add_argument("--clock-ghz", type=float, default=0.0,
                         help="core clock for a '%% of FMA peak' column (threads x clock x 32)")
+    parser.add_argument("--measure-peak", action="store_true",
+                        help="measure the clock and FMA peak of this machine (fma_peak.c)")
     parser.add_argument("--filter", default="", help="only labels containing this text")
     args = parser.parse_args(argv)
     set_thread_environment(args.threads)
@@ -108,6 +129,10 @@ def main(argv=None):
     print(f"threads={args.threads} kernel={pylayers.get_kernel_path()} numpy={np.__version__} "
           f"load(1 min)={load:.2f}\n")
     peak = args.threads * args.clock_ghz * 32   # 2 FMA pipes x 8 floats x 2 flops per cycle
+    if args.measure_peak:
+        clock_ghz, peak = measured_fma_peak(args.threads)
+        print(f"measured: clock {clock_ghz:.2f} GHz, FMA peak of {args.threads} core(s) "
+              f"{peak:.1f} GFLOP/s\n")
     peak_header, peak_rule = (" pylayers % of peak |", "---:|") if peak else ("", "")
     print(f"| shape | pylayers GFLOP/s | numpy GFLOP/s | ratio |{peak_header}")
     print(f"|---|---:|---:|---:|{peak_rule}")
