@@ -23,13 +23,13 @@
 
 static const pl_gemm_arch generic_arch = {
     PL_GENERIC_MR, PL_GENERIC_NR, 128, 256, 4096,
-    pl_sgemm_ukernel_generic, NULL, NULL, pl_sgemm_small_generic, pl_sgemm_skinny_generic};
+    pl_sgemm_ukernel_generic, NULL, NULL, NULL, pl_sgemm_small_generic, pl_sgemm_skinny_generic};
 
 #ifdef PL_HAVE_X86_KERNELS
 static const pl_gemm_arch avx2_arch = {
     PL_AVX2_MR, PL_AVX2_NR, 144, 256, 4080,
     pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_ukernel_in_place_avx2,
-    pl_sgemm_small_avx2, pl_sgemm_skinny_avx2};
+    pl_sgemm_pack_panel_t_avx2, pl_sgemm_small_avx2, pl_sgemm_skinny_avx2};
 #endif
 
 /* The largest micro-tile of any path (size of the edge tile buffer). */
@@ -148,8 +148,9 @@ static void pack_a(const pl_gemm_arch *arch, int trans_a, long mc, long kc,
  * packing a later (shallower) k block never moves onto another thread's panels.
  * op(B)(p, j) is b[p * ldb + j], or b[j * ldb + p] when trans_b. */
 static inline __attribute__((always_inline))
-void pack_b_panels(int nr, int trans_b, long j_begin, long j_end, long nc, long kc,
-                   long panel_depth, const float *b, long ldb, float *dst) {
+void pack_b_panels(int nr, pl_pack_panel_t_fn pack_panel_t, int trans_b, long j_begin,
+                   long j_end, long nc, long kc, long panel_depth, const float *b, long ldb,
+                   float *dst) {
     for (long j0 = j_begin; j0 < j_end; j0 += nr) {
         long cols = min_long(nr, nc - j0);
         float *panel = dst + j0 * panel_depth;
@@ -162,6 +163,8 @@ void pack_b_panels(int nr, int trans_b, long j_begin, long j_end, long nc, long 
                 for (long col = 0; col < cols; col++) panel[p * nr + col] = src[col];
                 for (long col = cols; col < nr; col++) panel[p * nr + col] = 0.0f;
             }
+        } else if (cols == nr && pack_panel_t) {
+            pack_panel_t(kc, b + j0 * ldb, ldb, panel);
         } else {
             for (long col = 0; col < cols; col++) {
                 const float *src = b + (j0 + col) * ldb;   // row j of B is column j of op(B)
@@ -175,12 +178,14 @@ void pack_b_panels(int nr, int trans_b, long j_begin, long j_end, long nc, long 
 
 static void pack_b(const pl_gemm_arch *arch, int trans_b, long j_begin, long j_end, long nc,
                    long kc, long panel_depth, const float *b, long ldb, float *dst) {
+    pl_pack_panel_t_fn pack_t = arch->pack_panel_t;
     if (arch->nr == 16)
-        pack_b_panels(16, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
+        pack_b_panels(16, pack_t, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
     else if (arch->nr == 8)
-        pack_b_panels(8, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
+        pack_b_panels(8, pack_t, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
     else
-        pack_b_panels(arch->nr, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
+        pack_b_panels(arch->nr, pack_t, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb,
+                      dst);
 }
 
 /* Where the micro-kernels read an (mc, kc) block of op(A): packed in mr-row panels at

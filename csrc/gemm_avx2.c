@@ -90,6 +90,39 @@ AVX2_FMA void pl_sgemm_ukernel_in_place_avx2(int rows, long kc, const float *a, 
     }
 }
 
+/* rows[0..7] (8 floats each) transposed in place: rows[q] becomes lane q of every row. */
+AVX2_FMA static inline void transpose8(__m256 rows[8]) {
+    __m256 lo01 = _mm256_unpacklo_ps(rows[0], rows[1]), hi01 = _mm256_unpackhi_ps(rows[0], rows[1]);
+    __m256 lo23 = _mm256_unpacklo_ps(rows[2], rows[3]), hi23 = _mm256_unpackhi_ps(rows[2], rows[3]);
+    __m256 lo45 = _mm256_unpacklo_ps(rows[4], rows[5]), hi45 = _mm256_unpackhi_ps(rows[4], rows[5]);
+    __m256 lo67 = _mm256_unpacklo_ps(rows[6], rows[7]), hi67 = _mm256_unpackhi_ps(rows[6], rows[7]);
+    // lanes q and q + 4 of rows 0-3 (quad_a) and of rows 4-7 (quad_b), q = 0..3
+    __m256 quad_a[4] = {_mm256_shuffle_ps(lo01, lo23, 0x44), _mm256_shuffle_ps(lo01, lo23, 0xEE),
+                        _mm256_shuffle_ps(hi01, hi23, 0x44), _mm256_shuffle_ps(hi01, hi23, 0xEE)};
+    __m256 quad_b[4] = {_mm256_shuffle_ps(lo45, lo67, 0x44), _mm256_shuffle_ps(lo45, lo67, 0xEE),
+                        _mm256_shuffle_ps(hi45, hi67, 0x44), _mm256_shuffle_ps(hi45, hi67, 0xEE)};
+    for (int q = 0; q < 4; q++) {
+        rows[q] = _mm256_permute2f128_ps(quad_a[q], quad_b[q], 0x20);
+        rows[q + 4] = _mm256_permute2f128_ps(quad_a[q], quad_b[q], 0x31);
+    }
+}
+
+/* One full 16-column panel of op(B) stored transposed: panel[p * 16 + col] =
+ * b[col * ldb + p] for p < kc, as 8 x 8 blocks read along the rows of b. */
+AVX2_FMA void pl_sgemm_pack_panel_t_avx2(long kc, const float *b, long ldb, float *panel) {
+    long p = 0;
+    for (; p + 8 <= kc; p += 8)
+        for (int half = 0; half < 2; half++) {
+            __m256 rows[8];
+            for (int col = 0; col < 8; col++)
+                rows[col] = _mm256_loadu_ps(b + (half * 8 + col) * ldb + p);
+            transpose8(rows);
+            for (int q = 0; q < 8; q++) _mm256_storeu_ps(panel + (p + q) * 16 + half * 8, rows[q]);
+        }
+    for (; p < kc; p++)
+        for (int col = 0; col < 16; col++) panel[p * 16 + col] = b[col * ldb + p];
+}
+
 AVX2_FMA void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long k, float alpha,
                                   const float *a, long lda, const float *b, long ldb,
                                   float beta, float *c, long ldc) {
