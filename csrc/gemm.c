@@ -23,13 +23,15 @@
 
 static const pl_gemm_arch generic_arch = {
     PL_GENERIC_MR, PL_GENERIC_NR, 128, 256, 4096,
-    pl_sgemm_ukernel_generic, NULL, NULL, NULL, pl_sgemm_small_generic, pl_sgemm_skinny_generic};
+    pl_sgemm_ukernel_generic, NULL, NULL, NULL, NULL, pl_sgemm_small_generic,
+    pl_sgemm_skinny_generic};
 
 #ifdef PL_HAVE_X86_KERNELS
 static const pl_gemm_arch avx2_arch = {
     PL_AVX2_MR, PL_AVX2_NR, 144, 256, 4080,
     pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_ukernel_in_place_avx2,
-    pl_sgemm_pack_panel_t_avx2, pl_sgemm_small_avx2, pl_sgemm_skinny_avx2};
+    pl_sgemm_pack_panel_a_avx2, pl_sgemm_pack_panel_t_avx2, pl_sgemm_small_avx2,
+    pl_sgemm_skinny_avx2};
 #endif
 
 /* The largest micro-tile of any path (size of the edge tile buffer). */
@@ -106,7 +108,8 @@ void pl_sgemm_ref(int trans_a, int trans_b, long m, long n, long k, float alpha,
  * panel q holds rows q*mr.. as kc columns of mr floats, rows past mc zeroed.
  * op(A)(i, p) is a[i * lda + p], or a[p * lda + i] when trans_a. */
 static inline __attribute__((always_inline))
-void pack_a_panels(int mr, int trans_a, long mc, long kc, const float *a, long lda, float *dst) {
+void pack_a_panels(int mr, pl_pack_panel_a_fn pack_panel_a, int trans_a, long mc, long kc,
+                   const float *a, long lda, float *dst) {
     for (long i0 = 0; i0 < mc; i0 += mr) {
         long rows = min_long(mr, mc - i0);
         float *panel = dst + i0 * kc;
@@ -119,6 +122,8 @@ void pack_a_panels(int mr, int trans_a, long mc, long kc, const float *a, long l
                 for (long r = 0; r < rows; r++) panel[p * mr + r] = src[r];
                 for (long r = rows; r < mr; r++) panel[p * mr + r] = 0.0f;
             }
+        } else if (rows == mr && pack_panel_a) {
+            pack_panel_a(kc, a + i0 * lda, lda, panel);
         } else if (rows == mr) {
             const float *src = a + i0 * lda;
             for (long p = 0; p < kc; p++)
@@ -136,9 +141,10 @@ void pack_a_panels(int mr, int trans_a, long mc, long kc, const float *a, long l
 
 static void pack_a(const pl_gemm_arch *arch, int trans_a, long mc, long kc,
                    const float *a, long lda, float *dst) {
-    if (arch->mr == 6) pack_a_panels(6, trans_a, mc, kc, a, lda, dst);
-    else if (arch->mr == 4) pack_a_panels(4, trans_a, mc, kc, a, lda, dst);
-    else pack_a_panels(arch->mr, trans_a, mc, kc, a, lda, dst);
+    pl_pack_panel_a_fn pack_rows = arch->pack_panel_a;
+    if (arch->mr == 6) pack_a_panels(6, pack_rows, trans_a, mc, kc, a, lda, dst);
+    else if (arch->mr == 4) pack_a_panels(4, pack_rows, trans_a, mc, kc, a, lda, dst);
+    else pack_a_panels(arch->mr, pack_rows, trans_a, mc, kc, a, lda, dst);
 }
 
 /* Pack micro-panels [j_begin, j_end) (column offsets, multiples of nr) of the

@@ -123,6 +123,26 @@ AVX2_FMA void pl_sgemm_pack_panel_t_avx2(long kc, const float *b, long ldb, floa
         for (int col = 0; col < 16; col++) panel[p * 16 + col] = b[col * ldb + p];
 }
 
+/* One full 6-row panel of op(A) stored as rows (m, k): panel[p * 6 + r] = a[r * lda + p]
+ * for p < kc.  Each 8-column block is transposed as 8 x 8 (rows 6 and 7 zero) and its
+ * columns stored 6 floats apart, in order, each store's 2 spare lanes overwritten by the
+ * next; the last column of a block is stored as 4 + 2 floats, not past the block. */
+AVX2_FMA void pl_sgemm_pack_panel_a_avx2(long kc, const float *a, long lda, float *panel) {
+    long p = 0;
+    for (; p + 8 <= kc; p += 8) {
+        __m256 cols[8];
+        for (int r = 0; r < 6; r++) cols[r] = _mm256_loadu_ps(a + r * lda + p);
+        cols[6] = cols[7] = _mm256_setzero_ps();
+        transpose8(cols);
+        float *dst = panel + p * 6;
+        for (int q = 0; q < 7; q++) _mm256_storeu_ps(dst + q * 6, cols[q]);
+        _mm_storeu_ps(dst + 42, _mm256_castps256_ps128(cols[7]));
+        _mm_storel_pi((__m64 *)(dst + 46), _mm256_extractf128_ps(cols[7], 1));
+    }
+    for (; p < kc; p++)
+        for (int r = 0; r < 6; r++) panel[p * 6 + r] = a[r * lda + p];
+}
+
 AVX2_FMA void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long k, float alpha,
                                   const float *a, long lda, const float *b, long ldb,
                                   float beta, float *c, long ldc) {

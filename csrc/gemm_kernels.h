@@ -27,6 +27,10 @@ typedef void (*pl_ukernel_in_place_fn)(int rows, long kc, const float *a, long r
  * panel[p * nr + col] = b[col * ldb + p] for p < kc. */
 typedef void (*pl_pack_panel_t_fn)(long kc, const float *b, long ldb, float *panel);
 
+/* One full mr-row panel of op(A) from A stored as rows (m, k):
+ * panel[p * mr + r] = a[r * lda + p] for p < kc. */
+typedef void (*pl_pack_panel_a_fn)(long kc, const float *a, long lda, float *panel);
+
 /* The whole product without packing, on one thread, for small shapes.
  * Same contract as pl_sgemm (m, n, k >= 1, alpha != 0). */
 typedef void (*pl_small_fn)(int trans_a, int trans_b, long m, long n, long k, float alpha,
@@ -62,6 +66,7 @@ typedef struct {
     pl_ukernel_fn ukernel;
     pl_ukernel_rows_fn ukernel_rows;   /* NULL: short panels go through a full tile */
     pl_ukernel_in_place_fn ukernel_in_place;   /* NULL: op(A) is always packed */
+    pl_pack_panel_a_fn pack_panel_a;   /* NULL: row-major A panels packed by a plain loop */
     pl_pack_panel_t_fn pack_panel_t;   /* NULL: transposed B panels packed by a plain loop */
     pl_small_fn small;
     pl_skinny_fn skinny;
@@ -90,6 +95,7 @@ void pl_sgemm_ukernel_rows_avx2(int rows, long kc, const float *a_panel,
 void pl_sgemm_ukernel_in_place_avx2(int rows, long kc, const float *a, long row_step,
                                     long col_step, const float *b_panel, float *c, long ldc,
                                     float alpha, float beta);
+void pl_sgemm_pack_panel_a_avx2(long kc, const float *a, long lda, float *panel);
 void pl_sgemm_pack_panel_t_avx2(long kc, const float *b, long ldb, float *panel);
 void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long k, float alpha,
                          const float *a, long lda, const float *b, long ldb,
