@@ -4,6 +4,8 @@ Every other wrapper cimports `ctx()` from here so that one setting reaches all
 extension modules."""
 import os
 
+from numpy import ndarray as _ndarray
+
 cdef extern from "pl_ctx.h":
     int pl_detect_isa() nogil
     int pl_openmp_enabled() nogil
@@ -71,6 +73,18 @@ set_num_threads(_threads_from_environment())
 set_kernel_path(os.environ.get("PYLAYERS_KERNEL", "auto"))
 
 
+cdef _check_aligned(function, tuple values):
+    """ValueError naming `function` when an array among values (or inside a tuple among
+    them) is not aligned for its dtype."""
+    for value in values:
+        if type(value) is tuple:
+            _check_aligned(function, value)
+        elif isinstance(value, _ndarray) and not value.flags.aligned:
+            raise ValueError(f"{function.__name__}: received an array of dtype {value.dtype} "
+                             f"and shape {value.shape} whose data is not aligned; pass an "
+                             "aligned copy (np.array(x))")
+
+
 def _refuse_unaligned(namespace, copies=()):
     """Wrap each public function of the wrapper module whose globals are `namespace`:
     a numpy array argument (or one inside a tuple argument, e.g. a tape) whose data is
@@ -79,18 +93,13 @@ def _refuse_unaligned(namespace, copies=()):
     their natural alignment (undefined behaviour otherwise). Functions named in `copies`
     take any layout and align their operands themselves (checking their own outputs)."""
     import functools
-    import numpy as np
 
     def aligned_only(function):
         @functools.wraps(function)
         def call(*args, **kwargs):
-            for value in args + tuple(kwargs.values()):
-                for array in (value if type(value) is tuple else (value,)):
-                    if isinstance(array, np.ndarray) and not array.flags.aligned:
-                        raise ValueError(f"{function.__name__}: received an array of dtype "
-                                         f"{array.dtype} and shape {array.shape} whose data "
-                                         "is not aligned; pass an aligned copy "
-                                         "(np.array(x))")
+            _check_aligned(function, args)
+            if kwargs:
+                _check_aligned(function, tuple(kwargs.values()))
             return function(*args, **kwargs)
         return call
 

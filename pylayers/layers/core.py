@@ -106,16 +106,35 @@ class Dense(Layer):
             y = ops.add(y, self.bias)
         return self.activation(y)
 
-    def _forward(self, inputs, training=False):
-        if reference_mode_on():
-            return super()._forward(inputs, training)
-        self._step_losses.clear()
+    def _fused_forward(self, inputs):
+        """(x, y, code, alpha): inputs as rows x (rows, in), y (rows, units) = x @ kernel
+        + bias through the fused activation (code, alpha)."""
         kernel = self.kernel.value
         x = as_rows(inputs, kernel.shape[0])
         y = empty_buffer(self, "y", (x.shape[0], self.units))
         code, alpha = self._fused or (LINEAR, 0.0)
         bias = self.bias.value if self.use_bias else None
         dense_kernels.dense_forward(x, kernel, bias, code, alpha, y)
+        return x, y, code, alpha
+
+    def _rows_like(self, inputs, x, y):
+        """y as the output of inputs: 2-D rows in, rows out; other ranks keep their
+        leading axes."""
+        return y if x is inputs else y.reshape(np.shape(inputs)[:-1] + (self.units,))
+
+    def _infer(self, inputs):
+        if reference_mode_on():
+            return super()._infer(inputs)
+        x, y, _, _ = self._fused_forward(inputs)
+        if self._fused is None:
+            y = activation_backward_fn(self.activation, y)[0]
+        return self._rows_like(inputs, x, y)
+
+    def _forward(self, inputs, training=False):
+        if reference_mode_on():
+            return super()._forward(inputs, training)
+        self._step_losses.clear()
+        x, y, code, alpha = self._fused_forward(inputs)
         act_backward = None
         if self._fused is None:
             y, act_backward = activation_backward_fn(self.activation, y)
@@ -135,8 +154,7 @@ class Dense(Layer):
                 grad_buffer(self.kernel) if train else None,
                 grad_buffer(self.bias) if train and self.use_bias else None, dx)
             return dx.reshape(np.shape(inputs)) if need_dx else None
-        rows_in = x is inputs   # 2-D rows in, 2-D rows out; other ranks keep their leading axes
-        return (y if rows_in else y.reshape(np.shape(inputs)[:-1] + (self.units,))), backprop
+        return self._rows_like(inputs, x, y), backprop
 
     def get_config(self):
         config = super().get_config()

@@ -215,6 +215,11 @@ class Layer:
             return self._forward(inputs, training=training, mask=mask)
         return self._forward(inputs, training=training)
 
+    def _infer(self, inputs):
+        """Inference: the outputs alone, for a model that passes no masks (layers with a
+        lean path skip building their backprop)."""
+        return self._forward(inputs, training=False)[0]
+
     def _accepts_mask(self):
         cls = type(self)
         if cls not in _forward_accepts_mask:

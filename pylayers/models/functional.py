@@ -149,8 +149,7 @@ class FunctionalGraph:
             return self.forward(xs, False)[0]
         values = {id(t): x for t, x in zip(self.inputs, xs)}
         for layer, in_ids, out_ids, as_list, _ in self._plan:
-            y = layer._forward_masked([values[i] for i in in_ids] if as_list else values[in_ids[0]],
-                                      False, None)[0]
+            y = layer._infer([values[i] for i in in_ids] if as_list else values[in_ids[0]])
             if len(out_ids) == 1:
                 values[out_ids[0]] = y
             else:

@@ -331,6 +331,11 @@ class Model(Layer):
     def _predict_batch(self, xs):
         if self._graph is not None:
             return self._graph.infer(xs)
+        return self._infer_batch(xs)
+
+    def _infer_batch(self, xs):
+        """The outputs for inputs xs, no backprops kept (Sequential runs its layers'
+        lean inference when none makes masks)."""
         return self._forward_for_loss(xs, training=False)[0]
 
     # ---- one step -----------------------------------------------------------------

@@ -169,6 +169,15 @@ class Sequential(Model):
             return [d] if need_dx else None
         return [x], backward
 
+    def _infer_batch(self, xs):
+        if any(type(layer).compute_mask is not Layer.compute_mask for layer in self._stack):
+            return super()._infer_batch(xs)   # masks to hand on: the full forward
+        x = xs[0]
+        for layer in self._stack:
+            x = layer._infer(x)
+        self._output_mask = None
+        return [x]
+
     def _forward(self, inputs, training=False, mask=None):
         """This model used as a layer: one input, one output."""
         (y,), backward = self._forward_for_loss([inputs], training, mask)

@@ -115,3 +115,29 @@ def test_inputs_and_outputs_are_the_symbolic_tensors_once_built():
     functional = keras.Model(model.input, model.output)
     x = np.ones((1, 3), np.float32)
     np.testing.assert_array_equal(functional.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "softmax"])
+def test_predict_runs_each_layers_lean_inference_with_the_forward_values(activation):
+    """predict takes the lean path (no backprops) when no layer makes masks: the same
+    values as a float64 numpy forward, for 3-D inputs (Dense on the last axis), fused and
+    unfused activations, and as the layers' training-free forward."""
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([layers.Dense(7, activation=activation, input_shape=(5, 4)),
+                              layers.Flatten(), layers.Dense(3)])
+    x = np.random.default_rng(4).standard_normal((6, 5, 4)).astype(np.float32)
+    (w1, b1), (w2, b2) = model.layers[0].get_weights(), model.layers[2].get_weights()
+    z = x.astype(np.float64) @ w1 + b1
+    if activation == "relu":
+        h = np.maximum(z, 0)
+    elif activation == "softmax":
+        h = np.exp(z - z.max(-1, keepdims=True))
+        h = h / h.sum(-1, keepdims=True)
+    else:
+        from math import erf
+        h = 0.5 * z * (1 + np.vectorize(erf)(z / np.sqrt(2)))
+    expected = h.reshape(6, 35) @ w2 + b2
+    predicted = model.predict(x, verbose=0)
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-5)
+    forward = model._forward_for_loss([x], training=False)[0][0]
+    np.testing.assert_array_equal(predicted, forward)
