@@ -4,10 +4,16 @@ records `extra_info["samples"]`, and the speed-up peer_time / pylayers_time (> 1
 pylayers is faster). Writes the raw JSON too.
 
     python benchmarks/compare.py benchmarks/bench_mlp.py --threads 2 --json bench.json
+    python benchmarks/compare.py benchmarks/bench_models.py --threads 2 --repeat 3
+
+--repeat N runs the libraries' processes in turn N times (pylayers, torch, ..., pylayers,
+torch, ...): a machine whose speed drifts over minutes then slows both alike.  The table
+gives the median over the repeats and the range of the per-repeat speed-ups.
 """
 import argparse
 import collections
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -23,38 +29,50 @@ def implementation(test_name):
     return "pylayers"
 
 
-def run(files, threads, json_path, extra):
-    """Each library's tests in a process of its own, one after the other: an OpenMP or
-    BLAS thread pool left spinning by one library otherwise takes the cores of the next
-    (pylayers, numpy's OpenBLAS and PyTorch each bring their own), which on a 2-core
-    machine can halve whichever runs second."""
+def run(files, threads, json_path, extra, repeat=1):
+    """Each library's tests in a process of its own, one after the other, `repeat` times
+    over: an OpenMP or BLAS thread pool left spinning by one library otherwise takes the
+    cores of the next (pylayers, numpy's OpenBLAS and PyTorch each bring their own), which
+    on a 2-core machine can halve whichever runs second.  Each benchmark entry of the
+    report records its repeat."""
     env = dict(os.environ, PYLAYERS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     extra, user_filter = _split_filter(extra)
     report = None
-    for name in ("pylayers",) + PEERS:
-        selection = name if name != "pylayers" else " and ".join(f"not {p}" for p in PEERS)
-        if user_filter:
-            selection = f"({user_filter}) and ({selection})"
-        part_path = f"{json_path}.{name}"
-        command = [sys.executable, "-m", "pytest", *files, "--benchmark-only", "-q",
-                   f"--benchmark-json={part_path}", "-p", "no:cacheprovider", "-k",
-                   selection, *extra]
-        subprocess.run(command, env=env, check=False)
-        if not os.path.exists(part_path):
-            continue
-        with open(part_path) as f:
-            part = json.load(f)
-        os.remove(part_path)
-        if report is None:
-            report = part
-        else:
-            report["benchmarks"] += part["benchmarks"]
+    for round_index in range(repeat):
+        for name in ("pylayers",) + PEERS:
+            part = _run_library(files, name, user_filter, extra, env, f"{json_path}.{name}")
+            if part is None:
+                continue
+            for bench in part["benchmarks"]:
+                bench["repeat"] = round_index
+            if report is None:
+                report = part
+            else:
+                report["benchmarks"] += part["benchmarks"]
     if report is None:
         raise SystemExit("compare.py: no benchmark ran")
     with open(json_path, "w") as f:
         json.dump(report, f)
     return report
+
+
+def _run_library(files, name, user_filter, extra, env, part_path):
+    """One library's tests (all but the peers' for pylayers) in a fresh pytest process:
+    its pytest-benchmark report, or None when none ran."""
+    selection = name if name != "pylayers" else " and ".join(f"not {p}" for p in PEERS)
+    if user_filter:
+        selection = f"({user_filter}) and ({selection})"
+    command = [sys.executable, "-m", "pytest", *files, "--benchmark-only", "-q",
+               f"--benchmark-json={part_path}", "-p", "no:cacheprovider", "-k",
+               selection, *extra]
+    subprocess.run(command, env=env, check=False)
+    if not os.path.exists(part_path):
+        return None
+    with open(part_path) as f:
+        part = json.load(f)
+    os.remove(part_path)
+    return part
 
 
 def _split_filter(extra):
@@ -72,23 +90,34 @@ def _split_filter(extra):
 
 
 def table(report):
-    groups = collections.OrderedDict()
+    """Per group and peer: medians over the repeats, the speed-up of those medians, and
+    the range of the speed-ups of the repeats one by one."""
+    medians = collections.OrderedDict()   # group -> implementation -> {repeat: median}
+    extra_info = {}
     for bench in report["benchmarks"]:
-        groups.setdefault(bench["group"], {})[implementation(bench["name"])] = bench
-    lines = ["| group | pylayers median | peer | peer median | speed-up | pylayers samples/s |",
-             "|---|---:|---|---:|---:|---:|"]
-    for group, by_impl in groups.items():
+        impl = implementation(bench["name"])
+        by_repeat = medians.setdefault(bench["group"], {}).setdefault(impl, {})
+        by_repeat[bench.get("repeat", 0)] = bench["stats"]["median"]
+        extra_info[bench["group"], impl] = bench.get("extra_info", {})
+    lines = ["| group | pylayers median | peer | peer median | speed-up | range | "
+             "pylayers samples/s |", "|---|---:|---|---:|---:|---:|---:|"]
+    for group, by_impl in medians.items():
         ours = by_impl.get("pylayers")
+        info = extra_info.get((group, "pylayers"), {})
         for peer in PEERS:
-            if peer in by_impl and ours is not None:
-                mine, theirs = ours["stats"]["median"], by_impl[peer]["stats"]["median"]
-                samples = ours.get("extra_info", {}).get("samples")
-                rate = f"{samples / mine:,.0f}" if samples else ""
-                lines.append(f"| {group} | {_time(mine)} | {peer} | {_time(theirs)} | "
-                             f"{theirs / mine:.2f}x | {rate} |")
-        if ours is not None and "ratio" in ours.get("extra_info", {}):
-            lines.append(f"| {group} | {_time(ours['stats']['median'])} | (interleaved) | | "
-                         f"ratio {ours['extra_info']['ratio']:.3f} | |")
+            if peer not in by_impl or ours is None:
+                continue
+            theirs = by_impl[peer]
+            mine, their_median = statistics.median(ours.values()), statistics.median(theirs.values())
+            ratios = [theirs[r] / ours[r] for r in ours if r in theirs]
+            samples = info.get("samples")
+            rate = f"{samples / mine:,.0f}" if samples else ""
+            lines.append(f"| {group} | {_time(mine)} | {peer} | {_time(their_median)} | "
+                         f"{their_median / mine:.2f}x | {min(ratios):.2f}-{max(ratios):.2f} | "
+                         f"{rate} |")
+        if ours is not None and "ratio" in info:
+            lines.append(f"| {group} | {_time(statistics.median(ours.values()))} | "
+                         f"(interleaved) | | ratio {info['ratio']:.3f} | | |")
     return "\n".join(lines)
 
 
@@ -101,9 +130,11 @@ def main():
     parser.add_argument("files", nargs="+")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", default=None)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the libraries in turn this many times (median, range)")
     args, extra = parser.parse_known_args()
     json_path = args.json or tempfile.mktemp(suffix=".json")
-    report = run(args.files, args.threads, json_path, extra)
+    report = run(args.files, args.threads, json_path, extra, args.repeat)
     machine = report.get("machine_info", {})
     print(f"\n{machine.get('cpu', {}).get('brand_raw', 'cpu?')}, {args.threads} thread(s), "
           f"python {machine.get('python_version', '?')}\n")
