@@ -1,20 +1,33 @@
-/* Convolution as implicit GEMM over batch chunks (see conv.h).
+/* Convolution as GEMM over the unfolded inputs (see conv.h).
  *
- * The unfolded matrix `col` of a chunk is (rows, groups * taps * cin_g): row r is one
- * output position, column g * taps * cin_g + t * cin_g + c holds input channel
- * g * cin_g + c under kernel tap t.  Group g's columns are then contiguous, and the
- * kernel w (taps, cin_g, cout) restricted to group g's output columns is the
- * (taps * cin_g, cout_g) matrix at w + g * cout_g with row stride cout. */
+ * The unfolded matrix `col` is (rows, groups * taps * cin_g): row r is one output
+ * position, column g * taps * cin_g + t * cin_g + c holds input channel g * cin_g + c
+ * under kernel tap t.  Group g's columns are then contiguous, and the kernel
+ * w (taps, cin_g, cout) restricted to group g's output columns is the
+ * (taps * cin_g, cout_g) matrix at w + g * cout_g with row stride cout.
+ *
+ * The forward never writes all of col: with few taps times channels the direct kernels
+ * read the inputs in place (conv_direct.h); with more, on AVX2, the implicit-GEMM tiles
+ * do (the tap micro-kernel); otherwise col is unfolded block by block into each
+ * thread's cache.  The backward products unfold or fold col in batch chunks. */
 #include <stdlib.h>
 #include <string.h>
 #include "conv.h"
 #include "conv_direct.h"
 #include "activations.h"
 #include "gemm.h"
+#include "gemm_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Floats of unfolded rows per chunk: big enough for efficient GEMMs, small enough
  * to stay in the last-level cache between unfolding and multiplying. */
 #define COL_BUDGET (1L << 20)
+/* Floats of unfolded rows per block of the forward: one thread's block (256 KB) stays in
+ * its L2 from unfolding to multiplying. */
+#define BLOCK_COL_FLOATS (1L << 16)
 
 /* The direct path's limits: taps * cin, and the floats of one output line's patches
  * or output gradients (each a buffer on the stack of each thread); images per block
@@ -202,6 +215,16 @@ static void fold(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
 
 /* y (rows, cout) = act(y + bias): relu and linear in vectorisable loops here, other
  * activations through pl_bias_act_forward. */
+/* y (rows, cout) += bias (unless NULL), then relu when relu, on the calling thread. */
+static void bias_relu_rows(long rows, long cout, float *y, const float *bias, int relu) {
+    for (long r = 0; r < rows; r++) {
+        float *row = y + r * cout;
+        if (bias) add_floats(cout, bias, row);
+        if (relu)
+            for (long j = 0; j < cout; j++) row[j] = row[j] < 0.0f ? 0.0f : row[j];  // NaN stays
+    }
+}
+
 static void bias_act(const pl_ctx *ctx, long rows, long cout, float *y, const float *bias,
                      int act, float alpha) {
     if (act != PL_ACT_RELU && act != PL_ACT_LINEAR) {
@@ -211,12 +234,8 @@ static void bias_act(const pl_ctx *ctx, long rows, long cout, float *y, const fl
     if (act == PL_ACT_LINEAR && !bias) return;
     int nt = pl_elementwise_threads(ctx, rows * cout);
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-    for (long r = 0; r < rows; r++) {
-        float *row = y + r * cout;
-        if (bias) add_floats(cout, bias, row);
-        if (act == PL_ACT_RELU)
-            for (long j = 0; j < cout; j++) row[j] = row[j] < 0.0f ? 0.0f : row[j];  // NaN stays
-    }
+    for (long r = 0; r < rows; r++)
+        bias_relu_rows(1, cout, y + r * cout, bias, act == PL_ACT_RELU);
 }
 
 void pl_conv_bias_act_backward(const pl_ctx *ctx, long rows, long cout, const float *y,
@@ -448,7 +467,240 @@ int pl_conv_backward_weight_fused(const pl_ctx *ctx, const pl_conv_geom *g, cons
     return direct_weight(ctx, g, &p, x, y, dy, act == PL_ACT_RELU, dw, dbias);
 }
 
+/* ---- implicit GEMM path ------------------------------------------------------------ */
+
+/* Kernel taps the implicit path reads through pointers (up to a 5 x 5 x 5 kernel), and
+ * the output positions of one tile (the AVX2 micro-kernel's rows). */
+#define IMPLICIT_MAX_TAPS 125
+#define TILE_ROWS 6
+#define PANEL_COLS 16
+
+#ifdef PL_HAVE_X86_KERNELS
+/* Many taps times channels, one group, on the AVX2 path (whose tap micro-kernel reads
+ * the inputs in place); else im2col.  Off with the direct path (tests). */
+static int implicit_applies(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p) {
+    return direct_enabled && ctx->isa == PL_ISA_AVX2 && g->groups == 1 && !p->identity &&
+           p->taps <= IMPLICIT_MAX_TAPS;
+}
+
+/* w (k_all, cout) as 16-column panels, panel j at j * 16 * k_all holding k_all rows of
+ * 16 floats (columns past cout zero): the B panels of the tap micro-kernel. */
+static float *weight_panels(const conv_plan *p, long cout, const float *w) {
+    long panels = (cout + PANEL_COLS - 1) / PANEL_COLS;
+    float *packed = malloc((size_t)(panels * p->k_all * PANEL_COLS) * sizeof(float));
+    if (!packed) return NULL;
+    for (long j = 0; j < panels; j++)
+        for (long k = 0; k < p->k_all; k++)
+            for (long col = 0; col < PANEL_COLS; col++) {
+                long o = j * PANEL_COLS + col;
+                packed[(j * p->k_all + k) * PANEL_COLS + col] = o < cout ? w[k * cout + o] : 0.0f;
+            }
+    return packed;
+}
+
+/* Where output line `line` reads the inputs: for kernel tap t (t0, t1, t2 in order),
+ * the input channels of position begin start at src[t], and of position begin + i at
+ * src[t] + i * stride * cin.  [begin, end) are the positions every tap reads inside
+ * the input; empty when a tap reads a padding line. */
+static void line_tap_pointers(const pl_conv_geom *g, const conv_plan *p, long line,
+                              const float *x, const float **src, long *begin, long *end) {
+    const long cin = g->in_channels, in_line = g->in_size[2] * cin;
+    const long o0 = line / g->out_size[1] % g->out_size[0], o1 = line % g->out_size[1];
+    const float *x_image = x + line / (g->out_size[0] * g->out_size[1]) * p->in_spatial * cin;
+    *begin = 0;
+    *end = g->out_size[2];
+    for (long t2 = 0; t2 < g->kernel[2]; t2++) {
+        long lo, hi;
+        inside_range(g, 2, t2, &lo, &hi);
+        if (lo > *begin) *begin = lo;
+        if (hi < *end) *end = hi;
+    }
+    if (*end < *begin) *end = *begin;
+    long t = 0;
+    for (long t0 = 0; t0 < g->kernel[0]; t0++)
+        for (long t1 = 0; t1 < g->kernel[1]; t1++) {
+            long i0 = input_coord(g, 0, o0, t0), i1 = input_coord(g, 1, o1, t1);
+            if (i0 < 0 || i0 >= g->in_size[0] || i1 < 0 || i1 >= g->in_size[1]) {
+                *end = *begin;   // a padding line: every position is gathered
+                return;
+            }
+            const float *x_line = x_image + (i0 * g->in_size[1] + i1) * in_line;
+            for (long t2 = 0; t2 < g->kernel[2]; t2++)
+                src[t++] = x_line + input_coord(g, 2, *begin, t2) * cin;
+        }
+}
+
+/* y_tile (rows, cout) = the patches of `rows` positions @ w, 16 output channels at a
+ * time: the patch entry (t, ch) of tile row i is src[t][i * step + ch]. */
+static void implicit_tile(const pl_conv_geom *g, const conv_plan *p, int rows,
+                          const float *const *src, long step, const float *panels,
+                          float *y_tile) {
+    const long cout = g->out_channels, cin = g->in_channels;
+    float edge_tile[TILE_ROWS * PANEL_COLS];
+    for (long j = 0; j < cout; j += PANEL_COLS) {
+        const float *panel = panels + j * p->k_all;
+        if (cout - j >= PANEL_COLS) {
+            pl_sgemm_ukernel_taps_avx2(rows, p->taps, src, step, cin, panel, y_tile + j, cout);
+            continue;
+        }
+        pl_sgemm_ukernel_taps_avx2(rows, p->taps, src, step, cin, panel, edge_tile, PANEL_COLS);
+        for (int i = 0; i < rows; i++)
+            copy_floats(cout - j, edge_tile + i * PANEL_COLS, y_tile + i * cout + j);
+    }
+}
+
+/* Rows waiting to be computed from gathered patches: edge positions (next to padding)
+ * and the last few inner positions of lines, up to a tile of them from any lines. */
+typedef struct {
+    float *patches;          /* (TILE_ROWS, k_all) */
+    float *y_rows[TILE_ROWS];
+    int count;
+} gathered_rows;
+
+/* The queued rows as one tile, written to their places in y, bias and relu applied. */
+static void flush_gathered(const pl_conv_geom *g, const conv_plan *p, const float *panels,
+                           const float *bias, int act, gathered_rows *queue) {
+    if (!queue->count) return;
+    const long cout = g->out_channels;
+    const float *tile_src[IMPLICIT_MAX_TAPS];
+    float tile[TILE_ROWS * PANEL_COLS];
+    for (long t = 0; t < p->taps; t++) tile_src[t] = queue->patches + t * g->in_channels;
+    for (long j = 0; j < cout; j += PANEL_COLS) {
+        long cols = cout - j < PANEL_COLS ? cout - j : PANEL_COLS;
+        pl_sgemm_ukernel_taps_avx2(queue->count, p->taps, tile_src, p->k_all, g->in_channels,
+                                   panels + j * p->k_all, tile, PANEL_COLS);
+        for (int i = 0; i < queue->count; i++)
+            copy_floats(cols, tile + i * PANEL_COLS, queue->y_rows[i] + j);
+    }
+    if (act == PL_ACT_RELU || act == PL_ACT_LINEAR)
+        for (int i = 0; i < queue->count; i++)
+            bias_relu_rows(1, cout, queue->y_rows[i], bias, act == PL_ACT_RELU);
+    queue->count = 0;
+}
+
+/* Position o of output line `line` queued for a gathered tile (computed when the
+ * queue is full). */
+static void queue_position(const pl_conv_geom *g, const conv_plan *p, const float *x,
+                           const float *panels, const float *bias, int act, long line, long o,
+                           float *y, gathered_rows *queue) {
+    gather_rows(g, p, line, o, o + 1, x, queue->patches + queue->count * p->k_all);
+    queue->y_rows[queue->count++] = y + (line * g->out_size[2] + o) * g->out_channels;
+    if (queue->count == TILE_ROWS) flush_gathered(g, p, panels, bias, act, queue);
+}
+
+/* Output lines [first, end): each line's inner positions in tiles of 6 read in place;
+ * its edge positions (next to padding) and last few inner ones through the queue of
+ * gathered patch rows (zeros where a tap reads padding, so that 0 * inf or NaN gives
+ * NaN as in the GEMM path).  A row is the same sum in the same order either way, so
+ * neither the tiling nor the thread count changes the result.  Relu or linear is
+ * applied tile by tile. */
+static void implicit_lines(const pl_conv_geom *g, const conv_plan *p, const float *x,
+                           const float *panels, long first, long end, const float *bias,
+                           int act, float *y, gathered_rows *queue) {
+    const long L = g->out_size[2], cout = g->out_channels;
+    const long step = g->stride[2] * g->in_channels;
+    const float *line_src[IMPLICIT_MAX_TAPS], *tile_src[IMPLICIT_MAX_TAPS];
+    for (long line = first; line < end; line++) {
+        long begin, inner_end;
+        line_tap_pointers(g, p, line, x, line_src, &begin, &inner_end);
+        float *y_line = y + line * L * cout;
+        long o = begin;
+        for (; o + TILE_ROWS <= inner_end; o += TILE_ROWS) {
+            for (long t = 0; t < p->taps; t++) tile_src[t] = line_src[t] + (o - begin) * step;
+            implicit_tile(g, p, TILE_ROWS, tile_src, step, panels, y_line + o * cout);
+            if (act == PL_ACT_RELU || act == PL_ACT_LINEAR)
+                bias_relu_rows(TILE_ROWS, cout, y_line + o * cout, bias, act == PL_ACT_RELU);
+        }
+        for (long e = 0; e < L; e++)
+            if (e < begin || e >= o)
+                queue_position(g, p, x, panels, bias, act, line, e, y, queue);
+    }
+    flush_gathered(g, p, panels, bias, act, queue);
+}
+
+/* y (n, out..., cout) = act(conv(x, w) + bias) without unfolding: each thread takes a
+ * contiguous range of output lines and computes them tile by tile from the inputs in
+ * place.  -1 when memory is short. */
+static int implicit_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                            const float *x, const float *w, const float *bias, int act,
+                            float alpha, float *y) {
+    const long L = g->out_size[2], cout = g->out_channels;
+    const long lines = g->batch * g->out_size[0] * g->out_size[1];
+    float *panels = weight_panels(p, cout, w);
+    if (!panels) return -1;
+    int nt = pl_elementwise_threads(ctx, lines * L * p->k_all * cout);
+    int failed = 0;
+    #pragma omp parallel num_threads(nt) if(nt > 1) reduction(|:failed)
+    {
+        long first = 0, count = lines;
+#ifdef _OPENMP
+        int team = omp_get_num_threads(), tid = omp_get_thread_num();
+        first = lines * tid / team;
+        count = lines * (tid + 1) / team - first;
+#endif
+        gathered_rows queue = {malloc((size_t)(TILE_ROWS * p->k_all) * sizeof(float)), {0}, 0};
+        failed = !queue.patches;
+        if (queue.patches)
+            implicit_lines(g, p, x, panels, first, first + count, bias, act, y, &queue);
+        free(queue.patches);
+    }
+    free(panels);
+    if (!failed && act != PL_ACT_RELU && act != PL_ACT_LINEAR)
+        pl_bias_act_forward(ctx, lines * L, cout, y, bias, act, alpha);
+    return failed ? -1 : 0;
+}
+#endif
+
 /* ---- im2col path ------------------------------------------------------------------ */
+
+/* y rows (rows, cout) = act(a (rows, k_all) @ w + bias), group by group, on ctx's
+ * threads; a is the unfolded input (or the input itself for 1x1 taps). */
+static void multiply_bias_act(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                              long rows, const float *a, const float *w, const float *bias,
+                              int act, float alpha, float *y) {
+    for (long grp = 0; grp < g->groups; grp++)
+        pl_sgemm(ctx, 0, 0, rows, p->cout_g, p->k_g, 1.0f, a + grp * p->k_g, p->k_all,
+                 w + grp * p->cout_g, g->out_channels, 0.0f, y + grp * p->cout_g,
+                 g->out_channels);
+    bias_act(ctx, rows, g->out_channels, y, bias, act, alpha);
+}
+
+/* The im2col forward in blocks of output lines, each block unfolded, multiplied and
+ * biased by one thread into a col buffer of its own that stays in its L2: no barrier
+ * between the phases, no col traffic to memory.  Blocks are fixed by the geometry, so
+ * every output row is computed the same way whatever the thread count.  -1 when a
+ * col buffer cannot be allocated. */
+static int blocked_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                           const float *x, const float *w, const float *bias, int act,
+                           float alpha, float *y) {
+    const long L = g->out_size[2], lines = g->batch * g->out_size[0] * g->out_size[1];
+    const long line_floats = L * p->k_all;
+    const long lines_per_block = line_floats >= BLOCK_COL_FLOATS ? 1
+                                                                  : BLOCK_COL_FLOATS / line_floats;
+    const long blocks = (lines + lines_per_block - 1) / lines_per_block;
+    pl_ctx serial = *ctx;
+    serial.n_threads = 1;
+    int nt = pl_elementwise_threads(ctx, lines * line_floats * g->out_channels);
+    if (nt > blocks) nt = (int)blocks;
+    int failed = 0;
+    #pragma omp parallel num_threads(nt) if(nt > 1) reduction(|:failed)
+    {
+        float *col = malloc((size_t)(lines_per_block * line_floats) * sizeof(float));
+        failed = !col;
+        #pragma omp for schedule(static)
+        for (long block = 0; block < blocks; block++) {
+            long first = block * lines_per_block;
+            long count = lines - first < lines_per_block ? lines - first : lines_per_block;
+            if (!col) continue;
+            for (long line = 0; line < count; line++)
+                unfold_line(g, p, first + line, x, col + line * line_floats);
+            multiply_bias_act(&serial, g, p, count * L, col, w, bias, act, alpha,
+                              y + first * L * g->out_channels);
+        }
+        free(col);
+    }
+    return failed ? -1 : 0;
+}
 
 int pl_conv_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
                     const float *w, const float *bias, int act, float alpha, float *y) {
@@ -457,25 +709,11 @@ int pl_conv_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
         direct_forward(ctx, g, &p, x, w, bias, act, alpha, y);
         return 0;
     }
-    float *col = alloc_col(&p);
-    if (!p.identity && !col) return -1;
-    for (long n0 = 0; n0 < g->batch; n0 += p.images_per_chunk) {
-        long images = g->batch - n0 < p.images_per_chunk ? g->batch - n0 : p.images_per_chunk;
-        long rows = images * p.out_spatial;
-        const float *x_chunk = x + n0 * p.in_spatial * g->in_channels;   // (images, in..., cin)
-        float *y_chunk = y + n0 * p.out_spatial * g->out_channels;       // (rows, cout)
-        const float *a = x_chunk;
-        if (!p.identity) {
-            unfold(ctx, g, &p, images, x_chunk, col);
-            a = col;
-        }
-        for (long grp = 0; grp < g->groups; grp++)
-            pl_sgemm(ctx, 0, 0, rows, p.cout_g, p.k_g, 1.0f, a + grp * p.k_g, p.k_all,
-                     w + grp * p.cout_g, g->out_channels, 0.0f,
-                     y_chunk + grp * p.cout_g, g->out_channels);
-        bias_act(ctx, rows, g->out_channels, y_chunk, bias, act, alpha);
-    }
-    free(col);
+#ifdef PL_HAVE_X86_KERNELS
+    if (implicit_applies(ctx, g, &p)) return implicit_forward(ctx, g, &p, x, w, bias, act, alpha, y);
+#endif
+    if (!p.identity) return blocked_forward(ctx, g, &p, x, w, bias, act, alpha, y);
+    multiply_bias_act(ctx, g, &p, g->batch * p.out_spatial, x, w, bias, act, alpha, y);
     return 0;
 }
 

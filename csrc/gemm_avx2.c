@@ -90,6 +90,52 @@ AVX2_FMA void pl_sgemm_ukernel_in_place_avx2(int rows, long kc, const float *a, 
     }
 }
 
+/* The first `rows` rows (1..6, constant once inlined) of a 6x16 tile summed over taps:
+ * tile = sum over t < taps of A_t @ (rows [t * cin, (t + 1) * cin) of b_panel), where
+ * A_t(i, ch) = src[t][i * step + ch], in the order of t and ch, from zero; c = the tile.
+ * An implicit-GEMM convolution's tile: src[t] is where tap t reads the inputs. */
+AVX2_FMA static inline __attribute__((always_inline))
+void tap_tile_rows(int rows, long taps, const float *const *src, long step, long cin,
+                   const float *b_panel, float *c, long ldc) {
+    __m256 lo[PL_AVX2_MR], hi[PL_AVX2_MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < rows; i++) {
+        lo[i] = _mm256_setzero_ps();
+        hi[i] = _mm256_setzero_ps();
+    }
+    for (long t = 0; t < taps; t++) {
+        const float *a = src[t];
+#pragma GCC unroll 4
+        for (long ch = 0; ch < cin; ch++, a++, b_panel += PL_AVX2_NR) {
+            __m256 b_lo = _mm256_loadu_ps(b_panel), b_hi = _mm256_loadu_ps(b_panel + 8);
+#pragma GCC unroll 6
+            for (int i = 0; i < rows; i++) {
+                __m256 a_bcast = _mm256_broadcast_ss(a + i * step);
+                lo[i] = _mm256_fmadd_ps(a_bcast, b_lo, lo[i]);
+                hi[i] = _mm256_fmadd_ps(a_bcast, b_hi, hi[i]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < rows; i++) {
+        _mm256_storeu_ps(c + i * ldc, lo[i]);
+        _mm256_storeu_ps(c + i * ldc + 8, hi[i]);
+    }
+}
+
+AVX2_FMA void pl_sgemm_ukernel_taps_avx2(int rows, long taps, const float *const *src,
+                                         long step, long cin, const float *b_panel, float *c,
+                                         long ldc) {
+    switch (rows) {
+    case 1: tap_tile_rows(1, taps, src, step, cin, b_panel, c, ldc); break;
+    case 2: tap_tile_rows(2, taps, src, step, cin, b_panel, c, ldc); break;
+    case 3: tap_tile_rows(3, taps, src, step, cin, b_panel, c, ldc); break;
+    case 4: tap_tile_rows(4, taps, src, step, cin, b_panel, c, ldc); break;
+    case 5: tap_tile_rows(5, taps, src, step, cin, b_panel, c, ldc); break;
+    default: tap_tile_rows(6, taps, src, step, cin, b_panel, c, ldc); break;
+    }
+}
+
 /* rows[0..7] (8 floats each) transposed in place: rows[q] becomes lane q of every row. */
 AVX2_FMA static inline void transpose8(__m256 rows[8]) {
     __m256 lo01 = _mm256_unpacklo_ps(rows[0], rows[1]), hi01 = _mm256_unpackhi_ps(rows[0], rows[1]);

@@ -95,6 +95,12 @@ void pl_sgemm_ukernel_rows_avx2(int rows, long kc, const float *a_panel,
 void pl_sgemm_ukernel_in_place_avx2(int rows, long kc, const float *a, long row_step,
                                     long col_step, const float *b_panel, float *c, long ldc,
                                     float alpha, float beta);
+/* rows (1..6) x 16 tile c (row stride ldc) = sum over t < taps of A_t @ b_panel rows
+ * [t * cin, (t + 1) * cin), A_t(i, ch) = src[t][i * step + ch]; b_panel (taps * cin, 16)
+ * as a packed B panel.  Sums in the order of t and ch from zero, as the micro-kernel over
+ * the same columns laid out contiguously: an implicit-GEMM convolution tile. */
+void pl_sgemm_ukernel_taps_avx2(int rows, long taps, const float *const *src, long step,
+                                long cin, const float *b_panel, float *c, long ldc);
 void pl_sgemm_pack_panel_a_avx2(long kc, const float *a, long lda, float *panel);
 void pl_sgemm_pack_panel_t_avx2(long kc, const float *b, long ldb, float *panel);
 void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long k, float alpha,

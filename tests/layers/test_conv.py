@@ -490,3 +490,58 @@ def test_direct_path_relu_gradient_keeps_nan():
     dy[0, 0, 0, :] = np.nan
     kernel_grad, bias_grad = weight_gradients(layer, x, dy, need_dx=False)[1:]
     assert np.isnan(bias_grad).any() and np.isnan(kernel_grad).any()
+
+
+# ---- the implicit-GEMM forward (csrc/conv.c): many taps x channels, AVX2 -------------
+
+IMPLICIT_CASES = [   # taps * cin > 32: padding, strides, dilation, cout % 16 != 0, 1D/3D
+    (lambda: layers.Conv2D(32, 3, padding="same", activation="relu"), (4, 16, 16, 16)),
+    (lambda: layers.Conv2D(20, 3, strides=2, padding="same"), (3, 11, 9, 5)),
+    (lambda: layers.Conv2D(33, (5, 3), dilation_rate=(1, 2), padding="same",
+                           activation="tanh"), (2, 10, 12, 7)),
+    (lambda: layers.Conv2D(17, 2, activation="relu"), (2, 9, 9, 40)),
+    (lambda: layers.Conv2D(64, 3, activation="relu"), (3, 13, 13, 32)),   # K 288: two k blocks
+    (lambda: layers.Conv1D(24, 5, padding="causal", activation="relu"), (3, 30, 9)),
+    (lambda: layers.Conv3D(18, 3, padding="same"), (2, 5, 6, 7, 4)),
+]
+
+
+@pytest.mark.parametrize("make, shape", IMPLICIT_CASES)
+def test_implicit_forward_matches_im2col_and_the_reference(make, shape):
+    """The forward read in place (tiles of 6 positions, edges through gathered rows)
+    against im2col + GEMM: bitwise when K fits one GEMM depth block (the same sums in the
+    same order), within rounding otherwise; and against the float64 reference."""
+    layer = make()
+    x = normal(*shape).astype(np.float32)
+    implicit = layer(x)
+    with direct_path(False):
+        general = layer(x)
+    depth = np.prod(layer.kernel.shape[:-1])
+    if depth <= 256 and pylayers.get_kernel_path() == "avx2":
+        np.testing.assert_array_equal(implicit, general)
+    np.testing.assert_allclose(implicit, general, rtol=1e-5, atol=1e-5 * np.abs(general).max())
+    with pylayers.ops.mode.reference_mode():
+        expected = layer(x.astype(np.float64))
+    np.testing.assert_allclose(implicit, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("make, shape", IMPLICIT_CASES[:2] + IMPLICIT_CASES[5:])
+def test_implicit_forward_is_bitwise_the_same_on_one_and_two_threads(make, shape):
+    layer = make()
+    x = normal(*shape).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        with runtime(threads=threads):
+            results.append(layer(x))
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_implicit_forward_keeps_nan_next_to_padding():
+    """A NaN input in a corner reaches exactly the outputs whose patches hold it, also
+    those computed from gathered edge rows (0 * NaN stays NaN)."""
+    layer = layers.Conv2D(16, 3, padding="same", use_bias=False)
+    x = normal(1, 7, 7, 8).astype(np.float32)
+    x[0, 0, 0, 3] = np.nan
+    y = layer(x)
+    nan_at = np.argwhere(np.isnan(y).any(axis=-1))[:, 1:]
+    assert sorted(map(tuple, nan_at)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
