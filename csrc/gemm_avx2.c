@@ -22,6 +22,26 @@ AVX2_FMA static inline void store_row(float *c_row, __m256 lo, __m256 hi,
     _mm256_storeu_ps(c_row + 8, hi);
 }
 
+/* lo[i], hi[i] (row i of a 6x16 tile, i < rows) += the products of `steps` k steps:
+ * step p multiplies the 16-float row p of b_panel by element (i, p) of A at
+ * a[i * row_step + p * col_step]. */
+AVX2_FMA static inline __attribute__((always_inline))
+void accumulate_steps(int rows, long steps, const float *a, long row_step, long col_step,
+                      const float *b_panel, __m256 *lo, __m256 *hi) {
+#pragma GCC unroll 4
+    for (long p = 0; p < steps; p++) {
+        __m256 b_lo = _mm256_loadu_ps(b_panel), b_hi = _mm256_loadu_ps(b_panel + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++) {
+            __m256 a_bcast = _mm256_broadcast_ss(a + i * row_step);
+            lo[i] = _mm256_fmadd_ps(a_bcast, b_lo, lo[i]);
+            hi[i] = _mm256_fmadd_ps(a_bcast, b_hi, hi[i]);
+        }
+        a += col_step;
+        b_panel += PL_AVX2_NR;
+    }
+}
+
 /* The first `rows` rows (1..6, a compile-time constant once inlined) of a 6x16 tile:
  * row i lives in two ymm accumulators lo[i] (columns 0-7) and hi[i] (8-15); each k
  * step loads one 16-float row of the B panel and broadcasts column p of A, element
@@ -36,18 +56,7 @@ void tile_rows(int rows, long kc, const float *a, long row_step, long col_step,
         hi[i] = _mm256_setzero_ps();
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
     }
-#pragma GCC unroll 4
-    for (long p = 0; p < kc; p++) {
-        __m256 b_lo = _mm256_load_ps(b_panel), b_hi = _mm256_load_ps(b_panel + 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < rows; i++) {
-            __m256 a_bcast = _mm256_broadcast_ss(a + i * row_step);
-            lo[i] = _mm256_fmadd_ps(a_bcast, b_lo, lo[i]);
-            hi[i] = _mm256_fmadd_ps(a_bcast, b_hi, hi[i]);
-        }
-        a += col_step;
-        b_panel += PL_AVX2_NR;
-    }
+    accumulate_steps(rows, kc, a, row_step, col_step, b_panel, lo, hi);
     __m256 alpha_v = _mm256_set1_ps(alpha);
 #pragma GCC unroll 6
     for (int i = 0; i < rows; i++) store_row(c + i * ldc, lo[i], hi[i], alpha_v, beta);
@@ -103,19 +112,8 @@ void tap_tile_rows(int rows, long taps, const float *const *src, long step, long
         lo[i] = _mm256_setzero_ps();
         hi[i] = _mm256_setzero_ps();
     }
-    for (long t = 0; t < taps; t++) {
-        const float *a = src[t];
-#pragma GCC unroll 4
-        for (long ch = 0; ch < cin; ch++, a++, b_panel += PL_AVX2_NR) {
-            __m256 b_lo = _mm256_loadu_ps(b_panel), b_hi = _mm256_loadu_ps(b_panel + 8);
-#pragma GCC unroll 6
-            for (int i = 0; i < rows; i++) {
-                __m256 a_bcast = _mm256_broadcast_ss(a + i * step);
-                lo[i] = _mm256_fmadd_ps(a_bcast, b_lo, lo[i]);
-                hi[i] = _mm256_fmadd_ps(a_bcast, b_hi, hi[i]);
-            }
-        }
-    }
+    for (long t = 0; t < taps; t++, b_panel += cin * PL_AVX2_NR)
+        accumulate_steps(rows, cin, src[t], step, 1, b_panel, lo, hi);
 #pragma GCC unroll 6
     for (int i = 0; i < rows; i++) {
         _mm256_storeu_ps(c + i * ldc, lo[i]);
