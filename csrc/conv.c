@@ -28,6 +28,9 @@
 /* Floats of unfolded rows per block of the forward: one thread's block (256 KB) stays in
  * its L2 from unfolding to multiplying. */
 #define BLOCK_COL_FLOATS (1L << 16)
+/* Multiply-adds that count as one elementwise op when choosing threads: with
+ * pl_elementwise_threads' 32768 ops per thread, 64^3 multiply-adds per thread. */
+#define MACS_PER_ELEMENT_OP 8
 
 /* The direct path's limits: taps * cin, and the floats of one output line's patches
  * or output gradients (each a buffer on the stack of each thread); images per block
@@ -86,6 +89,13 @@ static inline long output_coord(const pl_conv_geom *g, int a, long i, long t) {
     if (shifted < 0 || shifted % g->stride[a]) return -1;
     long o = shifted / g->stride[a];
     return o < g->out_size[a] ? o : -1;
+}
+
+/* Threads for a product of `macs` multiply-adds: one per 64^3 of them, as the GEMM
+ * starts threads (a multiply-add is a few percent of an elementwise op's cost, and a
+ * batch-1 layer's team would wait longer for its second thread than it saves). */
+static int product_threads(const pl_ctx *ctx, long macs) {
+    return pl_elementwise_threads(ctx, macs / MACS_PER_ELEMENT_OP);
 }
 
 static inline void copy_floats(long n, const float *src, float *dst) {
@@ -391,7 +401,7 @@ static void direct_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv_
     const int relu = act == PL_ACT_RELU, fused = relu || act == PL_ACT_LINEAR;
     const long lines = g->batch * g->out_size[0] * g->out_size[1], L = g->out_size[2];
     const long cout = g->out_channels;
-    int nt = pl_elementwise_threads(ctx, lines * L * p->k_all * cout);
+    int nt = product_threads(ctx, lines * L * p->k_all * cout);
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long line = 0; line < lines; line++) {
         float patches[DIRECT_LINE_FLOATS];   // the two edges' patch rows
@@ -426,7 +436,7 @@ static int direct_weight(const pl_ctx *ctx, const pl_conv_geom *g, const conv_pl
     const long part = (p->k_all + 1) * cout;   // acc (k_all, cout), then dbias (cout)
     float *partials = calloc((size_t)(blocks * part), sizeof(float));
     if (!partials) return -1;
-    int nt = pl_elementwise_threads(ctx, g->batch * image_lines * L * p->k_all * cout);
+    int nt = product_threads(ctx, g->batch * image_lines * L * p->k_all * cout);
     if (nt > blocks) nt = (int)blocks;
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < blocks; b++) {
@@ -628,7 +638,7 @@ static int implicit_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv
     const long lines = g->batch * g->out_size[0] * g->out_size[1];
     float *panels = weight_panels(p, cout, w);
     if (!panels) return -1;
-    int nt = pl_elementwise_threads(ctx, lines * L * p->k_all * cout);
+    int nt = product_threads(ctx, lines * L * p->k_all * cout);
     int failed = 0;
     #pragma omp parallel num_threads(nt) if(nt > 1) reduction(|:failed)
     {
@@ -680,7 +690,7 @@ static int blocked_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv_
     const long blocks = (lines + lines_per_block - 1) / lines_per_block;
     pl_ctx serial = *ctx;
     serial.n_threads = 1;
-    int nt = pl_elementwise_threads(ctx, lines * line_floats * g->out_channels);
+    int nt = product_threads(ctx, lines * line_floats * g->out_channels);
     if (nt > blocks) nt = (int)blocks;
     int failed = 0;
     #pragma omp parallel num_threads(nt) if(nt > 1) reduction(|:failed)

@@ -459,7 +459,7 @@ def test_direct_path_matches_im2col_and_the_reference(make, shape):
 @pytest.mark.parametrize("make, shape", DIRECT_CASES[:2] + DIRECT_CASES[5:6])
 def test_direct_path_is_bitwise_the_same_on_one_and_two_threads(make, shape):
     layer = make()
-    x = normal(*shape).astype(np.float32)
+    x = normal(16 * shape[0], *shape[1:]).astype(np.float32)   # enough work for two threads
     dy = normal(*layer(x).shape).astype(np.float32)
     results = []
     for threads in (1, 2):
@@ -528,7 +528,7 @@ def test_implicit_forward_matches_im2col_and_the_reference(make, shape):
 @pytest.mark.parametrize("make, shape", IMPLICIT_CASES[:2] + IMPLICIT_CASES[5:])
 def test_implicit_forward_is_bitwise_the_same_on_one_and_two_threads(make, shape):
     layer = make()
-    x = normal(*shape).astype(np.float32)
+    x = normal(16 * shape[0], *shape[1:]).astype(np.float32)   # enough work for two threads
     results = []
     for threads in (1, 2):
         with runtime(threads=threads):
