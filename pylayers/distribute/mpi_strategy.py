@@ -18,6 +18,7 @@ Every rank must make the same calls in the same order: callbacks that stop train
 callback of one's own that stops one rank only leaves the others waiting."""
 import contextlib
 import sys
+import time
 import traceback
 import weakref
 
@@ -25,6 +26,8 @@ import numpy as np
 
 from pylayers.utils.rng import global_rng
 
+# Seconds a failing rank waits, its error printed, before aborting the job.
+ABORT_DRAIN_SECONDS = 0.5
 # Losses whose reduction is a mean over the samples: averaging by sample count is exact.
 _MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 
@@ -263,6 +266,9 @@ class _Replica:
                       f"{type(error).__name__}: {error}; aborting every rank (MPI_Abort).",
                       file=sys.stderr, flush=True)
                 sys.stdout.flush()
+                # mpiexec forwards output through pipes and stops reading them when the
+                # job aborts: give it a moment to pass these lines on
+                time.sleep(ABORT_DRAIN_SECONDS)
                 self.comm.Abort(1)
             raise
 
