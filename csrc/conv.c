@@ -301,38 +301,50 @@ typedef struct {
     long row[DIRECT_MAX_K];
 } line_taps;
 
-static void find_line_taps(const pl_conv_geom *g, const conv_plan *p, long line,
-                           const float *x, line_taps *lt) {
+/* Where output line `line` reads the inputs: for kernel tap t (t0, t1, t2 in order),
+ * the input channels of position begin start at src[t], and of position begin + i at
+ * src[t] + i * stride * cin.  [begin, end) are the positions every tap reads inside
+ * the input; empty when a tap reads a padding line. */
+static void line_tap_pointers(const pl_conv_geom *g, const conv_plan *p, long line,
+                              const float *x, const float **src, long *begin, long *end) {
     const long cin = g->in_channels, in_line = g->in_size[2] * cin;
     const long o0 = line / g->out_size[1] % g->out_size[0], o1 = line % g->out_size[1];
     const float *x_image = x + line / (g->out_size[0] * g->out_size[1]) * p->in_spatial * cin;
-    lt->begin = 0;
-    lt->end = g->out_size[2];
+    *begin = 0;
+    *end = g->out_size[2];
     for (long t2 = 0; t2 < g->kernel[2]; t2++) {
         long lo, hi;
         inside_range(g, 2, t2, &lo, &hi);
-        if (lo > lt->begin) lt->begin = lo;
-        if (hi < lt->end) lt->end = hi;
+        if (lo > *begin) *begin = lo;
+        if (hi < *end) *end = hi;
     }
-    if (lt->end < lt->begin) lt->end = lt->begin;
-    lt->step = g->stride[2] * cin;
-    lt->taps = 0;
+    if (*end < *begin) *end = *begin;
+    long t = 0;
     for (long t0 = 0; t0 < g->kernel[0]; t0++)
         for (long t1 = 0; t1 < g->kernel[1]; t1++) {
             long i0 = input_coord(g, 0, o0, t0), i1 = input_coord(g, 1, o1, t1);
             if (i0 < 0 || i0 >= g->in_size[0] || i1 < 0 || i1 >= g->in_size[1]) {
-                lt->end = lt->begin;   // a padding line: the whole line is gathered
-                lt->taps = 0;
+                *end = *begin;   // a padding line: every position is gathered
                 return;
             }
             const float *x_line = x_image + (i0 * g->in_size[1] + i1) * in_line;
             for (long t2 = 0; t2 < g->kernel[2]; t2++)
-                for (long c = 0; c < cin; c++, lt->taps++) {
-                    lt->src[lt->taps] = x_line + input_coord(g, 2, lt->begin, t2) * cin + c;
-                    lt->row[lt->taps] = lt->taps;
-                }
+                src[t++] = x_line + input_coord(g, 2, *begin, t2) * cin;
         }
-    if (lt->end == lt->begin) lt->taps = 0;
+}
+
+static void find_line_taps(const pl_conv_geom *g, const conv_plan *p, long line,
+                           const float *x, line_taps *lt) {
+    const float *tap_src[DIRECT_MAX_K];   // taps <= taps * cin <= DIRECT_MAX_K
+    line_tap_pointers(g, p, line, x, tap_src, &lt->begin, &lt->end);
+    lt->step = g->stride[2] * g->in_channels;
+    lt->taps = 0;
+    if (lt->end == lt->begin) return;
+    for (long t = 0; t < p->taps; t++)
+        for (long c = 0; c < g->in_channels; c++, lt->taps++) {
+            lt->src[lt->taps] = tap_src[t] + c;
+            lt->row[lt->taps] = lt->taps;
+        }
 }
 
 /* patches (end - begin, k_all): the patch rows of positions [begin, end) of output
@@ -506,38 +518,6 @@ static float *weight_panels(const conv_plan *p, long cout, const float *w) {
                 packed[(j * p->k_all + k) * PANEL_COLS + col] = o < cout ? w[k * cout + o] : 0.0f;
             }
     return packed;
-}
-
-/* Where output line `line` reads the inputs: for kernel tap t (t0, t1, t2 in order),
- * the input channels of position begin start at src[t], and of position begin + i at
- * src[t] + i * stride * cin.  [begin, end) are the positions every tap reads inside
- * the input; empty when a tap reads a padding line. */
-static void line_tap_pointers(const pl_conv_geom *g, const conv_plan *p, long line,
-                              const float *x, const float **src, long *begin, long *end) {
-    const long cin = g->in_channels, in_line = g->in_size[2] * cin;
-    const long o0 = line / g->out_size[1] % g->out_size[0], o1 = line % g->out_size[1];
-    const float *x_image = x + line / (g->out_size[0] * g->out_size[1]) * p->in_spatial * cin;
-    *begin = 0;
-    *end = g->out_size[2];
-    for (long t2 = 0; t2 < g->kernel[2]; t2++) {
-        long lo, hi;
-        inside_range(g, 2, t2, &lo, &hi);
-        if (lo > *begin) *begin = lo;
-        if (hi < *end) *end = hi;
-    }
-    if (*end < *begin) *end = *begin;
-    long t = 0;
-    for (long t0 = 0; t0 < g->kernel[0]; t0++)
-        for (long t1 = 0; t1 < g->kernel[1]; t1++) {
-            long i0 = input_coord(g, 0, o0, t0), i1 = input_coord(g, 1, o1, t1);
-            if (i0 < 0 || i0 >= g->in_size[0] || i1 < 0 || i1 >= g->in_size[1]) {
-                *end = *begin;   // a padding line: every position is gathered
-                return;
-            }
-            const float *x_line = x_image + (i0 * g->in_size[1] + i1) * in_line;
-            for (long t2 = 0; t2 < g->kernel[2]; t2++)
-                src[t++] = x_line + input_coord(g, 2, *begin, t2) * cin;
-        }
 }
 
 /* y_tile (rows, cout) = the patches of `rows` positions @ w, 16 output channels at a
