@@ -547,9 +547,10 @@ typedef struct {
     int count;
 } gathered_rows;
 
-/* The queued rows as one tile, written to their places in y, bias and relu applied. */
+/* The queued rows as one tile, written to their places in y, then bias (unless NULL)
+ * and relu (when relu) applied. */
 static void flush_gathered(const pl_conv_geom *g, const conv_plan *p, const float *panels,
-                           const float *bias, int act, gathered_rows *queue) {
+                           const float *bias, int relu, gathered_rows *queue) {
     if (!queue->count) return;
     const long cout = g->out_channels;
     const float *tile_src[IMPLICIT_MAX_TAPS];
@@ -562,31 +563,29 @@ static void flush_gathered(const pl_conv_geom *g, const conv_plan *p, const floa
         for (int i = 0; i < queue->count; i++)
             copy_floats(cols, tile + i * PANEL_COLS, queue->y_rows[i] + j);
     }
-    if (act == PL_ACT_RELU || act == PL_ACT_LINEAR)
-        for (int i = 0; i < queue->count; i++)
-            bias_relu_rows(1, cout, queue->y_rows[i], bias, act == PL_ACT_RELU);
+    for (int i = 0; i < queue->count; i++) bias_relu_rows(1, cout, queue->y_rows[i], bias, relu);
     queue->count = 0;
 }
 
 /* Position o of output line `line` queued for a gathered tile (computed when the
  * queue is full). */
 static void queue_position(const pl_conv_geom *g, const conv_plan *p, const float *x,
-                           const float *panels, const float *bias, int act, long line, long o,
+                           const float *panels, const float *bias, int relu, long line, long o,
                            float *y, gathered_rows *queue) {
     gather_rows(g, p, line, o, o + 1, x, queue->patches + queue->count * p->k_all);
     queue->y_rows[queue->count++] = y + (line * g->out_size[2] + o) * g->out_channels;
-    if (queue->count == TILE_ROWS) flush_gathered(g, p, panels, bias, act, queue);
+    if (queue->count == TILE_ROWS) flush_gathered(g, p, panels, bias, relu, queue);
 }
 
 /* Output lines [first, end): each line's inner positions in tiles of 6 read in place;
  * its edge positions (next to padding) and last few inner ones through the queue of
  * gathered patch rows (zeros where a tap reads padding, so that 0 * inf or NaN gives
  * NaN as in the GEMM path).  A row is the same sum in the same order either way, so
- * neither the tiling nor the thread count changes the result.  Relu or linear is
- * applied tile by tile. */
+ * neither the tiling nor the thread count changes the result.  Bias (unless NULL) and
+ * relu (when relu) are applied tile by tile. */
 static void implicit_lines(const pl_conv_geom *g, const conv_plan *p, const float *x,
                            const float *panels, long first, long end, const float *bias,
-                           int act, float *y, gathered_rows *queue) {
+                           int relu, float *y, gathered_rows *queue) {
     const long L = g->out_size[2], cout = g->out_channels;
     const long step = g->stride[2] * g->in_channels;
     const float *line_src[IMPLICIT_MAX_TAPS], *tile_src[IMPLICIT_MAX_TAPS];
@@ -598,14 +597,13 @@ static void implicit_lines(const pl_conv_geom *g, const conv_plan *p, const floa
         for (; o + TILE_ROWS <= inner_end; o += TILE_ROWS) {
             for (long t = 0; t < p->taps; t++) tile_src[t] = line_src[t] + (o - begin) * step;
             implicit_tile(g, p, TILE_ROWS, tile_src, step, panels, y_line + o * cout);
-            if (act == PL_ACT_RELU || act == PL_ACT_LINEAR)
-                bias_relu_rows(TILE_ROWS, cout, y_line + o * cout, bias, act == PL_ACT_RELU);
+            bias_relu_rows(TILE_ROWS, cout, y_line + o * cout, bias, relu);
         }
         for (long e = 0; e < L; e++)
             if (e < begin || e >= o)
-                queue_position(g, p, x, panels, bias, act, line, e, y, queue);
+                queue_position(g, p, x, panels, bias, relu, line, e, y, queue);
     }
-    flush_gathered(g, p, panels, bias, act, queue);
+    flush_gathered(g, p, panels, bias, relu, queue);
 }
 
 /* y (n, out..., cout) = act(conv(x, w) + bias) without unfolding: each thread takes a
@@ -618,6 +616,9 @@ static int implicit_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv
     const long lines = g->batch * g->out_size[0] * g->out_size[1];
     float *panels = weight_panels(p, cout, w);
     if (!panels) return -1;
+    // relu and linear go with the tiles; other activations, with the bias, afterwards
+    const int fused = act == PL_ACT_RELU || act == PL_ACT_LINEAR;
+    const float *tile_bias = fused ? bias : NULL;
     int nt = product_threads(ctx, lines * L * p->k_all * cout);
     int failed = 0;
     #pragma omp parallel num_threads(nt) if(nt > 1) reduction(|:failed)
@@ -631,11 +632,12 @@ static int implicit_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv
         gathered_rows queue = {malloc((size_t)(TILE_ROWS * p->k_all) * sizeof(float)), {0}, 0};
         failed = !queue.patches;
         if (queue.patches)
-            implicit_lines(g, p, x, panels, first, first + count, bias, act, y, &queue);
+            implicit_lines(g, p, x, panels, first, first + count, tile_bias, act == PL_ACT_RELU, y,
+                           &queue);
         free(queue.patches);
     }
     free(panels);
-    if (!failed && act != PL_ACT_RELU && act != PL_ACT_LINEAR)
+    if (!failed && !fused)
         pl_bias_act_forward(ctx, lines * L, cout, y, bias, act, alpha);
     return failed ? -1 : 0;
 }
