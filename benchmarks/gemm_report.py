@@ -59,16 +59,26 @@ def gflops(shape, seconds):
     return 2.0 * m * k * n / seconds / 1e9
 
 
+def calls_per_sample(function, min_sample_seconds, settle_seconds):
+    """How many calls of function fill min_sample_seconds, counted over a fifth of that
+    time after the machine has settled.  (Timing one call right after another library's
+    had run counted its spinning threads: a product at two threads then got a handful
+    of calls per sample, each dominated by waking a sleeping core.)"""
+    time.sleep(settle_seconds)
+    function()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min_sample_seconds / 5:
+        function()
+        calls += 1
+    return 5 * calls
+
+
 def time_interleaved(functions, min_sample_seconds, samples, settle_seconds):
     """Median seconds per call of each function, sampled alternately.  Before each sample
     the machine idles settle_seconds, so that the other library's worker threads, which
     spin-wait for a while after a call (OpenBLAS for up to ~0.1 s), have gone to sleep
     and do not steal a core from the library being timed."""
-    for f in functions:
-        f()
-    start = time.perf_counter()
-    functions[0]()
-    calls = max(1, int(min_sample_seconds / max(time.perf_counter() - start, 1e-7)))
+    calls = calls_per_sample(functions[0], min_sample_seconds, settle_seconds)
     per_call = [[] for _ in functions]
     for _ in range(samples):
         for f, record in zip(functions, per_call):
