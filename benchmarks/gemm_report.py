@@ -76,7 +76,7 @@ def calls_per_sample(function, min_sample_seconds, settle_seconds):
 def time_interleaved(functions, min_sample_seconds, samples, settle_seconds):
     """Median seconds per call of each function, sampled alternately.  Before each sample
     the machine idles settle_seconds, so that the other library's worker threads, which
-    spin-wait for a while after a call (OpenBLAS for up to ~0.1 s), have gone to sleep
+    spin-wait for a while after a call (OpenBLAS for ~0.11 s here), have gone to sleep
     and do not steal a core from the library being timed."""
     calls = calls_per_sample(functions[0], min_sample_seconds, settle_seconds)
     per_call = [[] for _ in functions]
@@ -119,7 +119,7 @@ def main(argv=None):
     parser.add_argument("--kernel", default="auto", help="auto, generic or avx2")
     parser.add_argument("--samples", type=int, default=9)
     parser.add_argument("--sample-seconds", type=float, default=0.05)
-    parser.add_argument("--settle-seconds", type=float, default=0.15,
+    parser.add_argument("--settle-seconds", type=float, default=0.25,
                         help="idle time before each sample (0: back-to-back)")
     parser.add_argument("--clock-ghz", type=float, default=0.0,
                         help="core clock for a '%% of FMA peak' column (threads x clock x 32)")
