@@ -27,6 +27,12 @@ def _clip_with_mask(x, low, high):
     return np.clip(x, low, high), ((x >= low) & (x <= high)).astype(np.float64)
 
 
+def _labelled_positions(labels, num_classes):
+    """Flat index of each sample's labelled column in a C-ordered (..., num_classes)
+    array."""
+    return np.arange(labels.size) * num_classes + labels.reshape(-1)
+
+
 def _is_activation(activation, name):
     return activation == name or getattr(activation, "__name__", None) == name
 
@@ -367,6 +373,8 @@ class SparseCategoricalCrossentropy(_Crossentropy):
 
     def _values(self, inputs, with_grad):
         labels, y_pred, valid = inputs
+        if not with_grad and not self.from_logits:
+            return self._values_of_probabilities(labels, y_pred, valid), None, valid
         one_hot = np.eye(y_pred.shape[-1])[labels]
         if valid is not None:  # Keras zeroes the ignored rows before the loss
             y_pred = np.where(valid[..., None], y_pred, 0.0)
@@ -378,9 +386,24 @@ class SparseCategoricalCrossentropy(_Crossentropy):
             local = None if local is None else np.where(valid[..., None], local, 0.0)
         return values, local, valid
 
+    @staticmethod
+    def _values_of_probabilities(labels, y_pred, valid):
+        """-log(clip(p[label] / sum(p))) per sample: the one-hot crossentropy's values
+        exactly (its other terms are zeros), from the labelled column alone."""
+        if valid is not None:  # Keras zeroes the ignored rows before the loss
+            y_pred = np.where(valid[..., None], y_pred, 0.0)
+        picked = y_pred.reshape(-1)[_labelled_positions(labels, y_pred.shape[-1])]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prob = np.clip(picked.reshape(labels.shape) / np.sum(y_pred, axis=-1),
+                           EPSILON, ONE_MINUS_EPSILON)
+            values = -np.log(prob)
+        return values if valid is None else np.where(valid, values, 0.0)
+
     def _fused_local_gradient(self, inputs):
+        """y_pred - one_hot(labels): the softmax-and-crossentropy gradient per sample."""
         labels, y_pred, valid = inputs
-        local = y_pred - np.eye(y_pred.shape[-1])[labels]
+        local = np.array(y_pred, order="C")
+        local.reshape(-1)[_labelled_positions(labels, y_pred.shape[-1])] -= 1.0
         return local if valid is None else np.where(valid[..., None], local, 0.0)
 
     def get_config(self):
