@@ -1,4 +1,5 @@
 /* Pooling kernels (see pool.h): one pass over each window, channels innermost. */
+#include <limits.h>
 #include <string.h>
 #include "pool.h"
 #include "activations.h"
@@ -102,17 +103,39 @@ void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *
     }
 }
 
-void pl_max_pool_backward(const pl_ctx *ctx, const pl_pool_geom *g, const float *dy,
+/* Position in `index` (n entries) of the first entry outside [0, bound), or LONG_MAX. */
+static long first_out_of_range(long n, const int *index, long bound) {
+    for (long j = 0; j < n; j++)
+        if (index[j] < 0 || index[j] >= bound) return j;
+    return LONG_MAX;
+}
+
+long pl_max_pool_backward(const pl_ctx *ctx, const pl_pool_geom *g, const float *dy,
                           const int *argmax, float *dx) {
     long out_image = prod3(g->out_size) * g->channels, in_image = prod3(g->in_size) * g->channels;
+    long first_bad = LONG_MAX;
     int nt = pl_elementwise_threads(ctx, g->batch * (in_image + out_image));
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-    for (long n = 0; n < g->batch; n++) {
-        float *dx_image = dx + n * in_image;
-        memset(dx_image, 0, in_image * sizeof(float));
-        for (long j = 0; j < out_image; j++)
-            dx_image[argmax[n * out_image + j]] += dy[n * out_image + j];
+    /* Every thread checks the argmax of the images it will scatter; the loop's closing
+       barrier completes the check before any thread writes dx. */
+    #pragma omp parallel num_threads(nt) if(nt > 1)
+    {
+        #pragma omp for schedule(static) reduction(min:first_bad)
+        for (long n = 0; n < g->batch; n++) {
+            long bad = first_out_of_range(out_image, argmax + n * out_image, in_image);
+            if (bad != LONG_MAX && n * out_image + bad < first_bad) first_bad = n * out_image + bad;
+        }
+        if (first_bad == LONG_MAX) {
+            #pragma omp for schedule(static)
+            for (long n = 0; n < g->batch; n++) {
+                float *dx_image = dx + n * in_image;          // (in..., channels)
+                const int *arg_image = argmax + n * out_image;
+                const float *dy_image = dy + n * out_image;   // (out..., channels)
+                memset(dx_image, 0, in_image * sizeof(float));
+                for (long j = 0; j < out_image; j++) dx_image[arg_image[j]] += dy_image[j];
+            }
+        }
     }
+    return first_bad == LONG_MAX ? -1 : first_bad;
 }
 
 /* Number of non-padded positions in the window [lo, hi). */

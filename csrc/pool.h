@@ -24,8 +24,9 @@ int pl_pool_geom_valid(const pl_pool_geom *g);
 void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
                          float *y, int *argmax);
 
-/* dx (overwritten) = dy routed to the argmax positions. */
-void pl_max_pool_backward(const pl_ctx *ctx, const pl_pool_geom *g, const float *dy,
+/* dx (overwritten) = dy routed to the argmax positions. Returns -1, or the position of
+ * the first argmax entry outside its image, in which case dx is left untouched. */
+long pl_max_pool_backward(const pl_ctx *ctx, const pl_pool_geom *g, const float *dy,
                           const int *argmax, float *dx);
 
 /* y = window means over the non-padded positions. */

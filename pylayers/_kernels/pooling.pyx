@@ -1,6 +1,5 @@
 """Thin wrappers over csrc/pool.c: max and average pooling over 1-3 spatial axes
 (float32, C-contiguous arrays passed flattened)."""
-import numpy as np
 from pylayers._kernels._runtime cimport ctx, pl_ctx
 
 cdef extern from "pool.h":
@@ -14,7 +13,7 @@ cdef extern from "pool.h":
     int pl_pool_geom_valid(const pl_pool_geom *g) nogil
     void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
                              float *y, int *argmax) nogil
-    void pl_max_pool_backward(const pl_ctx *ctx, const pl_pool_geom *g, const float *dy,
+    long pl_max_pool_backward(const pl_ctx *ctx, const pl_pool_geom *g, const float *dy,
                               const int *argmax, float *dx) nogil
     void pl_avg_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
                              float *y) nogil
@@ -60,15 +59,14 @@ def max_pool_backward(tuple geom not None, const float[::1] dy not None,
     if argmax.shape[0] != dy.shape[0]:
         raise ValueError("argmax must have as many elements as dy")
     cdef long in_image = g.in_size[0] * g.in_size[1] * g.in_size[2] * g.channels
-    if argmax.shape[0]:
-        low, high = np.min(argmax), np.max(argmax)
-        if low < 0 or high >= in_image:
-            raise ValueError(f"max_pool_backward: argmax holds {low if low < 0 else high}, "
-                             f"outside the {in_image} elements of an input image {geom}")
+    cdef long bad
     if dy.shape[0] == 0:
         return
     with nogil:
-        pl_max_pool_backward(ctx(), &g, &dy[0], &argmax[0], &dx[0])
+        bad = pl_max_pool_backward(ctx(), &g, &dy[0], &argmax[0], &dx[0])
+    if bad >= 0:
+        raise ValueError(f"max_pool_backward: argmax holds {argmax[bad]} at {bad}, outside "
+                         f"the {in_image} elements of an input image {geom}")
 
 
 def avg_pool_forward(tuple geom not None, const float[::1] x not None, float[::1] y not None):

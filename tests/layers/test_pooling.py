@@ -170,3 +170,27 @@ def test_max_pool_backward_refuses_out_of_range_argmax(bad):
     with pytest.raises(ValueError, match="max_pool_backward: argmax"):
         pool_kernels.max_pool_backward(geometry, np.ones(4, np.float32), argmax, dx)
     np.testing.assert_array_equal(dx, 7.0)   # nothing written
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_max_pool_backward_checks_every_image_before_writing(threads):
+    """A bad argmax in the last image of a batch two threads share: no image is written,
+    and the error names the entry."""
+    from pylayers._kernels import pooling as pool_kernels
+    batch, side, channels = 64, 16, 8
+    geometry = (batch, channels, (1, side, side), (1, side // 2, side // 2), (1, 2, 2),
+                (1, 2, 2), (0, 0, 0))
+    x = np.random.default_rng(0).standard_normal((batch, side, side, channels), np.float32)
+    y = np.empty(batch * (side // 2) ** 2 * channels, np.float32)
+    argmax = np.empty(y.size, np.intc)
+    pool_kernels.max_pool_forward(geometry, x.reshape(-1), y, argmax)
+    argmax[-3] = side * side * channels
+    dx = np.full(x.size, 7.0, np.float32)
+    previous = pylayers.get_num_threads()
+    pylayers.set_num_threads(threads)
+    try:
+        with pytest.raises(ValueError, match=f"holds {side * side * channels} at {y.size - 3}"):
+            pool_kernels.max_pool_backward(geometry, np.ones_like(y), argmax, dx)
+    finally:
+        pylayers.set_num_threads(previous)
+    np.testing.assert_array_equal(dx, 7.0)
