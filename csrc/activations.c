@@ -123,7 +123,8 @@ void pl_act_backward(const pl_ctx *ctx, long m, long n, const float *y,
         act_backward_row(n, y + i * n, dy + i * n, dz + i * n, act, alpha);
 }
 
-void pl_bias_grad(const pl_ctx *ctx, long m, long n, const float *dz, float *dbias) {
+void pl_bias_grad(const pl_ctx *ctx, long m, long n, const float *dz, float *dbias,
+                  int accumulate) {
     int nt = pl_elementwise_threads(ctx, m * n);
     if (nt > n / 16) nt = n / 16 > 1 ? (int)(n / 16) : 1;
     #pragma omp parallel num_threads(nt) if(nt > 1)
@@ -134,6 +135,8 @@ void pl_bias_grad(const pl_ctx *ctx, long m, long n, const float *dz, float *dbi
         count = omp_get_num_threads();
 #endif
         long j0 = n * t / count, j1 = n * (t + 1) / count;
+        if (!accumulate)
+            for (long j = j0; j < j1; j++) dbias[j] = 0.0f;
         for (long i = 0; i < m; i++) {
             const float *row = dz + i * n;
             for (long j = j0; j < j1; j++) dbias[j] += row[j];

@@ -263,7 +263,7 @@ void pl_conv_bias_act_backward(const pl_ctx *ctx, long rows, long cout, const fl
     } else if (dz != dy) {
         memcpy(dz, dy, (size_t)(rows * cout) * sizeof(float));
     }
-    if (dbias) pl_bias_grad(ctx, rows, cout, dz, dbias);
+    if (dbias) pl_bias_grad(ctx, rows, cout, dz, dbias, 1);
 }
 
 static float *alloc_col(const conv_plan *p) {

@@ -10,9 +10,10 @@ void pl_dense_forward(const pl_ctx *ctx, long m, long n, long k, const float *x,
  *   dz = dy * act'(y)           (dz (m, n) scratch; may alias dy)
  *   dw (k, n) += x^T @ dz       (skipped when dw is NULL: frozen weights)
  *   dbias (n) += colsum(dz)     (skipped when NULL)
+ *   (dw and dbias are overwritten instead of added to when accumulate is 0)
  *   dx (m, k)  = dz @ w^T       (skipped when NULL: first layer) */
 void pl_dense_backward(const pl_ctx *ctx, long m, long n, long k, const float *x,
                        const float *w, const float *y, const float *dy, int act, float alpha,
-                       float *dz, float *dw, float *dbias, float *dx);
+                       float *dz, float *dw, float *dbias, int accumulate, float *dx);
 
 #endif

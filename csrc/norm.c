@@ -169,7 +169,7 @@ int pl_layer_norm_backward(const pl_ctx *ctx, long m, long n, const float *x,
         free(sums);
         if (status) return status;
     }
-    if (dbeta) pl_bias_grad(ctx, m, n, dy, dbeta);
+    if (dbeta) pl_bias_grad(ctx, m, n, dy, dbeta, 1);
     if (!dx) return 0;
     int nt = pl_elementwise_threads(ctx, m * n);
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)

@@ -218,7 +218,7 @@ static void weight_gradients(const pl_ctx *ctx, long rows, long I, long U, long 
     if (dkernel) pl_sgemm(ctx, 1, 0, I, G, rows, 1.0f, x, I, dgates, G, 1.0f, dkernel, G);
     if (drecurrent)
         pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h_prev, U, dgates, G, 1.0f, drecurrent, G);
-    if (dbias) pl_bias_grad(ctx, rows, G, dgates, dbias);
+    if (dbias) pl_bias_grad(ctx, rows, G, dgates, dbias, 1);
 }
 
 /* dx (rows, I) = dgates (rows, G) kernel^T, or nothing when dx is NULL. */

@@ -13,7 +13,8 @@ cdef extern from "dense.h":
                           float *y) nogil
     void pl_dense_backward(const pl_ctx *ctx, long m, long n, long k, const float *x,
                            const float *w, const float *y, const float *dy, int act,
-                           float alpha, float *dz, float *dw, float *dbias, float *dx) nogil
+                           float alpha, float *dz, float *dw, float *dbias, int accumulate,
+                           float *dx) nogil
 
 # Codes of csrc/activations.h enum pl_act.
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4, "elu": 5,
@@ -72,8 +73,9 @@ def dense_forward(const float[:, ::1] x not None, const float[:, ::1] w not None
 def dense_backward(const float[:, ::1] x not None, const float[:, ::1] w not None,
                    const float[:, ::1] y not None, const float[:, ::1] dy not None, int act,
                    float alpha, float[:, ::1] dz not None, float[:, ::1] dw, float[::1] dbias,
-                   float[:, ::1] dx):
-    """dz = dy*act'(y); dw += x^T dz; dbias += colsum dz; dx = dz w^T (None skips)."""
+                   float[:, ::1] dx, bint accumulate=True):
+    """dz = dy*act'(y); dw += x^T dz; dbias += colsum dz; dx = dz w^T (None skips).
+    With accumulate False, dw and dbias are overwritten instead of added to."""
     cdef long m = x.shape[0], k = x.shape[1], n = w.shape[1]
     _check_act(act)
     _check("w", w, k, n)
@@ -89,11 +91,15 @@ def dense_backward(const float[:, ::1] x not None, const float[:, ::1] w not Non
     if m == 0 or n == 0:
         if dx is not None and m and k:
             dx[:, :] = 0
+        if not accumulate and dw is not None and k and n:
+            dw[:, :] = 0
+        if not accumulate and dbias is not None and n:
+            dbias[:] = 0
         return
     with nogil:
         pl_dense_backward(ctx(), m, n, k, &x[0, 0] if k else NULL, &w[0, 0] if k else NULL,
                           &y[0, 0], &dy[0, 0], act, alpha, &dz[0, 0], dw_ptr, dbias_ptr,
-                          dx_ptr if k else NULL)
+                          accumulate, dx_ptr if k else NULL)
 
 
 def bias_act_forward(float[:, ::1] y not None, const float[::1] bias, int act, float alpha):

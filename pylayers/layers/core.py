@@ -146,15 +146,28 @@ class Dense(Layer):
                 dy_code = LINEAR
             elif act_backward is not None:
                 dy = as_rows(act_backward(dy.reshape(y.shape)), self.units)
-            train = self.trainable
             dz = empty_buffer(self, "dz", dy.shape) if dy_code != LINEAR else dy
             dx = empty_buffer(self, "dx", x.shape) if need_dx else None
-            dense_kernels.dense_backward(
-                x, self.kernel.value, y, dy, dy_code, alpha, dz,
-                grad_buffer(self.kernel) if train else None,
-                grad_buffer(self.bias) if train and self.use_bias else None, dx)
+            dw, dbias, accumulate = self._gradient_targets()
+            dense_kernels.dense_backward(x, self.kernel.value, y, dy, dy_code, alpha, dz,
+                                         dw, dbias, dx, accumulate)
+            if not accumulate:
+                self.kernel.gradient_written()
+                if self.use_bias:
+                    self.bias.gradient_written()
             return dx.reshape(np.shape(inputs)) if need_dx else None
         return self._rows_like(inputs, x, y), backprop
+
+    def _gradient_targets(self):
+        """(kernel gradient, bias gradient, accumulate) for the backward kernel: None for
+        frozen weights; the kernel overwrites both when both were just zeroed."""
+        if not self.trainable:
+            return None, None, True
+        variables = [self.kernel] + ([self.bias] if self.use_bias else [])
+        targets = [v.gradient_target() for v in variables]
+        accumulate = any(add for _, add in targets)
+        arrays = [grad_buffer(v) for v in variables] if accumulate else [a for a, _ in targets]
+        return arrays[0], (arrays[1] if self.use_bias else None), accumulate
 
     def get_config(self):
         config = super().get_config()

@@ -6,12 +6,13 @@ class Variable:
     """A layer weight. `value` is a float32 numpy array updated in place by optimizers;
     `grad` (same shape) accumulates gradients during a training step."""
 
-    __slots__ = ("value", "grad", "name", "path", "trainable", "regularizer", "constraint")
+    __slots__ = ("value", "_grad", "_grad_is_zero", "name", "path", "trainable",
+                 "regularizer", "constraint")
 
     def __init__(self, value, name="variable", trainable=True, regularizer=None,
                  constraint=None, path=None):
         self.value = np.array(value, dtype=np.float32, order="C")
-        self.grad = None
+        self._grad, self._grad_is_zero = None, False
         self.name = name
         self.path = path or name
         self.trainable = trainable
@@ -42,11 +43,34 @@ class Variable:
         self.value[...] = new_value
         return self
 
+    @property
+    def grad(self):
+        """The gradient accumulated since zero_grad (None before the first)."""
+        if self._grad_is_zero:
+            self._grad.fill(0.0)
+            self._grad_is_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, array):
+        self._grad, self._grad_is_zero = array, False
+
     def zero_grad(self):
-        if self.grad is None:
-            self.grad = np.zeros_like(self.value)
-        else:
-            self.grad.fill(0.0)
+        """Zero the gradient. The zeros are written when `grad` is next read, so a kernel
+        that overwrites the whole gradient (see gradient_target) never writes them."""
+        if self._grad is None:
+            self._grad = np.empty_like(self.value)
+        self._grad_is_zero = True
+
+    def gradient_target(self):
+        """(the gradient array, whether to add to it): after zero_grad the array is to be
+        overwritten whole, and gradient_written() called once it has been."""
+        if self._grad is None:
+            self.zero_grad()
+        return self._grad, not self._grad_is_zero
+
+    def gradient_written(self):
+        self._grad_is_zero = False
 
     def __array__(self, dtype=None, copy=None):
         return self.value if dtype is None else self.value.astype(dtype)

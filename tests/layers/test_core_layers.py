@@ -190,3 +190,31 @@ def test_unaligned_inputs_are_aligned_at_the_layer_boundary():
     with pytest.raises(ValueError, match="dense_forward: .* not aligned"):
         dense_kernels.dense_forward(unaligned, layer.kernel.value, None, 0, 0.0,
                                     np.empty((4, 3), np.float32))
+
+
+def test_dense_backward_overwrites_zeroed_gradients_and_adds_to_others():
+    """zero_grad defers its zeros; Dense's kernel then writes the gradient instead of
+    adding to it. Stale values never leak in, later uses add, and a gradient set by hand
+    is added to."""
+    dense = layers.Dense(3, activation="relu")
+    x = np.random.default_rng(1).normal(size=(6, 5)).astype(np.float32)
+    dy = np.random.default_rng(2).normal(size=(6, 3)).astype(np.float32)
+    dense(x)
+    y, backprop = dense._forward(x, training=True)
+    dz = dy.astype(np.float64) * (y > 0)
+    expected_kernel, expected_bias = x.astype(np.float64).T @ dz, dz.sum(axis=0)
+    for variable in dense.trainable_weights:
+        variable.grad = np.full(variable.shape, 99.0, np.float32)
+        variable.zero_grad()
+    np.testing.assert_array_equal(dense.bias.grad, 0.0)     # read: the zeros appear
+    dense.bias.zero_grad()
+    backprop(dy)
+    np.testing.assert_allclose(dense.kernel.grad, expected_kernel, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dense.bias.grad, expected_bias, rtol=1e-5, atol=1e-6)
+    backprop(dy)                                              # a second use adds
+    np.testing.assert_allclose(dense.kernel.grad, 2 * expected_kernel, rtol=1e-5, atol=1e-6)
+    dense.kernel.zero_grad()
+    dense.bias.grad = np.ones(3, np.float32)                 # set by hand: added to
+    backprop(dy)
+    np.testing.assert_allclose(dense.kernel.grad, expected_kernel, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dense.bias.grad, 1 + expected_bias, rtol=1e-5, atol=1e-6)
