@@ -176,6 +176,46 @@ def test_fused_softmax_gradient_is_the_chain_rule(loss, y_true):
     np.testing.assert_allclose(d_logits, d_logits_direct, rtol=1e-5, atol=1e-7)
 
 
+def general_fused_backward(loss, y_true, probs):
+    """The numpy path of fused_backward, which the compiled one must equal."""
+    from pylayers.losses.losses import _Crossentropy
+    return _Crossentropy.fused_backward(loss, y_true, probs, "softmax")
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean"])
+@pytest.mark.parametrize("labels_as", [np.int64, np.int32, "column", np.uint8])
+def test_compiled_sparse_softmax_crossentropy_equals_the_numpy_path(reduction, labels_as):
+    rng = np.random.default_rng(11)
+    probs = softmax(rng.normal(size=(37, 10)) * 4).astype(np.float32)
+    probs[3, 2] = 0.0                  # a label's probability clipped to 1e-7
+    labels = rng.integers(0, 10, size=37)
+    labels[3] = 2
+    y_true = labels[:, None] if labels_as == "column" else labels.astype(labels_as)
+    loss = losses.SparseCategoricalCrossentropy(reduction=reduction)
+    assert loss._fusible_in_c(y_true, probs, "softmax", None)
+    value, d_logits = loss.fused_backward(y_true, probs, "softmax")
+    general_value, general_d_logits = general_fused_backward(loss, y_true, probs)
+    assert value == pytest.approx(general_value, rel=1e-12)
+    assert d_logits.dtype == np.float32
+    np.testing.assert_array_equal(d_logits, general_d_logits)
+    scale = 1.0 if reduction == "sum" else 1.0 / 37
+    expected = scale * -np.log(np.clip(probs[np.arange(37), labels].astype(np.float64)
+                                       / probs.astype(np.float64).sum(-1),
+                                       float(np.float32(1e-7)), float(np.float32(1 - 1e-7))))
+    assert value == pytest.approx(expected.sum(), rel=1e-12)
+
+
+def test_compiled_sparse_softmax_crossentropy_keeps_nan_and_reports_bad_labels():
+    loss = losses.SparseCategoricalCrossentropy()
+    probs = np.full((4, 3), 1 / 3, np.float32)
+    probs[1, 0] = np.nan
+    value, d_logits = loss.fused_backward(np.array([0, 1, 2, 0]), probs, "softmax")
+    assert np.isnan(value) and np.isnan(d_logits[1, 0]) and np.isfinite(d_logits[0]).all()
+    for bad in (3, -1):
+        with pytest.raises(ValueError, match=rf"integers in \[0, 3\).*\[{bad}\]"):
+            loss.fused_backward(np.array([0, bad, 2, 0]), probs, "softmax")
+
+
 def test_fused_sigmoid_gradient_is_the_chain_rule():
     rng = np.random.default_rng(7)
     logits = rng.normal(size=(6, 2))

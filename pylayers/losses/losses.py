@@ -7,6 +7,7 @@ shape such that d(values)/d(y_pred) = G (elementwise along the reduced last axis
 d(loss)/d(y_pred) = W[..., None] * G with W the reduction weights."""
 import numpy as np
 
+from pylayers._kernels import losses as loss_kernels
 from pylayers.backend import auto_name
 from pylayers.losses.reduction import (reduction_weights, squeeze_or_expand_to_same_rank,
                                        standardize_reduction)
@@ -342,6 +343,32 @@ class SparseCategoricalCrossentropy(_Crossentropy):
             raise ValueError(f"{type(self).__name__}: only axis=-1 is supported. "
                              f"Received: axis={axis!r}")
         self.ignore_class = ignore_class
+
+    def fused_backward(self, y_true, y_pred, activation, sample_weight=None):
+        """A batch of float32 softmax rows with integer labels, no weights and no ignored
+        class goes through one compiled pass; anything else (or a bad label, which the
+        general path reports) the general way."""
+        fast = None
+        if self._fusible_in_c(y_true, y_pred, activation, sample_weight):
+            fast = self._fused_in_c(y_true, y_pred)
+        return fast if fast is not None else \
+            super().fused_backward(y_true, y_pred, activation, sample_weight)
+
+    def _fusible_in_c(self, y_true, y_pred, activation, sample_weight):
+        return (sample_weight is None and self.ignore_class is None and not self.from_logits
+                and self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight",
+                                       "sum") and self._fusible(activation) and type(y_pred) is np.ndarray
+                and y_pred.dtype == np.float32 and y_pred.ndim == 2 and len(y_pred)
+                and type(y_true) is np.ndarray and y_true.dtype.kind in "iu"
+                and y_true.shape in ((len(y_pred),), (len(y_pred), 1)))
+
+    def _fused_in_c(self, y_true, y_pred):
+        """(loss, gradient) from the compiled kernel, or None for a label out of range."""
+        row_weight = 1.0 if self.reduction == "sum" else 1.0 / len(y_pred)
+        value, gradient = loss_kernels.sparse_softmax_crossentropy(
+            np.ascontiguousarray(y_pred), np.ascontiguousarray(y_true.reshape(-1), np.int64),
+            row_weight, EPSILON, ONE_MINUS_EPSILON)
+        return None if value is None else (value, gradient)
 
     def _prepared(self, y_true, y_pred):
         """(integer labels with ignored ones set to 0, float64 y_pred, valid mask)."""

@@ -18,7 +18,8 @@ import sys
 import numpy as np
 
 from pylayers import ops
-from pylayers._kernels import conv, dense, embedding, gemm, normalization, optim, pooling, rnn
+from pylayers._kernels import (conv, dense, embedding, gemm, losses, normalization, optim,
+                               pooling, rnn)
 
 MUTATIONS = ("valid", "none", "dtype", "noncontiguous", "fortran", "shape", "rank", "nan",
              "readonly", "unaligned", "scalar", "index")
@@ -466,6 +467,30 @@ def embedding_args(backward):
     return build
 
 
+# ---- losses ------------------------------------------------------------------------------
+
+def sparse_softmax_crossentropy_reference(p, labels, row_weight, low, high):
+    if p.ndim != 2 or labels.ndim != 1 or labels.shape[0] != p.shape[0]:
+        raise ValueError("shape")
+    rows, classes = p.shape
+    if rows == 0:
+        return {"return.0": 0.0, "return.1": np.zeros((0, classes))}
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if bad.size:
+        return {"return.0": None, "return.1": bad[0]}
+    index = (np.arange(rows), labels.astype(np.int64))
+    value = np.sum(row_weight * -np.log(np.clip(p[index] / p.sum(axis=1), low, high)))
+    grad = row_weight * p
+    grad[index] -= row_weight
+    return {"return.0": value, "return.1": grad}
+
+
+def sparse_softmax_crossentropy_args(rng, m, n, k, case):
+    probs = rng.random((m, n)).astype(np.float32)
+    return [probs, rng.integers(0, max(n, 1), size=m).astype(np.int64), 1.0 / max(m, 1),
+            1e-7, 1.0 - 1e-7]
+
+
 # ---- normalisation -----------------------------------------------------------------------
 
 def _columns(x, *vectors):
@@ -820,6 +845,9 @@ ENTRIES.update({
                                  pooling.avg_pool_forward),
     "pooling.avg_pool_backward": (pool_args("avg_backward"), avg_pool_backward_reference,
                                   pooling.avg_pool_backward),
+    "losses.sparse_softmax_crossentropy": (sparse_softmax_crossentropy_args,
+                                           sparse_softmax_crossentropy_reference,
+                                           losses.sparse_softmax_crossentropy),
     "embedding.embedding_forward": (embedding_args(False), embedding_forward_reference,
                                     embedding.embedding_forward),
     "embedding.embedding_backward": (embedding_args(True), embedding_backward_reference,

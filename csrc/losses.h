@@ -1,0 +1,16 @@
+/* Losses fused with the activation that made their input. */
+#ifndef PL_LOSSES_H
+#define PL_LOSSES_H
+#include <stdint.h>
+
+/* Sparse categorical crossentropy of softmax probabilities p (n, classes), row i
+ * labelled labels[i], in double precision:
+ *   *value = sum_i row_weight * -log(clip(p[i, label_i] / sum_j p[i, j], low, high))
+ *   grad (n, classes) = row_weight * (p[i, :] - onehot(label_i))   (d value / d logits)
+ * Returns -1, or the first row whose label lies outside [0, classes); nothing is
+ * written then. */
+long pl_sparse_softmax_crossentropy(long n, long classes, const float *p,
+                                    const int64_t *labels, double row_weight, double low,
+                                    double high, double *value, float *grad);
+
+#endif
