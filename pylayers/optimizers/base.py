@@ -20,6 +20,11 @@ import warnings
 
 import numpy as np
 
+try:   # signal's functions without the enum conversions that make a call pair cost 15 us
+    import _signal as raw_signal
+except ImportError:   # pragma: no cover (every CPython has it)
+    raw_signal = signal
+
 from pylayers._kernels import optim as kernels
 from pylayers.backend import auto_name
 from pylayers.optimizers import schedules
@@ -31,19 +36,20 @@ def _sigint_deferred():
     there, and only there may install them); on leaving, restore the previous handler
     and hand it any SIGINT that arrived (the default handler raises KeyboardInterrupt)."""
     if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGINT) is None:   # a handler not set from Python
+            or raw_signal.getsignal(signal.SIGINT) is None:   # a handler not set from Python
         yield
         return
     arrived = []
     try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(frame))
+        previous = raw_signal.signal(signal.SIGINT,
+                                     lambda signum, frame: arrived.append(frame))
     except (ValueError, TypeError, OSError):   # e.g. a sub-interpreter: nothing to defer
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        raw_signal.signal(signal.SIGINT, previous)
     if arrived:
         if callable(previous):
             previous(signal.SIGINT, arrived[0])
