@@ -33,3 +33,18 @@ long pl_sparse_softmax_crossentropy(long n, long classes, const float *p,
     *value = total_loss;
     return -1;
 }
+
+void pl_mean_squared_error(long n, long width, const float *p, const float *t,
+                           double row_weight, double *value, float *grad) {
+    double total_loss = 0.0;
+    for (long i = 0; i < n; i++) {
+        double row_sum = 0.0;
+        for (long j = i * width; j < (i + 1) * width; j++) {
+            double error = (double)p[j] - (double)t[j];
+            row_sum += error * error;
+            grad[j] = (float)(row_weight * (2.0 * error / (double)width));
+        }
+        total_loss += row_weight * (row_sum / (double)width);
+    }
+    *value = total_loss;
+}

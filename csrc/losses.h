@@ -13,4 +13,11 @@ long pl_sparse_softmax_crossentropy(long n, long classes, const float *p,
                                     const int64_t *labels, double row_weight, double low,
                                     double high, double *value, float *grad);
 
+/* Mean squared error of predictions p against targets t, both (n, width):
+ *   *value = sum_i row_weight * mean_j (p[i, j] - t[i, j])^2
+ *   grad (n, width) = row_weight * 2 (p - t) / width
+ * in double precision. */
+void pl_mean_squared_error(long n, long width, const float *p, const float *t,
+                           double row_weight, double *value, float *grad);
+
 #endif

@@ -216,6 +216,23 @@ def test_compiled_sparse_softmax_crossentropy_keeps_nan_and_reports_bad_labels()
             loss.fused_backward(np.array([0, bad, 2, 0]), probs, "softmax")
 
 
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean"])
+@pytest.mark.parametrize("shape", [(37, 1), (37, 5), (4, 6, 3), (9,)])
+def test_compiled_mean_squared_error_equals_the_numpy_path(reduction, shape):
+    from pylayers.losses.losses import Loss
+    rng = np.random.default_rng(12)
+    y_pred = rng.normal(size=shape).astype(np.float32)
+    y_true = rng.normal(size=shape).astype(np.float32)
+    loss = losses.MeanSquaredError(reduction=reduction)
+    value, gradient = loss.forward_backward(y_true, y_pred)
+    general_value, general_gradient = Loss.forward_backward(loss, y_true, y_pred)
+    assert value == pytest.approx(general_value, rel=1e-12)
+    assert gradient.shape == shape and gradient.dtype == np.float32
+    np.testing.assert_array_equal(gradient, general_gradient)
+    y_pred[0] = np.nan
+    assert np.isnan(loss.forward_backward(y_true, y_pred)[0])
+
+
 def test_fused_sigmoid_gradient_is_the_chain_rule():
     rng = np.random.default_rng(7)
     logits = rng.normal(size=(6, 2))

@@ -34,6 +34,18 @@ def _labelled_positions(labels, num_classes):
     return np.arange(labels.size) * num_classes + labels.reshape(-1)
 
 
+# Reductions to one number, and the ones that weigh every sample's value alike when
+# there is no sample weight or mask (1 / count, or 1 for "sum").
+SCALAR_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
+
+
+def _float32_alike(y_true, y_pred):
+    """Both float32 arrays of one non-empty shape (the compiled losses' inputs)."""
+    return (type(y_pred) is np.ndarray and type(y_true) is np.ndarray
+            and y_pred.dtype == np.float32 and y_true.dtype == np.float32
+            and y_pred.ndim >= 1 and y_pred.size > 0 and y_true.shape == y_pred.shape)
+
+
 def _is_activation(activation, name):
     return activation == name or getattr(activation, "__name__", None) == name
 
@@ -202,6 +214,19 @@ class MeanSquaredError(_ElementwiseLoss):
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
+    def forward_backward(self, y_true, y_pred, sample_weight=None):
+        """float32 predictions and targets of one shape, with no sample weight, go
+        through one compiled pass; anything else the general way."""
+        if not (sample_weight is None and self.reduction in SCALAR_REDUCTIONS
+                and _float32_alike(y_true, y_pred)):
+            return super().forward_backward(y_true, y_pred, sample_weight)
+        rows = y_pred.reshape(-1, y_pred.shape[-1])
+        row_weight = 1.0 if self.reduction == "sum" else 1.0 / len(rows)
+        value, gradient = loss_kernels.mean_squared_error(
+            np.ascontiguousarray(rows), np.ascontiguousarray(y_true.reshape(rows.shape)),
+            row_weight)
+        return value, gradient.reshape(y_pred.shape)
+
 
 class MeanAbsoluteError(_ElementwiseLoss):
     function = staticmethod(_mean_absolute_error)
@@ -356,8 +381,7 @@ class SparseCategoricalCrossentropy(_Crossentropy):
 
     def _fusible_in_c(self, y_true, y_pred, activation, sample_weight):
         return (sample_weight is None and self.ignore_class is None and not self.from_logits
-                and self.reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight",
-                                       "sum") and self._fusible(activation) and type(y_pred) is np.ndarray
+                and self.reduction in SCALAR_REDUCTIONS and self._fusible(activation) and type(y_pred) is np.ndarray
                 and y_pred.dtype == np.float32 and y_pred.ndim == 2 and len(y_pred)
                 and type(y_true) is np.ndarray and y_true.dtype.kind in "iu"
                 and y_true.shape in ((len(y_pred),), (len(y_pred), 1)))

@@ -491,6 +491,16 @@ def sparse_softmax_crossentropy_args(rng, m, n, k, case):
             1e-7, 1.0 - 1e-7]
 
 
+def mean_squared_error_reference(p, t, row_weight):
+    if p.ndim != 2 or t.shape != p.shape:
+        raise ValueError("shape")
+    if p.shape[0] == 0:
+        return {"return.0": 0.0, "return.1": p}
+    error = p - t
+    value = np.sum(row_weight * np.mean(error ** 2, axis=1)) if p.shape[1] else np.nan
+    return {"return.0": value, "return.1": row_weight * 2 * error / max(p.shape[1], 1)}
+
+
 # ---- normalisation -----------------------------------------------------------------------
 
 def _columns(x, *vectors):
@@ -848,6 +858,9 @@ ENTRIES.update({
     "losses.sparse_softmax_crossentropy": (sparse_softmax_crossentropy_args,
                                            sparse_softmax_crossentropy_reference,
                                            losses.sparse_softmax_crossentropy),
+    "losses.mean_squared_error": (lambda rng, m, n, k, case: [f32(rng, m, n), f32(rng, m, n),
+                                                              1.0 / max(m, 1)],
+                                  mean_squared_error_reference, losses.mean_squared_error),
     "embedding.embedding_forward": (embedding_args(False), embedding_forward_reference,
                                     embedding.embedding_forward),
     "embedding.embedding_backward": (embedding_args(True), embedding_backward_reference,
