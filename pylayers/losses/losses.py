@@ -34,9 +34,22 @@ def _labelled_positions(labels, num_classes):
     return np.arange(labels.size) * num_classes + labels.reshape(-1)
 
 
+def _values_of_probabilities(labels, y_pred):
+    """-log(clip(p[label] / sum(p))) per sample: the one-hot crossentropy's values
+    exactly (its other terms are zeros), from the labelled column alone."""
+    picked = y_pred.reshape(-1)[_labelled_positions(labels, y_pred.shape[-1])]
+    return -np.log(np.clip(picked.reshape(labels.shape) / np.sum(y_pred, axis=-1),
+                           EPSILON, ONE_MINUS_EPSILON))
+
+
 # Reductions to one number, and the ones that weigh every sample's value alike when
 # there is no sample weight or mask (1 / count, or 1 for "sum").
 SCALAR_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
+
+
+def _row_weight(reduction, rows):
+    """Each sample's weight in a SCALAR_REDUCTIONS loss with no sample weight or mask."""
+    return 1.0 if reduction == "sum" else 1.0 / rows
 
 
 def _float32_alike(y_true, y_pred):
@@ -221,10 +234,9 @@ class MeanSquaredError(_ElementwiseLoss):
                 and _float32_alike(y_true, y_pred)):
             return super().forward_backward(y_true, y_pred, sample_weight)
         rows = y_pred.reshape(-1, y_pred.shape[-1])
-        row_weight = 1.0 if self.reduction == "sum" else 1.0 / len(rows)
         value, gradient = loss_kernels.mean_squared_error(
             np.ascontiguousarray(rows), np.ascontiguousarray(y_true.reshape(rows.shape)),
-            row_weight)
+            _row_weight(self.reduction, len(rows)))
         return value, gradient.reshape(y_pred.shape)
 
 
@@ -381,17 +393,17 @@ class SparseCategoricalCrossentropy(_Crossentropy):
 
     def _fusible_in_c(self, y_true, y_pred, activation, sample_weight):
         return (sample_weight is None and self.ignore_class is None and not self.from_logits
-                and self.reduction in SCALAR_REDUCTIONS and self._fusible(activation) and type(y_pred) is np.ndarray
-                and y_pred.dtype == np.float32 and y_pred.ndim == 2 and len(y_pred)
+                and self.reduction in SCALAR_REDUCTIONS and self._fusible(activation)
+                and type(y_pred) is np.ndarray and y_pred.dtype == np.float32
+                and y_pred.ndim == 2 and len(y_pred)
                 and type(y_true) is np.ndarray and y_true.dtype.kind in "iu"
                 and y_true.shape in ((len(y_pred),), (len(y_pred), 1)))
 
     def _fused_in_c(self, y_true, y_pred):
         """(loss, gradient) from the compiled kernel, or None for a label out of range."""
-        row_weight = 1.0 if self.reduction == "sum" else 1.0 / len(y_pred)
         value, gradient = loss_kernels.sparse_softmax_crossentropy(
             np.ascontiguousarray(y_pred), np.ascontiguousarray(y_true.reshape(-1), np.int64),
-            row_weight, EPSILON, ONE_MINUS_EPSILON)
+            _row_weight(self.reduction, len(y_pred)), EPSILON, ONE_MINUS_EPSILON)
         return None if value is None else (value, gradient)
 
     def _prepared(self, y_true, y_pred):
@@ -424,31 +436,18 @@ class SparseCategoricalCrossentropy(_Crossentropy):
 
     def _values(self, inputs, with_grad):
         labels, y_pred, valid = inputs
-        if not with_grad and not self.from_logits:
-            return self._values_of_probabilities(labels, y_pred, valid), None, valid
-        one_hot = np.eye(y_pred.shape[-1])[labels]
         if valid is not None:  # Keras zeroes the ignored rows before the loss
             y_pred = np.where(valid[..., None], y_pred, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            values, local = _categorical_crossentropy(one_hot, y_pred, self.from_logits,
-                                                      with_grad)
+            if not with_grad and not self.from_logits:
+                values, local = _values_of_probabilities(labels, y_pred), None
+            else:
+                values, local = _categorical_crossentropy(np.eye(y_pred.shape[-1])[labels],
+                                                          y_pred, self.from_logits, with_grad)
         if valid is not None:
             values = np.where(valid, values, 0.0)
             local = None if local is None else np.where(valid[..., None], local, 0.0)
         return values, local, valid
-
-    @staticmethod
-    def _values_of_probabilities(labels, y_pred, valid):
-        """-log(clip(p[label] / sum(p))) per sample: the one-hot crossentropy's values
-        exactly (its other terms are zeros), from the labelled column alone."""
-        if valid is not None:  # Keras zeroes the ignored rows before the loss
-            y_pred = np.where(valid[..., None], y_pred, 0.0)
-        picked = y_pred.reshape(-1)[_labelled_positions(labels, y_pred.shape[-1])]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            prob = np.clip(picked.reshape(labels.shape) / np.sum(y_pred, axis=-1),
-                           EPSILON, ONE_MINUS_EPSILON)
-            values = -np.log(prob)
-        return values if valid is None else np.where(valid, values, 0.0)
 
     def _fused_local_gradient(self, inputs):
         """y_pred - one_hot(labels): the softmax-and-crossentropy gradient per sample."""
