@@ -123,10 +123,29 @@ void pl_act_backward(const pl_ctx *ctx, long m, long n, const float *y,
         act_backward_row(n, y + i * n, dy + i * n, dz + i * n, act, alpha);
 }
 
+/* Columns of dz summed in registers at a time: a row's block loads once and adds to
+ * accumulators that never go through memory. */
+#define SUM_BLOCK 16
+
+void pl_column_sums(long m, long n, long j0, long j1, const float *dz, float *dbias) {
+    long j = j0;
+    for (; j + SUM_BLOCK <= j1; j += SUM_BLOCK) {
+        float acc[SUM_BLOCK] = {0.0f};
+        for (long i = 0; i < m; i++)
+            for (int c = 0; c < SUM_BLOCK; c++) acc[c] += dz[i * n + j + c];
+        for (int c = 0; c < SUM_BLOCK; c++) dbias[j + c] += acc[c];
+    }
+    for (; j < j1; j++) {
+        float acc = 0.0f;
+        for (long i = 0; i < m; i++) acc += dz[i * n + j];
+        dbias[j] += acc;
+    }
+}
+
 void pl_bias_grad(const pl_ctx *ctx, long m, long n, const float *dz, float *dbias,
                   int accumulate) {
     int nt = pl_elementwise_threads(ctx, m * n);
-    if (nt > n / 16) nt = n / 16 > 1 ? (int)(n / 16) : 1;
+    if (nt > n / SUM_BLOCK) nt = n / SUM_BLOCK > 1 ? (int)(n / SUM_BLOCK) : 1;
     #pragma omp parallel num_threads(nt) if(nt > 1)
     {
         int t = 0, count = 1;
@@ -137,9 +156,6 @@ void pl_bias_grad(const pl_ctx *ctx, long m, long n, const float *dz, float *dbi
         long j0 = n * t / count, j1 = n * (t + 1) / count;
         if (!accumulate)
             for (long j = j0; j < j1; j++) dbias[j] = 0.0f;
-        for (long i = 0; i < m; i++) {
-            const float *row = dz + i * n;
-            for (long j = j0; j < j1; j++) dbias[j] += row[j];
-        }
+        pl_column_sums(m, n, j0, j1, dz, dbias);
     }
 }
