@@ -31,6 +31,8 @@
 /* Multiply-adds that count as one elementwise op when choosing threads: with
  * pl_elementwise_threads' 32768 ops per thread, 64^3 multiply-adds per thread. */
 #define MACS_PER_ELEMENT_OP 8
+/* Floats of dz per block of the bias gradient's column sums (16 KB, in L1). */
+#define BIAS_BLOCK_FLOATS 4096
 
 /* The direct path's limits: taps * cin, and the floats of one output line's patches
  * or output gradients (each a buffer on the stack of each thread); images per block
@@ -248,22 +250,46 @@ static void bias_act(const pl_ctx *ctx, long rows, long cout, float *y, const fl
         bias_relu_rows(1, cout, y + r * cout, bias, act == PL_ACT_RELU);
 }
 
+/* dz rows [first, first + rows) = dy * act'(y), on the calling thread. */
+static void output_gradient_rows(const pl_ctx *ctx, long first, long rows, long cout,
+                                 const float *y, const float *dy, int act, float alpha,
+                                 float *dz) {
+    const long begin = first * cout, end = (first + rows) * cout;
+    if (act == PL_ACT_RELU) {
+        // dy * relu'(y) as pl_act_backward computes it (inf * 0 is NaN, as in the Keras
+        // backends); branch-free, so it vectorises
+        for (long i = begin; i < end; i++) dz[i] = dy[i] * (y[i] > 0.0f ? 1.0f : 0.0f);
+    } else if (act != PL_ACT_LINEAR) {
+        pl_ctx serial = *ctx;
+        serial.n_threads = 1;
+        pl_act_backward(&serial, rows, cout, y + begin, dy + begin, dz + begin, act, alpha);
+    } else if (dz != dy) {
+        memcpy(dz + begin, dy + begin, (size_t)(end - begin) * sizeof(float));
+    }
+}
+
+/* dz in row blocks of about BIAS_BLOCK_FLOATS, each block's column sums taken while it is
+ * in L1 into a partial of its own; dbias += the partials in block order, so the sums do
+ * not depend on the thread count. */
 void pl_conv_bias_act_backward(const pl_ctx *ctx, long rows, long cout, const float *y,
                                const float *dy, int act, float alpha, float *dz, float *dbias) {
-    if (act == PL_ACT_RELU) {
-        int nt = pl_elementwise_threads(ctx, rows * cout);
-        #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-        for (long i = 0; i < rows * cout; i++) {
-            // dy * relu'(y) as pl_act_backward computes it (inf * 0 is NaN, as in the
-            // Keras backends); branch-free, so it vectorises
-            dz[i] = dy[i] * (y[i] > 0.0f ? 1.0f : 0.0f);
-        }
-    } else if (act != PL_ACT_LINEAR) {
-        pl_act_backward(ctx, rows, cout, y, dy, dz, act, alpha);
-    } else if (dz != dy) {
-        memcpy(dz, dy, (size_t)(rows * cout) * sizeof(float));
+    const long block_rows = cout >= BIAS_BLOCK_FLOATS ? 1 : BIAS_BLOCK_FLOATS / cout;
+    const long blocks = (rows + block_rows - 1) / block_rows;
+    float *partials = dbias ? calloc((size_t)(blocks * cout), sizeof(float)) : NULL;
+    int nt = pl_elementwise_threads(ctx, rows * cout);
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < blocks; b++) {
+        long first = b * block_rows, count = rows - first < block_rows ? rows - first : block_rows;
+        output_gradient_rows(ctx, first, count, cout, y, dy, act, alpha, dz);
+        if (partials) pl_column_sums(count, cout, 0, cout, dz + first * cout, partials + b * cout);
     }
-    if (dbias) pl_bias_grad(ctx, rows, cout, dz, dbias, 1);
+    if (partials) {
+        for (long b = 0; b < blocks; b++)
+            for (long c = 0; c < cout; c++) dbias[c] += partials[b * cout + c];
+    } else if (dbias) {   // no memory for the partials: a second pass over dz
+        pl_bias_grad(ctx, rows, cout, dz, dbias, 1);
+    }
+    free(partials);
 }
 
 static float *alloc_col(const conv_plan *p) {
@@ -641,6 +667,158 @@ static int implicit_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv
         pl_bias_act_forward(ctx, lines * L, cout, y, bias, act, alpha);
     return failed ? -1 : 0;
 }
+
+/* Output-gradient floats of one chunk of lines in the implicit kernel gradient, with the
+ * inputs they meet: the chunk stays in L2 while every tile of dw sweeps it. */
+#define RUN_CHUNK_FLOATS (1L << 15)
+
+/* Kernel gradients of many taps x channels and whole 16-column panels on the AVX2 path
+ * (its run micro-kernel reads inputs and output gradients in place); else im2col. */
+static int implicit_weight_applies(const pl_ctx *ctx, const pl_conv_geom *g,
+                                   const conv_plan *p) {
+    return implicit_applies(ctx, g, p) && g->out_channels % PANEL_COLS == 0;
+}
+
+/* 1 when some output position has a tap reading outside the input (zero padding). */
+static int reads_padding(const pl_conv_geom *g) {
+    for (int a = 0; a < 3; a++)
+        if (g->pad[a] > 0 || input_coord(g, a, g->out_size[a] - 1, g->kernel[a] - 1) >= g->in_size[a])
+            return 1;
+    return 0;
+}
+
+static int all_finite(const pl_ctx *ctx, long n, const float *v) {
+    int bad = 0;
+    int nt = pl_elementwise_threads(ctx, n);
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1) reduction(|:bad)
+    for (long i = 0; i < n; i++) bad |= !(v[i] - v[i] == 0.0f);   // inf and NaN give NaN
+    return !bad;
+}
+
+/* The runs of output lines [first, end), tap by tap: runs[t * count + l] is tap t over
+ * line first + l, count = end - first; its steps are the positions where the tap reads
+ * inside the input (none when it reads a padding line), a where it reads the first of
+ * them (channel 0), b their output gradients in dz (rows, cout). */
+static void chunk_runs(const pl_conv_geom *g, const conv_plan *p, const float *x,
+                       const float *dz, long first, long end, pl_tile_run *runs) {
+    const long cin = g->in_channels, in_line = g->in_size[2] * cin, L = g->out_size[2];
+    const long count = end - first;
+    for (long line = first; line < end; line++) {
+        const long o0 = line / g->out_size[1] % g->out_size[0], o1 = line % g->out_size[1];
+        const float *x_image = x + line / (g->out_size[0] * g->out_size[1]) * p->in_spatial * cin;
+        long t = 0;
+        for (long t0 = 0; t0 < g->kernel[0]; t0++)
+            for (long t1 = 0; t1 < g->kernel[1]; t1++) {
+                long i0 = input_coord(g, 0, o0, t0), i1 = input_coord(g, 1, o1, t1);
+                int line_inside = i0 >= 0 && i0 < g->in_size[0] && i1 >= 0 && i1 < g->in_size[1];
+                for (long t2 = 0; t2 < g->kernel[2]; t2++, t++) {
+                    pl_tile_run *run = runs + t * count + (line - first);
+                    long lo = 0, hi = 0;
+                    if (line_inside) inside_range(g, 2, t2, &lo, &hi);
+                    run->steps = hi - lo;
+                    run->a = hi > lo ? x_image + (i0 * g->in_size[1] + i1) * in_line +
+                                       input_coord(g, 2, lo, t2) * cin
+                                     : x;
+                    run->b = dz + (line * L + lo) * g->out_channels;
+                }
+            }
+    }
+}
+
+/* dw (k_all, cout) += patches^T @ dz with both read in place, in tiles of 6 channels of
+ * one tap by 16 output channels; the threads split the tiles, so each dw element has one
+ * owner.  Output lines go in chunks: a tile sums a chunk in registers, one run per line,
+ * and adds it to dw, chunk after chunk, the same way whatever the thread count.  Taps
+ * reading padding add nothing: a caller whose dz may hold inf or NaN (0 * inf is NaN)
+ * takes im2col instead.  -1 (dw untouched) when memory is short. */
+static int implicit_weight(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                           const float *x, const float *dz, float *dw) {
+    const long cin = g->in_channels, cout = g->out_channels, L = g->out_size[2];
+    const long lines = g->batch * g->out_size[0] * g->out_size[1];
+    const long line_floats = L * (cout + g->stride[2] * cin);
+    const long lines_per_chunk = line_floats >= RUN_CHUNK_FLOATS ? 1
+                                                                 : RUN_CHUNK_FLOATS / line_floats;
+    const long channel_tiles = (cin + TILE_ROWS - 1) / TILE_ROWS, col_tiles = cout / PANEL_COLS;
+    const long tiles = p->taps * channel_tiles * col_tiles;
+    const long a_step = g->stride[2] * cin;
+    int nt = product_threads(ctx, lines * L * p->k_all * cout);
+    if (nt > tiles) nt = (int)tiles;
+    const long runs_per_chunk = p->taps * lines_per_chunk;
+    pl_tile_run *all_runs = malloc((size_t)(nt * runs_per_chunk) * sizeof *all_runs);
+    if (!all_runs) return -1;
+    #pragma omp parallel num_threads(nt) if(nt > 1)
+    {
+        int team = 1, tid = 0;
+#ifdef _OPENMP
+        team = omp_get_num_threads();
+        tid = omp_get_thread_num();
+#endif
+        pl_tile_run *runs = all_runs + tid * runs_per_chunk;
+        const long first_tile = tiles * tid / team, end_tile = tiles * (tid + 1) / team;
+        for (long first = 0; first < lines; first += lines_per_chunk) {
+            long end = lines - first < lines_per_chunk ? lines : first + lines_per_chunk;
+            chunk_runs(g, p, x, dz, first, end, runs);
+            for (long tile = first_tile; tile < end_tile; tile++) {
+                long j = tile % col_tiles * PANEL_COLS, channel_tile = tile / col_tiles;
+                long t = channel_tile / channel_tiles, c = channel_tile % channel_tiles * TILE_ROWS;
+                int rows = cin - c < TILE_ROWS ? (int)(cin - c) : TILE_ROWS;
+                pl_sgemm_ukernel_runs_avx2(rows, end - first, runs + t * (end - first), c, a_step,
+                                           j, cout, dw + (t * cin + c) * cout + j, cout);
+            }
+        }
+    }
+    free(all_runs);
+    return 0;
+}
+
+/* 1 when at least 3/4 of the output positions have every tap reading inside the input:
+ * the implicit forward gathers the others' patches one position at a time. */
+static int mostly_inside(const pl_conv_geom *g) {
+    long inside = 1, all = 1;
+    for (int a = 0; a < 3; a++) {
+        long begin = 0, end = g->out_size[a];
+        for (long t = 0; t < g->kernel[a]; t++) {
+            long lo, hi;
+            inside_range(g, a, t, &lo, &hi);
+            if (lo > begin) begin = lo;
+            if (hi < end) end = hi;
+        }
+        inside *= end > begin ? end - begin : 0;
+        all *= g->out_size[a];
+    }
+    return 4 * inside >= 3 * all;
+}
+
+/* dx of a stride-1 convolution as the forward convolution of dy with the kernel flipped
+ * along every axis and its channel axes swapped, padded (kernel - 1) * dilation - pad
+ * before: dx[i] = sum over t of dy[i + pad - t * dilation] w[t].  Where a tap falls
+ * outside dy it multiplies zeros (0 * NaN weights is NaN, where col2im adds nothing).
+ * 1 when the geometry is not of that kind or mostly padding (nothing written), -1
+ * when memory is short. */
+static int transposed_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                              const float *dy, const float *w, float *dx) {
+    pl_conv_geom gt = *g;
+    for (int a = 0; a < 3; a++) {
+        gt.in_size[a] = g->out_size[a];
+        gt.out_size[a] = g->in_size[a];
+        gt.pad[a] = (g->kernel[a] - 1) * g->dilation[a] - g->pad[a];
+        if (g->stride[a] != 1 || gt.pad[a] < 0) return 1;
+    }
+    gt.in_channels = g->out_channels;
+    gt.out_channels = g->in_channels;
+    conv_plan pt = make_plan(&gt);
+    if (!implicit_applies(ctx, &gt, &pt) || !mostly_inside(&gt)) return 1;
+    const long cin = g->in_channels, cout = g->out_channels;
+    float *flipped = malloc((size_t)(p->taps * cin * cout) * sizeof(float));   // (taps, cout, cin)
+    if (!flipped) return -1;
+    for (long t = 0; t < p->taps; t++)   // reversing a row-major tap index flips every axis
+        for (long ci = 0; ci < cin; ci++)
+            for (long co = 0; co < cout; co++)
+                flipped[((p->taps - 1 - t) * cout + co) * cin + ci] = w[(t * cin + ci) * cout + co];
+    int status = implicit_forward(ctx, &gt, &pt, dy, flipped, NULL, PL_ACT_LINEAR, 0.0f, dx);
+    free(flipped);
+    return status;
+}
 #endif
 
 /* ---- im2col path ------------------------------------------------------------------ */
@@ -712,6 +890,12 @@ int pl_conv_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
 int pl_conv_backward_data(const pl_ctx *ctx, const pl_conv_geom *g, const float *dy,
                           const float *w, float *dx) {
     conv_plan p = make_plan(g);
+#ifdef PL_HAVE_X86_KERNELS
+    if (!p.identity && g->groups == 1) {
+        int status = transposed_forward(ctx, g, &p, dy, w, dx);
+        if (status != 1) return status;
+    }
+#endif
     float *dcol = alloc_col(&p);
     if (!p.identity && !dcol) return -1;
     for (long n0 = 0; n0 < g->batch; n0 += p.images_per_chunk) {
@@ -734,6 +918,11 @@ int pl_conv_backward_weight(const pl_ctx *ctx, const pl_conv_geom *g, const floa
                             const float *dy, float *dw) {
     conv_plan p = make_plan(g);
     if (direct_applies(g, &p)) return direct_weight(ctx, g, &p, x, NULL, dy, 0, dw, NULL);
+#ifdef PL_HAVE_X86_KERNELS
+    if (implicit_weight_applies(ctx, g, &p) &&
+        (!reads_padding(g) || all_finite(ctx, g->batch * p.out_spatial * g->out_channels, dy)))
+        return implicit_weight(ctx, g, &p, x, dy, dw);
+#endif
     float *col = alloc_col(&p);
     if (!p.identity && !col) return -1;
     for (long n0 = 0; n0 < g->batch; n0 += p.images_per_chunk) {

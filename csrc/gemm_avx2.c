@@ -23,14 +23,14 @@ AVX2_FMA static inline void store_row(float *c_row, __m256 lo, __m256 hi,
 }
 
 /* lo[i], hi[i] (row i of a 6x16 tile, i < rows) += the products of `steps` k steps:
- * step p multiplies the 16-float row p of b_panel by element (i, p) of A at
- * a[i * row_step + p * col_step]. */
+ * step p multiplies the 16 floats at b + p * b_step (row p of a packed B panel when
+ * b_step is 16) by element (i, p) of A at a[i * row_step + p * col_step]. */
 AVX2_FMA static inline __attribute__((always_inline))
 void accumulate_steps(int rows, long steps, const float *a, long row_step, long col_step,
-                      const float *b_panel, __m256 *lo, __m256 *hi) {
+                      const float *b, long b_step, __m256 *lo, __m256 *hi) {
 #pragma GCC unroll 4
     for (long p = 0; p < steps; p++) {
-        __m256 b_lo = _mm256_loadu_ps(b_panel), b_hi = _mm256_loadu_ps(b_panel + 8);
+        __m256 b_lo = _mm256_loadu_ps(b), b_hi = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
         for (int i = 0; i < rows; i++) {
             __m256 a_bcast = _mm256_broadcast_ss(a + i * row_step);
@@ -38,7 +38,7 @@ void accumulate_steps(int rows, long steps, const float *a, long row_step, long 
             hi[i] = _mm256_fmadd_ps(a_bcast, b_hi, hi[i]);
         }
         a += col_step;
-        b_panel += PL_AVX2_NR;
+        b += b_step;
     }
 }
 
@@ -56,7 +56,7 @@ void tile_rows(int rows, long kc, const float *a, long row_step, long col_step,
         hi[i] = _mm256_setzero_ps();
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
     }
-    accumulate_steps(rows, kc, a, row_step, col_step, b_panel, lo, hi);
+    accumulate_steps(rows, kc, a, row_step, col_step, b_panel, PL_AVX2_NR, lo, hi);
     __m256 alpha_v = _mm256_set1_ps(alpha);
 #pragma GCC unroll 6
     for (int i = 0; i < rows; i++) store_row(c + i * ldc, lo[i], hi[i], alpha_v, beta);
@@ -113,7 +113,7 @@ void tap_tile_rows(int rows, long taps, const float *const *src, long step, long
         hi[i] = _mm256_setzero_ps();
     }
     for (long t = 0; t < taps; t++, b_panel += cin * PL_AVX2_NR)
-        accumulate_steps(rows, cin, src[t], step, 1, b_panel, lo, hi);
+        accumulate_steps(rows, cin, src[t], step, 1, b_panel, PL_AVX2_NR, lo, hi);
 #pragma GCC unroll 6
     for (int i = 0; i < rows; i++) {
         _mm256_storeu_ps(c + i * ldc, lo[i]);
@@ -131,6 +131,41 @@ AVX2_FMA void pl_sgemm_ukernel_taps_avx2(int rows, long taps, const float *const
     case 4: tap_tile_rows(4, taps, src, step, cin, b_panel, c, ldc); break;
     case 5: tap_tile_rows(5, taps, src, step, cin, b_panel, c, ldc); break;
     default: tap_tile_rows(6, taps, src, step, cin, b_panel, c, ldc); break;
+    }
+}
+
+/* The first `rows` rows (1..6, constant once inlined) of a 6x16 tile summed over runs
+ * of k steps in order, from zero, then added to c (row stride ldc). */
+AVX2_FMA static inline __attribute__((always_inline))
+void runs_tile_rows(int rows, long n_runs, const pl_tile_run *runs, long a_offset, long a_step,
+                    long b_offset, long ldb, float *c, long ldc) {
+    __m256 lo[PL_AVX2_MR], hi[PL_AVX2_MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < rows; i++) {
+        lo[i] = _mm256_setzero_ps();
+        hi[i] = _mm256_setzero_ps();
+    }
+    for (long r = 0; r < n_runs; r++)
+        accumulate_steps(rows, runs[r].steps, runs[r].a + a_offset, 1, a_step,
+                         runs[r].b + b_offset, ldb, lo, hi);
+#pragma GCC unroll 6
+    for (int i = 0; i < rows; i++) {
+        float *c_row = c + i * ldc;
+        _mm256_storeu_ps(c_row, _mm256_add_ps(_mm256_loadu_ps(c_row), lo[i]));
+        _mm256_storeu_ps(c_row + 8, _mm256_add_ps(_mm256_loadu_ps(c_row + 8), hi[i]));
+    }
+}
+
+AVX2_FMA void pl_sgemm_ukernel_runs_avx2(int rows, long n_runs, const pl_tile_run *runs,
+                                         long a_offset, long a_step, long b_offset, long ldb,
+                                         float *c, long ldc) {
+    switch (rows) {
+    case 1: runs_tile_rows(1, n_runs, runs, a_offset, a_step, b_offset, ldb, c, ldc); break;
+    case 2: runs_tile_rows(2, n_runs, runs, a_offset, a_step, b_offset, ldb, c, ldc); break;
+    case 3: runs_tile_rows(3, n_runs, runs, a_offset, a_step, b_offset, ldb, c, ldc); break;
+    case 4: runs_tile_rows(4, n_runs, runs, a_offset, a_step, b_offset, ldb, c, ldc); break;
+    case 5: runs_tile_rows(5, n_runs, runs, a_offset, a_step, b_offset, ldb, c, ldc); break;
+    default: runs_tile_rows(6, n_runs, runs, a_offset, a_step, b_offset, ldb, c, ldc); break;
     }
 }
 

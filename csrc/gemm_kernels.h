@@ -101,6 +101,20 @@ void pl_sgemm_ukernel_in_place_avx2(int rows, long kc, const float *a, long row_
  * the same columns laid out contiguously: an implicit-GEMM convolution tile. */
 void pl_sgemm_ukernel_taps_avx2(int rows, long taps, const float *const *src, long step,
                                 long cin, const float *b_panel, float *c, long ldc);
+/* A stretch of k steps read in place: A(i, p) = a[i + p * a_step] and
+ * B(p, j) = b[p * ldb + j] for p < steps (offsets added by the kernel). */
+typedef struct {
+    const float *a, *b;
+    long steps;
+} pl_tile_run;
+/* rows (1..6) x 16 tile c (row stride ldc) += the sum over runs r < n_runs, in order and
+ * from zero, of A_r @ B_r with A_r(i, p) = runs[r].a[a_offset + i + p * a_step] and
+ * B_r(p, j) = runs[r].b[b_offset + p * ldb + j]: a convolution's kernel gradient read
+ * in place, one run per tap and output line (a: the inputs the tap reads, b: the
+ * line's output gradients). */
+void pl_sgemm_ukernel_runs_avx2(int rows, long n_runs, const pl_tile_run *runs,
+                                long a_offset, long a_step, long b_offset, long ldb,
+                                float *c, long ldc);
 void pl_sgemm_pack_panel_a_avx2(long kc, const float *a, long lda, float *panel);
 void pl_sgemm_pack_panel_t_avx2(long kc, const float *b, long ldb, float *panel);
 void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long k, float alpha,

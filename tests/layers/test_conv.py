@@ -545,3 +545,60 @@ def test_implicit_forward_keeps_nan_next_to_padding():
     y = layer(x)
     nan_at = np.argwhere(np.isnan(y).any(axis=-1))[:, 1:]
     assert sorted(map(tuple, nan_at)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+# ---- the implicit backward (csrc/conv.c): kernel gradients read in place, and the
+# stride-1 data gradient as the forward of the flipped kernel -----------------------------
+
+IMPLICIT_BACKWARD_CASES = IMPLICIT_CASES + [
+    # many output lines: chunks of lines, runs over several images
+    (lambda: layers.Conv2D(32, 3, padding="same", activation="relu"), (3, 32, 32, 16)),
+    (lambda: layers.Conv2D(16, 3, dilation_rate=2, padding="same"), (2, 40, 40, 8)),
+    (lambda: layers.Conv2D(32, (2, 4), padding="same"), (2, 16, 20, 6)),   # extra pad at the end
+    (lambda: layers.Conv2D(48, 3, strides=(1, 2), padding="same"), (2, 9, 12, 13)),
+    (lambda: layers.Conv1D(32, 3, padding="causal", dilation_rate=2), (3, 40, 5)),
+    (lambda: layers.Conv2DTranspose(16, 3, padding="same"), (2, 16, 18, 20)),   # stride 1
+]
+
+
+@pytest.mark.parametrize("make, shape", IMPLICIT_BACKWARD_CASES)
+def test_implicit_backward_matches_im2col_and_the_reference(make, shape):
+    """Kernel and bias gradients and dx against im2col + GEMM + col2im, and every
+    output and gradient against the float64 reference."""
+    layer = make()
+    x = normal(*shape).astype(np.float32)
+    dy = normal(*layer(x).shape).astype(np.float32)
+    implicit = forward_backward(layer, x, dy)
+    with direct_path(False):
+        general = forward_backward(layer, x, dy)
+    for a, b in zip(implicit, general):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+    check_layer_native_matches_reference(layer, x, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("make, shape", IMPLICIT_BACKWARD_CASES[:2] + IMPLICIT_BACKWARD_CASES[7:])
+def test_implicit_backward_is_bitwise_the_same_on_one_and_two_threads(make, shape):
+    layer = make()
+    x = normal(8 * shape[0], *shape[1:]).astype(np.float32)   # enough work for two threads
+    dy = normal(*layer(x).shape).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        with runtime(threads=threads):
+            results.append(forward_backward(layer, x, dy))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_implicit_kernel_gradient_keeps_nan_from_gradients_next_to_padding():
+    """A NaN output gradient at a corner multiplies the padding zeros of its patch too
+    (0 * NaN is NaN): every kernel tap's gradient for that filter is NaN, as im2col
+    gives, although the read-in-place runs skip the padding."""
+    layer = layers.Conv2D(16, 3, padding="same", use_bias=False)
+    x = normal(2, 8, 8, 8).astype(np.float32)
+    dy = normal(*layer(x).shape).astype(np.float32)
+    dy[0, 0, 0, 5] = np.nan
+    kernel_grad = forward_backward(layer, x, dy)[2]
+    with direct_path(False):
+        expected = forward_backward(layer, x, dy)[2]
+    np.testing.assert_array_equal(np.isnan(kernel_grad), np.isnan(expected))
+    assert np.isnan(kernel_grad[..., 5]).all() and not np.isnan(kernel_grad[..., 4]).any()
