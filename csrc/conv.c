@@ -14,6 +14,7 @@
 #include <string.h>
 #include "conv.h"
 #include "conv_direct.h"
+#include "conv_winograd.h"
 #include "activations.h"
 #include "gemm.h"
 #include "gemm_kernels.h"
@@ -819,6 +820,30 @@ static int transposed_forward(const pl_ctx *ctx, const pl_conv_geom *g, const co
     free(flipped);
     return status;
 }
+
+/* ---- Winograd path (conv_winograd.h) ------------------------------------------------ */
+
+static int winograd_enabled = 1;
+
+/* Tests only, between calls: 0 sends 3x3 geometries through the implicit GEMM. */
+void pl_conv_set_winograd(int enabled) { winograd_enabled = enabled; }
+
+static int winograd_applies(const pl_ctx *ctx, const pl_conv_geom *g) {
+    return direct_enabled && winograd_enabled && ctx->isa == PL_ISA_AVX2 && pl_winograd_fits(g);
+}
+
+/* y = act(conv(x, w) + bias) through the Winograd tiles: relu and linear fused into the
+ * output transform, other activations afterwards. */
+static int winograd_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
+                            const float *w, const float *bias, int act, float alpha, float *y) {
+    const int fused = act == PL_ACT_RELU || act == PL_ACT_LINEAR;
+    const long rows = g->batch * prod3(g->out_size), cout = g->out_channels;
+    pl_ctx team = *ctx;
+    team.n_threads = product_threads(ctx, rows / 4 * 16 * g->in_channels * cout);
+    int status = pl_winograd_forward(&team, g, x, w, fused ? bias : NULL, act == PL_ACT_RELU, y);
+    if (!status && !fused) pl_bias_act_forward(ctx, rows, cout, y, bias, act, alpha);
+    return status;
+}
 #endif
 
 /* ---- im2col path ------------------------------------------------------------------ */
@@ -880,6 +905,8 @@ int pl_conv_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
         return 0;
     }
 #ifdef PL_HAVE_X86_KERNELS
+    if (winograd_applies(ctx, g) && all_finite(ctx, g->batch * p.in_spatial * g->in_channels, x))
+        return winograd_forward(ctx, g, x, w, bias, act, alpha, y);
     if (implicit_applies(ctx, g, &p)) return implicit_forward(ctx, g, &p, x, w, bias, act, alpha, y);
 #endif
     if (!p.identity) return blocked_forward(ctx, g, &p, x, w, bias, act, alpha, y);

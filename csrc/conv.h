@@ -53,6 +53,10 @@ int pl_conv_backward_weight_fused(const pl_ctx *ctx, const pl_conv_geom *g, cons
  * ones take the direct path. */
 void pl_conv_set_direct(int enabled);
 
+/* Tests: 0 keeps 3x3 geometries off the Winograd forward (conv_winograd.h), 1 (the
+ * default) lets them take it when the inputs are finite. */
+void pl_conv_set_winograd(int enabled);
+
 /* dz (rows, cout) = dy * act'(y) from the output y (dz may be dy); dbias (cout) += the
  * column sums of dz when not NULL.  The backward of the fused bias and activation. */
 void pl_conv_bias_act_backward(const pl_ctx *ctx, long rows, long cout, const float *y,

@@ -27,6 +27,7 @@ cdef extern from "conv.h":
                                       const float *x, const float *y, const float *dy,
                                       int act, float *dw, float *dbias) nogil
     void pl_conv_set_direct(int enabled)
+    void pl_conv_set_winograd(int enabled)
     int pl_conv_weight_fusable(const pl_conv_geom *g, int act)
 
 
@@ -150,6 +151,11 @@ def conv_backward_weight_fused(tuple geom not None, const float[::1] x not None,
 def set_direct_path(bint enabled):
     """Tests: False sends every convolution through im2col + GEMM."""
     pl_conv_set_direct(enabled)
+
+
+def set_winograd(bint enabled):
+    """Tests: False keeps 3x3 stride-1 convolutions off the Winograd forward."""
+    pl_conv_set_winograd(enabled)
 
 
 from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402

@@ -417,6 +417,16 @@ def direct_path(enabled):
         conv_kernels.set_direct_path(True)
 
 
+@contextlib.contextmanager
+def winograd(enabled):
+    from pylayers._kernels import conv as conv_kernels
+    conv_kernels.set_winograd(enabled)
+    try:
+        yield
+    finally:
+        conv_kernels.set_winograd(True)
+
+
 DIRECT_CASES = [   # (layer, input shape): taps * cin <= 32, some cout not a multiple of 32
     (lambda: layers.Conv2D(32, 3, activation="relu"), (12, 28, 28, 1)),
     (lambda: layers.Conv2D(40, 3, padding="same", activation="relu"), (9, 11, 10, 3)),
@@ -513,7 +523,8 @@ def test_implicit_forward_matches_im2col_and_the_reference(make, shape):
     same order), within rounding otherwise; and against the float64 reference."""
     layer = make()
     x = normal(*shape).astype(np.float32)
-    implicit = layer(x)
+    with winograd(False):
+        implicit = layer(x)
     with direct_path(False):
         general = layer(x)
     depth = np.prod(layer.kernel.shape[:-1])
@@ -602,3 +613,53 @@ def test_implicit_kernel_gradient_keeps_nan_from_gradients_next_to_padding():
         expected = forward_backward(layer, x, dy)[2]
     np.testing.assert_array_equal(np.isnan(kernel_grad), np.isnan(expected))
     assert np.isnan(kernel_grad[..., 5]).all() and not np.isnan(kernel_grad[..., 4]).any()
+
+
+# ---- the Winograd F(2x2, 3x3) forward (csrc/conv_winograd.c): 3x3, stride 1, AVX2 -------
+
+WINOGRAD_CASES = [   # odd output sizes (partial tiles), padding, several blocks of tiles
+    (lambda: layers.Conv2D(32, 3, padding="same", activation="relu"), (3, 32, 32, 16)),
+    (lambda: layers.Conv2D(16, 3, activation="tanh"), (2, 9, 12, 24)),
+    (lambda: layers.Conv2D(48, 3, padding="same", use_bias=False), (5, 7, 5, 32)),
+    (lambda: layers.Conv2D(64, 3, activation="relu"), (7, 13, 13, 32)),   # the seed CNN's second
+]
+
+
+@pytest.mark.skipif("avx2" not in available_paths(), reason="CPU without AVX2")
+@pytest.mark.parametrize("make, shape", WINOGRAD_CASES)
+def test_winograd_forward_matches_the_implicit_gemm_and_the_reference(make, shape):
+    layer = make()
+    x = normal(*shape).astype(np.float32)
+    with runtime(path="avx2"):
+        fast = layer(x)
+        with winograd(False):
+            implicit = layer(x)
+    assert not np.array_equal(fast, implicit)   # the Winograd tiles ran: their rounding differs
+    np.testing.assert_allclose(fast, implicit, rtol=1e-4, atol=1e-5 * np.abs(implicit).max())
+    with pylayers.ops.mode.reference_mode():
+        expected = layer(x.astype(np.float64))
+    np.testing.assert_allclose(fast, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("make, shape", WINOGRAD_CASES[::3])
+def test_winograd_forward_is_bitwise_the_same_on_one_and_two_threads(make, shape):
+    layer = make()
+    x = normal(4 * shape[0], *shape[1:]).astype(np.float32)   # enough work for two threads
+    results = []
+    for threads in (1, 2):
+        with runtime(threads=threads):
+            results.append(layer(x))
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_winograd_leaves_non_finite_inputs_to_the_implicit_gemm():
+    """The transforms add and subtract neighbouring inputs: an inf input would come out
+    as NaN (inf - inf) where the direct sum gives inf.  Such inputs go the implicit way."""
+    layer = layers.Conv2D(16, 3, padding="same", use_bias=False)
+    x = normal(1, 8, 8, 16).astype(np.float32)
+    x[0, 3, 4, 2] = np.inf
+    y = layer(x)
+    with winograd(False):
+        expected = layer(x)
+    assert np.isinf(expected).any()
+    np.testing.assert_array_equal(y, expected)

@@ -226,14 +226,23 @@ def _sizes_ok(*sizes):
 
 
 def conv_geometry(rng, m, n, k):
-    """batch from m (0 allowed), channels from n, k, 1-3 spatial axes from the rng."""
+    """batch from m (0 allowed), channels from n, k, 1-3 spatial axes from the rng; one
+    geometry in three 2-D with 16-32 channels a side, mostly 3x3, the kind the implicit,
+    Winograd and in-place kernel-gradient paths take."""
+    if rng.integers(3) == 0:
+        return _axes_geometry(rng, m, 2, [4, 10], 8 * (2 + n % 3), 16 * (1 + k % 2), 1, 3,
+                              steps=(1, 1, 1, 2))
     groups = 1 + int(rng.integers(2))
-    rank = 1 + int(rng.integers(3))
+    return _axes_geometry(rng, m, 1 + int(rng.integers(3)), [1, 7], groups * (1 + n % 3),
+                          groups * (1 + k % 3), groups, 1)
+
+
+def _axes_geometry(rng, m, rank, size_range, cin, cout, groups, min_kernel, steps=(1, 2)):
     in_size, out_size, kernel, stride, dilation, pad = ([1] * 3 for _ in range(6))
     pad = [0] * 3
     for a in range(3 - rank, 3):
-        in_size[a], kernel[a] = int(rng.integers(1, 7)), int(rng.integers(1, 4))
-        stride[a], dilation[a], pad[a] = (int(rng.integers(1, 3)), int(rng.integers(1, 3)),
+        in_size[a], kernel[a] = int(rng.integers(*size_range)), int(rng.integers(min_kernel, 4))
+        stride[a], dilation[a], pad[a] = (int(rng.choice(steps)), int(rng.choice(steps)),
                                           int(rng.integers(0, 2)))
         out = (in_size[a] + 2 * pad[a] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1
         if out < 1:
@@ -241,7 +250,7 @@ def conv_geometry(rng, m, n, k):
             out = (in_size[a] + 2 * pad[a] - 1) // stride[a] + 1
         out_size[a] = out
     return (min(m, 3), tuple(in_size), tuple(out_size), tuple(kernel), tuple(stride),
-            tuple(dilation), tuple(pad), groups * (1 + n % 3), groups * (1 + k % 3), groups)
+            tuple(dilation), tuple(pad), cin, cout, groups)
 
 
 def _conv_parts(geom, x, w):

@@ -19,7 +19,7 @@ from kernel_calls import ENTRIES, MUTATIONS
 NOT_ARRAY_KERNELS = {"_runtime.get_kernel_path", "_runtime.set_kernel_path",
                      "_runtime.get_num_threads", "_runtime.set_num_threads",
                      "_runtime.openmp_enabled", "_runtime.detected_kernel_path",
-                     "conv.set_direct_path"}
+                     "conv.set_direct_path", "conv.set_winograd"}
 DIMS = [(3, 5, 4), (1, 1, 1), (0, 2, 3), (2, 0, 3), (2, 3, 0), (37, 19, 70)]
 ACTS = [0, 1, 2, 3, 4]
 

@@ -1,0 +1,25 @@
+/* Winograd F(2x2, 3x3) forward of a 3x3, stride-1, undilated 2-D convolution on AVX2 +
+ * FMA: each 2x2 block of outputs (a tile) comes from its 4x4 input patch d as
+ *   Y = A^T [U (.) V] A,  V = B^T d B per input channel,  U = G g G^T per channel pair,
+ * with the sum over input channels of U (.) V done as 16 GEMMs (one per element xi of
+ * the 4x4 transforms): 16 multiply-adds per tile and channel pair instead of 36.
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+ *   A^T = [1 1 1 0; 0 1 -1 -1]
+ * The transforms add and subtract neighbouring inputs, so an inf or NaN input would
+ * reach outputs whose patch does not hold it: callers send such inputs elsewhere. */
+#ifndef PL_CONV_WINOGRAD_H
+#define PL_CONV_WINOGRAD_H
+#include "conv.h"
+
+/* 1 for a geometry the Winograd forward takes: 3x3 taps over two spatial axes, stride
+ * 1, dilation 1, one group, input channels a multiple of 8 (at least 16) and output
+ * channels a multiple of 16. */
+int pl_winograd_fits(const pl_conv_geom *g);
+
+/* y (n, out..., cout) = conv(x, w) + bias (bias may be NULL), then relu when relu; on
+ * AVX2 + FMA only, for geometries pl_winograd_fits takes.  Each tile is computed by one
+ * thread the same way whatever the thread count.  0, or -1 when memory is short. */
+int pl_winograd_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
+                        const float *w, const float *bias, int relu, float *y);
+
+#endif
