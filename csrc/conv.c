@@ -772,55 +772,6 @@ static int implicit_weight(const pl_ctx *ctx, const pl_conv_geom *g, const conv_
     return 0;
 }
 
-/* 1 when at least 3/4 of the output positions have every tap reading inside the input:
- * the implicit forward gathers the others' patches one position at a time. */
-static int mostly_inside(const pl_conv_geom *g) {
-    long inside = 1, all = 1;
-    for (int a = 0; a < 3; a++) {
-        long begin = 0, end = g->out_size[a];
-        for (long t = 0; t < g->kernel[a]; t++) {
-            long lo, hi;
-            inside_range(g, a, t, &lo, &hi);
-            if (lo > begin) begin = lo;
-            if (hi < end) end = hi;
-        }
-        inside *= end > begin ? end - begin : 0;
-        all *= g->out_size[a];
-    }
-    return 4 * inside >= 3 * all;
-}
-
-/* dx of a stride-1 convolution as the forward convolution of dy with the kernel flipped
- * along every axis and its channel axes swapped, padded (kernel - 1) * dilation - pad
- * before: dx[i] = sum over t of dy[i + pad - t * dilation] w[t].  Where a tap falls
- * outside dy it multiplies zeros (0 * NaN weights is NaN, where col2im adds nothing).
- * 1 when the geometry is not of that kind or mostly padding (nothing written), -1
- * when memory is short. */
-static int transposed_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
-                              const float *dy, const float *w, float *dx) {
-    pl_conv_geom gt = *g;
-    for (int a = 0; a < 3; a++) {
-        gt.in_size[a] = g->out_size[a];
-        gt.out_size[a] = g->in_size[a];
-        gt.pad[a] = (g->kernel[a] - 1) * g->dilation[a] - g->pad[a];
-        if (g->stride[a] != 1 || gt.pad[a] < 0) return 1;
-    }
-    gt.in_channels = g->out_channels;
-    gt.out_channels = g->in_channels;
-    conv_plan pt = make_plan(&gt);
-    if (!implicit_applies(ctx, &gt, &pt) || !mostly_inside(&gt)) return 1;
-    const long cin = g->in_channels, cout = g->out_channels;
-    float *flipped = malloc((size_t)(p->taps * cin * cout) * sizeof(float));   // (taps, cout, cin)
-    if (!flipped) return -1;
-    for (long t = 0; t < p->taps; t++)   // reversing a row-major tap index flips every axis
-        for (long ci = 0; ci < cin; ci++)
-            for (long co = 0; co < cout; co++)
-                flipped[((p->taps - 1 - t) * cout + co) * cin + ci] = w[(t * cin + ci) * cout + co];
-    int status = implicit_forward(ctx, &gt, &pt, dy, flipped, NULL, PL_ACT_LINEAR, 0.0f, dx);
-    free(flipped);
-    return status;
-}
-
 /* ---- Winograd path (conv_winograd.h) ------------------------------------------------ */
 
 static int winograd_enabled = 1;
@@ -844,6 +795,60 @@ static int winograd_forward(const pl_ctx *ctx, const pl_conv_geom *g, const floa
     if (!status && !fused) pl_bias_act_forward(ctx, rows, cout, y, bias, act, alpha);
     return status;
 }
+
+/* 1 when at least 3/4 of the output positions have every tap reading inside the input:
+ * the implicit forward gathers the others' patches one position at a time. */
+static int mostly_inside(const pl_conv_geom *g) {
+    long inside = 1, all = 1;
+    for (int a = 0; a < 3; a++) {
+        long begin = 0, end = g->out_size[a];
+        for (long t = 0; t < g->kernel[a]; t++) {
+            long lo, hi;
+            inside_range(g, a, t, &lo, &hi);
+            if (lo > begin) begin = lo;
+            if (hi < end) end = hi;
+        }
+        inside *= end > begin ? end - begin : 0;
+        all *= g->out_size[a];
+    }
+    return 4 * inside >= 3 * all;
+}
+
+/* dx of a stride-1 convolution as the forward convolution of dy with the kernel flipped
+ * along every axis and its channel axes swapped, padded (kernel - 1) * dilation - pad
+ * before: dx[i] = sum over t of dy[i + pad - t * dilation] w[t], by Winograd tiles
+ * when they apply and dy is finite, else by the implicit GEMM.  Where a tap falls
+ * outside dy it multiplies zeros (0 * NaN weights is NaN, where col2im adds nothing).
+ * 1 when the geometry is not of that kind, or mostly padding for the implicit GEMM
+ * (nothing written); -1 when memory is short. */
+static int transposed_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
+                              const float *dy, const float *w, float *dx) {
+    pl_conv_geom gt = *g;
+    for (int a = 0; a < 3; a++) {
+        gt.in_size[a] = g->out_size[a];
+        gt.out_size[a] = g->in_size[a];
+        gt.pad[a] = (g->kernel[a] - 1) * g->dilation[a] - g->pad[a];
+        if (g->stride[a] != 1 || gt.pad[a] < 0) return 1;
+    }
+    gt.in_channels = g->out_channels;
+    gt.out_channels = g->in_channels;
+    conv_plan pt = make_plan(&gt);
+    const int winograd = winograd_applies(ctx, &gt) &&
+                         all_finite(ctx, g->batch * p->out_spatial * g->out_channels, dy);
+    if (!winograd && (!implicit_applies(ctx, &gt, &pt) || !mostly_inside(&gt))) return 1;
+    const long cin = g->in_channels, cout = g->out_channels;
+    float *flipped = malloc((size_t)(p->taps * cin * cout) * sizeof(float));   // (taps, cout, cin)
+    if (!flipped) return -1;
+    for (long t = 0; t < p->taps; t++)   // reversing a row-major tap index flips every axis
+        for (long ci = 0; ci < cin; ci++)
+            for (long co = 0; co < cout; co++)
+                flipped[((p->taps - 1 - t) * cout + co) * cin + ci] = w[(t * cin + ci) * cout + co];
+    int status = winograd ? winograd_forward(ctx, &gt, dy, flipped, NULL, PL_ACT_LINEAR, 0.0f, dx)
+                          : implicit_forward(ctx, &gt, &pt, dy, flipped, NULL, PL_ACT_LINEAR, 0.0f, dx);
+    free(flipped);
+    return status;
+}
+
 #endif
 
 /* ---- im2col path ------------------------------------------------------------------ */

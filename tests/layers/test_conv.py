@@ -663,3 +663,23 @@ def test_winograd_leaves_non_finite_inputs_to_the_implicit_gemm():
         expected = layer(x)
     assert np.isinf(expected).any()
     np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.skipif("avx2" not in available_paths(), reason="CPU without AVX2")
+def test_winograd_data_gradient_leaves_non_finite_gradients_to_the_implicit_gemm():
+    """dx of a stride-1 3x3 convolution goes through the Winograd tiles of the flipped
+    kernel (within rounding of im2col), except when dy holds inf or NaN."""
+    layer = layers.Conv2D(32, 3, padding="same", use_bias=False)
+    x = normal(2, 10, 10, 16).astype(np.float32)
+    dy = normal(*layer(x).shape).astype(np.float32)
+    with runtime(path="avx2"):
+        fast = forward_backward(layer, x, dy)[1]
+        with winograd(False):
+            implicit = forward_backward(layer, x, dy)[1]
+    assert not np.array_equal(fast, implicit)
+    np.testing.assert_allclose(fast, implicit, rtol=1e-4, atol=1e-5 * np.abs(implicit).max())
+    dy[1, 4, 5, 7] = np.inf
+    with winograd(False):
+        expected = forward_backward(layer, x, dy)[1]
+    assert np.isinf(expected).any()
+    np.testing.assert_array_equal(forward_backward(layer, x, dy)[1], expected)
