@@ -779,8 +779,14 @@ static int winograd_enabled = 1;
 /* Tests only, between calls: 0 sends 3x3 geometries through the implicit GEMM. */
 void pl_conv_set_winograd(int enabled) { winograd_enabled = enabled; }
 
+/* Tiles (2x2 outputs) below which the kernel transform, done on every call, costs
+ * about what the Winograd products save (13x13x32 -> 64 at batch 1: 36 tiles). */
+#define WINOGRAD_MIN_TILES 64
+
 static int winograd_applies(const pl_ctx *ctx, const pl_conv_geom *g) {
-    return direct_enabled && winograd_enabled && ctx->isa == PL_ISA_AVX2 && pl_winograd_fits(g);
+    long tiles = g->batch * ((g->out_size[1] + 1) / 2) * ((g->out_size[2] + 1) / 2);
+    return direct_enabled && winograd_enabled && ctx->isa == PL_ISA_AVX2 &&
+           pl_winograd_fits(g) && tiles >= WINOGRAD_MIN_TILES;
 }
 
 /* y = act(conv(x, w) + bias) through the Winograd tiles: relu and linear fused into the

@@ -30,34 +30,38 @@ int pl_winograd_fits(const pl_conv_geom *g) {
 #include <immintrin.h>
 #define AVX2_FMA __attribute__((target("avx2,fma")))
 
-/* u (4) = G @ (a, b, c): one axis of the kernel transform. */
-static void kernel_axis(float a, float b, float c, float u[4]) {
-    u[0] = a;
-    u[1] = (a + b + c) * 0.5f;
-    u[2] = (a - b + c) * 0.5f;
-    u[3] = c;
-}
-
 /* U = G g G^T for every (ci, co) of w (3, 3, cin, cout), packed as 16-column panels:
  * element xi of channel pair (ci, co) at ((xi * panels + co / 16) * cin + ci) * 16
- * + co % 16. */
+ * + co % 16.  The 16 output channels of a panel go together, so the loops vectorise. */
 static float *transformed_kernel(long cin, long cout, const float *w) {
     const long panels = cout / PANEL_COLS;
     float *u = malloc((size_t)(XI * cin * cout) * sizeof(float));
     if (!u) return NULL;
     for (long ci = 0; ci < cin; ci++)
-        for (long co = 0; co < cout; co++) {
-            float gg[4][3], row[4];   // gg = G g (4x3), then each row times G^T
-            for (int c = 0; c < 3; c++) {
-                kernel_axis(w[(c * cin + ci) * cout + co], w[((3 + c) * cin + ci) * cout + co],
-                            w[((6 + c) * cin + ci) * cout + co], row);
-                for (int r = 0; r < 4; r++) gg[r][c] = row[r];
-            }
+        for (long j = 0; j < panels; j++) {
+            float g[9][PANEL_COLS], gg[12][PANEL_COLS];   // taps (3x3), then G g (4x3)
+            for (int t = 0; t < 9; t++)
+                for (int l = 0; l < PANEL_COLS; l++)
+                    g[t][l] = w[(t * cin + ci) * cout + j * PANEL_COLS + l];
+            for (int c = 0; c < 3; c++)
+                for (int l = 0; l < PANEL_COLS; l++) {
+                    float a = g[c][l], b = g[3 + c][l], e = g[6 + c][l];
+                    gg[c][l] = a;
+                    gg[3 + c][l] = (a + b + e) * 0.5f;
+                    gg[6 + c][l] = (a - b + e) * 0.5f;
+                    gg[9 + c][l] = e;
+                }
             for (int r = 0; r < 4; r++) {
-                kernel_axis(gg[r][0], gg[r][1], gg[r][2], row);
+                float *out[4];   // elements (r, 0..3) of this channel's panel
                 for (int c = 0; c < 4; c++)
-                    u[(((r * 4 + c) * panels + co / PANEL_COLS) * cin + ci) * PANEL_COLS +
-                      co % PANEL_COLS] = row[c];
+                    out[c] = u + (((r * 4 + c) * panels + j) * cin + ci) * PANEL_COLS;
+                for (int l = 0; l < PANEL_COLS; l++) {
+                    float a = gg[r * 3][l], b = gg[r * 3 + 1][l], e = gg[r * 3 + 2][l];
+                    out[0][l] = a;
+                    out[1][l] = (a + b + e) * 0.5f;
+                    out[2][l] = (a - b + e) * 0.5f;
+                    out[3][l] = e;
+                }
             }
         }
     return u;
