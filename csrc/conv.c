@@ -523,6 +523,9 @@ int pl_conv_backward_weight_fused(const pl_ctx *ctx, const pl_conv_geom *g, cons
 #define IMPLICIT_MAX_TAPS 125
 #define TILE_ROWS 6
 #define PANEL_COLS 16
+/* A line's last inner positions are read in place as a short tile when at least this
+ * many remain; fewer are gathered into full tiles of queued rows. */
+#define SHORT_TILE_MIN_ROWS 3
 
 #ifdef PL_HAVE_X86_KERNELS
 /* Many taps times channels, one group, on the AVX2 path (whose tap micro-kernel reads
@@ -604,8 +607,9 @@ static void queue_position(const pl_conv_geom *g, const conv_plan *p, const floa
     if (queue->count == TILE_ROWS) flush_gathered(g, p, panels, bias, relu, queue);
 }
 
-/* Output lines [first, end): each line's inner positions in tiles of 6 read in place;
- * its edge positions (next to padding) and last few inner ones through the queue of
+/* Output lines [first, end): each line's inner positions in tiles of 6 read in place,
+ * the last tile short when 3 or more remain; its edge positions (next to padding) and
+ * last one or two inner ones through the queue of
  * gathered patch rows (zeros where a tap reads padding, so that 0 * inf or NaN gives
  * NaN as in the GEMM path).  A row is the same sum in the same order either way, so
  * neither the tiling nor the thread count changes the result.  Bias (unless NULL) and
@@ -620,14 +624,18 @@ static void implicit_lines(const pl_conv_geom *g, const conv_plan *p, const floa
         long begin, inner_end;
         line_tap_pointers(g, p, line, x, line_src, &begin, &inner_end);
         float *y_line = y + line * L * cout;
-        long o = begin;
-        for (; o + TILE_ROWS <= inner_end; o += TILE_ROWS) {
+        for (long o = begin; o < inner_end; o += TILE_ROWS) {
+            int rows = inner_end - o < TILE_ROWS ? (int)(inner_end - o) : TILE_ROWS;
+            if (rows < SHORT_TILE_MIN_ROWS) {
+                inner_end = o;   // the last one or two go through the queue
+                break;
+            }
             for (long t = 0; t < p->taps; t++) tile_src[t] = line_src[t] + (o - begin) * step;
-            implicit_tile(g, p, TILE_ROWS, tile_src, step, panels, y_line + o * cout);
-            bias_relu_rows(TILE_ROWS, cout, y_line + o * cout, bias, relu);
+            implicit_tile(g, p, rows, tile_src, step, panels, y_line + o * cout);
+            bias_relu_rows(rows, cout, y_line + o * cout, bias, relu);
         }
         for (long e = 0; e < L; e++)
-            if (e < begin || e >= o)
+            if (e < begin || e >= inner_end)
                 queue_position(g, p, x, panels, bias, relu, line, e, y, queue);
     }
     flush_gathered(g, p, panels, bias, relu, queue);
@@ -780,8 +788,9 @@ static int winograd_enabled = 1;
 void pl_conv_set_winograd(int enabled) { winograd_enabled = enabled; }
 
 /* Tiles (2x2 outputs) below which the kernel transform, done on every call, costs
- * about what the Winograd products save (13x13x32 -> 64 at batch 1: 36 tiles). */
-#define WINOGRAD_MIN_TILES 64
+ * about what the Winograd products save over the implicit GEMM (measured: 13x13x32 ->
+ * 64 breaks even at batch 8, 288 tiles). */
+#define WINOGRAD_MIN_TILES 256
 
 static int winograd_applies(const pl_ctx *ctx, const pl_conv_geom *g) {
     long tiles = g->batch * ((g->out_size[1] + 1) / 2) * ((g->out_size[2] + 1) / 2);

@@ -617,11 +617,11 @@ def test_implicit_kernel_gradient_keeps_nan_from_gradients_next_to_padding():
 
 # ---- the Winograd F(2x2, 3x3) forward (csrc/conv_winograd.c): 3x3, stride 1, AVX2 -------
 
-WINOGRAD_CASES = [   # odd output sizes (partial tiles), padding, several blocks; >= 64 tiles
+WINOGRAD_CASES = [   # odd output sizes (partial tiles), padding, several blocks; >= 256 tiles
     (lambda: layers.Conv2D(32, 3, padding="same", activation="relu"), (3, 32, 32, 16)),
-    (lambda: layers.Conv2D(16, 3, activation="tanh"), (4, 9, 12, 24)),
-    (lambda: layers.Conv2D(48, 3, padding="same", use_bias=False), (12, 7, 5, 32)),
-    (lambda: layers.Conv2D(64, 3, activation="relu"), (7, 13, 13, 32)),   # the seed CNN's second
+    (lambda: layers.Conv2D(16, 3, activation="tanh"), (16, 9, 12, 24)),
+    (lambda: layers.Conv2D(48, 3, padding="same", use_bias=False), (24, 7, 5, 32)),
+    (lambda: layers.Conv2D(64, 3, activation="relu"), (8, 13, 13, 32)),   # the seed CNN's second
 ]
 
 
@@ -656,7 +656,7 @@ def test_winograd_leaves_non_finite_inputs_to_the_implicit_gemm():
     """The transforms add and subtract neighbouring inputs: an inf input would come out
     as NaN (inf - inf) where the direct sum gives inf.  Such inputs go the implicit way."""
     layer = layers.Conv2D(16, 3, padding="same", use_bias=False)
-    x = normal(5, 8, 8, 16).astype(np.float32)   # 80 tiles of 2x2 outputs
+    x = normal(16, 8, 8, 16).astype(np.float32)   # 256 tiles of 2x2 outputs
     x[0, 3, 4, 2] = np.inf
     y = layer(x)
     with winograd(False):
@@ -670,7 +670,7 @@ def test_winograd_data_gradient_leaves_non_finite_gradients_to_the_implicit_gemm
     """dx of a stride-1 3x3 convolution goes through the Winograd tiles of the flipped
     kernel (within rounding of im2col), except when dy holds inf or NaN."""
     layer = layers.Conv2D(32, 3, padding="same", use_bias=False)
-    x = normal(3, 12, 12, 16).astype(np.float32)   # 108 tiles
+    x = normal(8, 12, 12, 16).astype(np.float32)   # 288 tiles
     dy = normal(*layer(x).shape).astype(np.float32)
     with runtime(path="avx2"):
         fast = forward_backward(layer, x, dy)[1]
