@@ -8,11 +8,8 @@
 
 #define AVX2_FMA __attribute__((target("avx2,fma")))
 
-/* c row = alpha * acc + beta * c row (beta == 0: c row is not read). */
-AVX2_FMA static inline void store_row(float *c_row, __m256 lo, __m256 hi,
-                                      __m256 alpha, float beta) {
-    lo = _mm256_mul_ps(alpha, lo);
-    hi = _mm256_mul_ps(alpha, hi);
+/* c row = acc + beta * c row (beta == 0: c row is not read). */
+AVX2_FMA static inline void store_row(float *c_row, __m256 lo, __m256 hi, float beta) {
     if (beta != 0.0f) {
         __m256 beta_v = _mm256_set1_ps(beta);
         lo = _mm256_fmadd_ps(beta_v, _mm256_loadu_ps(c_row), lo);
@@ -57,9 +54,16 @@ void tile_rows(int rows, long kc, const float *a, long row_step, long col_step,
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
     }
     accumulate_steps(rows, kc, a, row_step, col_step, b_panel, PL_AVX2_NR, lo, hi);
-    __m256 alpha_v = _mm256_set1_ps(alpha);
+    if (alpha != 1.0f) {   // times 1 would give the same bits: skipped
+        __m256 alpha_v = _mm256_set1_ps(alpha);
 #pragma GCC unroll 6
-    for (int i = 0; i < rows; i++) store_row(c + i * ldc, lo[i], hi[i], alpha_v, beta);
+        for (int i = 0; i < rows; i++) {
+            lo[i] = _mm256_mul_ps(alpha_v, lo[i]);
+            hi[i] = _mm256_mul_ps(alpha_v, hi[i]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < rows; i++) store_row(c + i * ldc, lo[i], hi[i], beta);
 }
 
 AVX2_FMA void pl_sgemm_ukernel_avx2(long kc, const float *a_panel, const float *b_panel,
