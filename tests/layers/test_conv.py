@@ -147,6 +147,16 @@ def available_paths():
     return paths
 
 
+def assert_same_on_one_and_two_threads(run):
+    """run() on one thread, then on two: every array it returns bitwise the same."""
+    results = []
+    for threads in (1, 2):
+        with runtime(threads=threads):
+            results.append(run())
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("cls, kwargs, shape", [
     (layers.Conv2D, dict(filters=32, kernel_size=3, activation="relu"), (64, 14, 14, 3)),
     (layers.Conv2DTranspose, dict(filters=8, kernel_size=3, strides=2), (16, 6, 6, 8)),
@@ -471,12 +481,7 @@ def test_direct_path_is_bitwise_the_same_on_one_and_two_threads(make, shape):
     layer = make()
     x = normal(16 * shape[0], *shape[1:]).astype(np.float32)   # enough work for two threads
     dy = normal(*layer(x).shape).astype(np.float32)
-    results = []
-    for threads in (1, 2):
-        with runtime(threads=threads):
-            results.append(weight_gradients(layer, x, dy, need_dx=False))
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+    assert_same_on_one_and_two_threads(lambda: weight_gradients(layer, x, dy, need_dx=False))
 
 
 @pytest.mark.skipif(len(available_paths()) < 2, reason="CPU without AVX2")
@@ -536,15 +541,13 @@ def test_implicit_forward_matches_im2col_and_the_reference(make, shape):
     np.testing.assert_allclose(implicit, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("make, shape", IMPLICIT_CASES[:2] + IMPLICIT_CASES[5:])
-def test_implicit_forward_is_bitwise_the_same_on_one_and_two_threads(make, shape):
+@pytest.mark.parametrize("make, shape", IMPLICIT_CASES[:2] + IMPLICIT_CASES[5:] + [
+    (lambda: layers.Conv2D(64, 3, activation="relu"), (8, 13, 13, 32)),   # Winograd tiles
+])
+def test_implicit_and_winograd_forwards_are_bitwise_the_same_on_one_and_two_threads(make, shape):
     layer = make()
     x = normal(16 * shape[0], *shape[1:]).astype(np.float32)   # enough work for two threads
-    results = []
-    for threads in (1, 2):
-        with runtime(threads=threads):
-            results.append(layer(x))
-    np.testing.assert_array_equal(results[0], results[1])
+    assert_same_on_one_and_two_threads(lambda: [layer(x)])
 
 
 def test_implicit_forward_keeps_nan_next_to_padding():
@@ -592,12 +595,7 @@ def test_implicit_backward_is_bitwise_the_same_on_one_and_two_threads(make, shap
     layer = make()
     x = normal(8 * shape[0], *shape[1:]).astype(np.float32)   # enough work for two threads
     dy = normal(*layer(x).shape).astype(np.float32)
-    results = []
-    for threads in (1, 2):
-        with runtime(threads=threads):
-            results.append(forward_backward(layer, x, dy))
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+    assert_same_on_one_and_two_threads(lambda: forward_backward(layer, x, dy))
 
 
 def test_implicit_kernel_gradient_keeps_nan_from_gradients_next_to_padding():
@@ -639,17 +637,6 @@ def test_winograd_forward_matches_the_implicit_gemm_and_the_reference(make, shap
     with pylayers.ops.mode.reference_mode():
         expected = layer(x.astype(np.float64))
     np.testing.assert_allclose(fast, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
-
-
-@pytest.mark.parametrize("make, shape", WINOGRAD_CASES[::3])
-def test_winograd_forward_is_bitwise_the_same_on_one_and_two_threads(make, shape):
-    layer = make()
-    x = normal(4 * shape[0], *shape[1:]).astype(np.float32)   # enough work for two threads
-    results = []
-    for threads in (1, 2):
-        with runtime(threads=threads):
-            results.append(layer(x))
-    np.testing.assert_array_equal(results[0], results[1])
 
 
 def test_winograd_leaves_non_finite_inputs_to_the_implicit_gemm():
