@@ -7,9 +7,13 @@
  * (taps * cin_g, cout_g) matrix at w + g * cout_g with row stride cout.
  *
  * The forward never writes all of col: with few taps times channels the direct kernels
- * read the inputs in place (conv_direct.h); with more, on AVX2, the implicit-GEMM tiles
- * do (the tap micro-kernel); otherwise col is unfolded block by block into each
- * thread's cache.  The backward products unfold or fold col in batch chunks. */
+ * read the inputs in place (conv_direct.h); on AVX2, 3x3 stride-1 layers with enough
+ * channels and tiles take the Winograd path (conv_winograd.h) and the others the
+ * implicit-GEMM tiles (the tap micro-kernel); otherwise col is unfolded block by block
+ * into each thread's cache.  On AVX2 the kernel gradient reads inputs and output
+ * gradients in place too (the run micro-kernel), and a stride-1 data gradient is the
+ * forward of the flipped kernel; otherwise the backward products unfold or fold col in
+ * batch chunks. */
 #include <stdlib.h>
 #include <string.h>
 #include "conv.h"

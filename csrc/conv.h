@@ -1,6 +1,7 @@
-/* N-dimensional (1, 2 or 3 spatial axes) grouped convolution, channels last, as
- * implicit GEMM: a batch chunk of input windows is unfolded into rows (im2col) and
- * multiplied by the kernel with pl_sgemm; the data gradient gathers rows back (col2im).
+/* N-dimensional (1, 2 or 3 spatial axes) grouped convolution, channels last, as a GEMM
+ * over the input windows: read in place by direct, Winograd or implicit-GEMM tiles where
+ * they apply, else unfolded into rows (im2col) and multiplied with pl_sgemm, the data
+ * gradient gathering rows back (col2im); conv.c says which path takes what.
  *
  * Shapes (1-D and 2-D convolutions pass size 1 for the unused leading spatial axes):
  *   x is (n, in_size[0], in_size[1], in_size[2], in_channels)
