@@ -20,12 +20,12 @@ void pl_bias_act_forward(const pl_ctx *ctx, long m, long n, float *y,
 void pl_act_backward(const pl_ctx *ctx, long m, long n, const float *y,
                      const float *dy, float *dz, int act, float alpha);
 
-/* dbias (n) += column sums of dz (m, n), or = them when accumulate is 0. Each column
- * summed by one thread in row order, so the result does not depend on the thread count. */
 /* dbias[j0, j1) += the column sums of dz (m, n), each over the rows in order from zero,
  * on the calling thread. */
 void pl_column_sums(long m, long n, long j0, long j1, const float *dz, float *dbias);
 
+/* dbias (n) += column sums of dz (m, n), or = them when accumulate is 0. Each column
+ * summed by one thread in row order, so the result does not depend on the thread count. */
 void pl_bias_grad(const pl_ctx *ctx, long m, long n, const float *dz, float *dbias,
                   int accumulate);
 
