@@ -796,10 +796,12 @@ void pl_conv_set_winograd(int enabled) { winograd_enabled = enabled; }
  * 64 breaks even at batch 8, 288 tiles). */
 #define WINOGRAD_MIN_TILES 256
 
-static int winograd_applies(const pl_ctx *ctx, const pl_conv_geom *g) {
-    long tiles = g->batch * ((g->out_size[1] + 1) / 2) * ((g->out_size[2] + 1) / 2);
+/* 1 when the Winograd forward takes geometry g and its input x (finite: see
+ * conv_winograd.h). */
+static int winograd_takes(const pl_ctx *ctx, const pl_conv_geom *g, const float *x) {
     return direct_enabled && winograd_enabled && ctx->isa == PL_ISA_AVX2 &&
-           pl_winograd_fits(g) && tiles >= WINOGRAD_MIN_TILES;
+           pl_winograd_fits(g) && pl_winograd_tiles(g) >= WINOGRAD_MIN_TILES &&
+           all_finite(ctx, g->batch * prod3(g->in_size) * g->in_channels, x);
 }
 
 /* y = act(conv(x, w) + bias) through the Winograd tiles: relu and linear fused into the
@@ -809,7 +811,7 @@ static int winograd_forward(const pl_ctx *ctx, const pl_conv_geom *g, const floa
     const int fused = act == PL_ACT_RELU || act == PL_ACT_LINEAR;
     const long rows = g->batch * prod3(g->out_size), cout = g->out_channels;
     pl_ctx team = *ctx;
-    team.n_threads = product_threads(ctx, rows / 4 * 16 * g->in_channels * cout);
+    team.n_threads = product_threads(ctx, pl_winograd_tiles(g) * 16 * g->in_channels * cout);
     int status = pl_winograd_forward(&team, g, x, w, fused ? bias : NULL, act == PL_ACT_RELU, y);
     if (!status && !fused) pl_bias_act_forward(ctx, rows, cout, y, bias, act, alpha);
     return status;
@@ -852,8 +854,7 @@ static int transposed_forward(const pl_ctx *ctx, const pl_conv_geom *g, const co
     gt.in_channels = g->out_channels;
     gt.out_channels = g->in_channels;
     conv_plan pt = make_plan(&gt);
-    const int winograd = winograd_applies(ctx, &gt) &&
-                         all_finite(ctx, g->batch * p->out_spatial * g->out_channels, dy);
+    const int winograd = winograd_takes(ctx, &gt, dy);
     if (!winograd && (!implicit_applies(ctx, &gt, &pt) || !mostly_inside(&gt))) return 1;
     const long cin = g->in_channels, cout = g->out_channels;
     float *flipped = malloc((size_t)(p->taps * cin * cout) * sizeof(float));   // (taps, cout, cin)
@@ -929,8 +930,7 @@ int pl_conv_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
         return 0;
     }
 #ifdef PL_HAVE_X86_KERNELS
-    if (winograd_applies(ctx, g) && all_finite(ctx, g->batch * p.in_spatial * g->in_channels, x))
-        return winograd_forward(ctx, g, x, w, bias, act, alpha, y);
+    if (winograd_takes(ctx, g, x)) return winograd_forward(ctx, g, x, w, bias, act, alpha, y);
     if (implicit_applies(ctx, g, &p)) return implicit_forward(ctx, g, &p, x, w, bias, act, alpha, y);
 #endif
     if (!p.identity) return blocked_forward(ctx, g, &p, x, w, bias, act, alpha, y);

@@ -26,6 +26,10 @@ int pl_winograd_fits(const pl_conv_geom *g) {
            g->out_channels % PANEL_COLS == 0;
 }
 
+long pl_winograd_tiles(const pl_conv_geom *g) {
+    return g->batch * ((g->out_size[1] + 1) / 2) * ((g->out_size[2] + 1) / 2);
+}
+
 #ifdef PL_HAVE_X86_KERNELS
 #include <immintrin.h>
 #define AVX2_FMA __attribute__((target("avx2,fma")))
@@ -175,7 +179,7 @@ static void multiply_block(long cin, long cout, long count, long v_step, long m_
 int pl_winograd_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
                         const float *w, const float *bias, int relu, float *y) {
     const long cin = g->in_channels, cout = g->out_channels;
-    const long tiles = g->batch * ((g->out_size[1] + 1) / 2) * ((g->out_size[2] + 1) / 2);
+    const long tiles = pl_winograd_tiles(g);
     long block = BLOCK_FLOATS / (XI * (cin + cout)) / TILE_ROWS * TILE_ROWS;
     if (block < TILE_ROWS) block = TILE_ROWS;
     const long blocks = (tiles + block - 1) / block;

@@ -16,6 +16,9 @@
  * channels a multiple of 16. */
 int pl_winograd_fits(const pl_conv_geom *g);
 
+/* Tiles (2x2 blocks of outputs, the last row and column possibly cut) of geometry g. */
+long pl_winograd_tiles(const pl_conv_geom *g);
+
 /* y (n, out..., cout) = conv(x, w) + bias (bias may be NULL), then relu when relu; on
  * AVX2 + FMA only, for geometries pl_winograd_fits takes.  Each tile is computed by one
  * thread the same way whatever the thread count.  0, or -1 when memory is short. */
