@@ -252,26 +252,24 @@ static void macro_kernel(const pl_gemm_arch *arch, long mc, long nc, long kc,
     }
 }
 
-/* Pack space of the calling thread, kept between calls so that packing writes into
- * memory that is already mapped and cached; freed when the thread exits.  Each OS
- * thread has its own, so concurrent callers never share one. */
-static __thread float *thread_pack_base;
-static __thread size_t thread_pack_floats;
-static pthread_key_t pack_space_key;
-static pthread_once_t pack_space_key_once = PTHREAD_ONCE_INIT;
+/* The calling thread's scratch (gemm_kernels.h), kept between calls so that packing
+ * writes into memory that is already mapped and cached; freed when the thread exits. */
+static __thread float *thread_scratch_base;
+static __thread size_t thread_scratch_floats;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_key_once = PTHREAD_ONCE_INIT;
 
-static void create_pack_space_key(void) { pthread_key_create(&pack_space_key, free); }
+static void create_scratch_key(void) { pthread_key_create(&scratch_key, free); }
 
-/* At least `floats` 64-byte aligned floats of this thread's pack space, or NULL. */
-static float *thread_pack_space(size_t floats) {
-    if (floats <= thread_pack_floats) return thread_pack_base;
+float *pl_thread_scratch(size_t floats) {
+    if (floats <= thread_scratch_floats) return thread_scratch_base;
     void *fresh;
     if (posix_memalign(&fresh, 64, floats * sizeof(float))) return NULL;
-    free(thread_pack_base);
-    thread_pack_base = fresh;
-    thread_pack_floats = floats;
-    pthread_once(&pack_space_key_once, create_pack_space_key);
-    pthread_setspecific(pack_space_key, fresh);   // the key's destructor frees it at exit
+    free(thread_scratch_base);
+    thread_scratch_base = fresh;
+    thread_scratch_floats = floats;
+    pthread_once(&scratch_key_once, create_scratch_key);
+    pthread_setspecific(scratch_key, fresh);   // the key's destructor frees it at exit
     return fresh;
 }
 
@@ -441,7 +439,7 @@ static int packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, in
     // at least a cache line, so a thread's first call gets space even when it packs
     // nothing (B prepacked, A in place)
     long pack_floats = b_floats + n_threads * job.a_stride;
-    job.b_packed = thread_pack_space((size_t)(pack_floats > 0 ? pack_floats : ALIGN_FLOATS));
+    job.b_packed = pl_thread_scratch((size_t)(pack_floats > 0 ? pack_floats : ALIGN_FLOATS));
     if (!job.b_packed) return 0;
     job.a_packed = job.b_packed + b_floats;
     if (n_threads == 1) {
@@ -474,7 +472,7 @@ static void skinny_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
                          long m, long n, long k, float alpha, const float *a, long lda,
                          const float *b, long ldb, float beta, float *c, long ldc) {
     if (trans_a) {
-        float *rows = thread_pack_space((size_t)(m * k));
+        float *rows = pl_thread_scratch((size_t)(m * k));
         if (!rows) {
             pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;

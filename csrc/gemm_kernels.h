@@ -2,6 +2,7 @@
  * block-size table.  Not part of the public C interface (see gemm.h). */
 #ifndef PL_GEMM_KERNELS_H
 #define PL_GEMM_KERNELS_H
+#include <stddef.h>
 
 /* c (mr, nr) with row stride ldc  =  alpha * a_panel @ b_panel + beta * c.
  * a_panel is kc steps of mr floats (column p of an mr-row slice of op(A)),
@@ -82,6 +83,12 @@ void pl_sgemm_small_generic(int trans_a, int trans_b, long m, long n, long k, fl
 void pl_sgemm_skinny_generic(int trans_b, long m, long j_begin, long j_end, long k,
                              float alpha, const float *a, long lda, const float *b, long ldb,
                              float beta, float *c, long ldc);
+
+/* At least `floats` 64-byte aligned floats of the calling thread's scratch, or NULL.
+ * Each OS thread has its own, so concurrent callers never share one; it is the GEMM's
+ * pack space, so a caller must be done with it before its thread calls the GEMM, and
+ * asking for more than the last size may move it (the old contents are lost). */
+float *pl_thread_scratch(size_t floats);
 
 #if defined(__x86_64__) || defined(__i386__)
 #define PL_HAVE_X86_KERNELS 1
