@@ -791,10 +791,10 @@ static int winograd_enabled = 1;
 /* Tests only, between calls: 0 sends 3x3 geometries through the implicit GEMM. */
 void pl_conv_set_winograd(int enabled) { winograd_enabled = enabled; }
 
-/* Tiles (2x2 outputs) below which the kernel transform, done on every call, costs
+/* Tiles (4x4 outputs) below which the kernel transform, done on every call, costs
  * about what the Winograd products save over the implicit GEMM (measured: 13x13x32 ->
- * 64 breaks even at batch 8, 288 tiles). */
-#define WINOGRAD_MIN_TILES 256
+ * 64 breaks even at batch 8, 72 tiles). */
+#define WINOGRAD_MIN_TILES 96
 
 /* 1 when the Winograd forward takes geometry g and its input x (finite: see
  * conv_winograd.h). */
@@ -811,7 +811,7 @@ static int winograd_forward(const pl_ctx *ctx, const pl_conv_geom *g, const floa
     const int fused = act == PL_ACT_RELU || act == PL_ACT_LINEAR;
     const long rows = g->batch * prod3(g->out_size), cout = g->out_channels;
     pl_ctx team = *ctx;
-    team.n_threads = product_threads(ctx, pl_winograd_tiles(g) * 16 * g->in_channels * cout);
+    team.n_threads = product_threads(ctx, pl_winograd_products(g));
     int status = pl_winograd_forward(&team, g, x, w, fused ? bias : NULL, act == PL_ACT_RELU, y);
     if (!status && !fused) pl_bias_act_forward(ctx, rows, cout, y, bias, act, alpha);
     return status;

@@ -1,8 +1,8 @@
-/* Winograd F(2x2, 3x3) convolution forward (see conv_winograd.h).
+/* Winograd F(4x4, 3x3) convolution forward (see conv_winograd.h).
  *
  * Tiles are numbered (image, tile row, tile column) and taken in fixed blocks, each by
- * one thread with buffers of its own: the block's input transforms V (16, tiles, cin),
- * then the 16 products M[xi] (tiles, cout) = V[xi] @ U[xi] by the GEMM micro-kernel
+ * one thread with buffers of its own: the block's input transforms V (36, tiles, cin),
+ * then the 36 products M[xi] (tiles, cout) = V[xi] @ U[xi] by the GEMM micro-kernel
  * reading V in place, then the output transforms into y.  V and M stay in L2; the
  * transformed kernel U, packed as 16-column panels, is shared. */
 #include <stdlib.h>
@@ -17,7 +17,9 @@
 #define BLOCK_FLOATS (1L << 16)
 #define TILE_ROWS 6      /* the micro-kernel's rows */
 #define PANEL_COLS 16    /* and columns */
-#define XI 16            /* elements of a 4x4 transform */
+#define OUT_TILE 4       /* a tile is 4x4 outputs */
+#define PATCH 6          /* read from a 6x6 input patch */
+#define XI 36            /* elements of a 6x6 transform */
 
 int pl_winograd_fits(const pl_conv_geom *g) {
     return g->groups == 1 && g->kernel[0] == 1 && g->kernel[1] == 3 && g->kernel[2] == 3 &&
@@ -26,135 +28,151 @@ int pl_winograd_fits(const pl_conv_geom *g) {
            g->out_channels % PANEL_COLS == 0;
 }
 
+/* Tiles along an output axis of n positions, the last possibly cut. */
+static long tiles_across(long n) { return (n + OUT_TILE - 1) / OUT_TILE; }
+
 long pl_winograd_tiles(const pl_conv_geom *g) {
-    return g->batch * ((g->out_size[1] + 1) / 2) * ((g->out_size[2] + 1) / 2);
+    return g->batch * tiles_across(g->out_size[1]) * tiles_across(g->out_size[2]);
+}
+
+long pl_winograd_products(const pl_conv_geom *g) {
+    return pl_winograd_tiles(g) * XI * g->in_channels * g->out_channels;
 }
 
 #ifdef PL_HAVE_X86_KERNELS
 #include <immintrin.h>
 #define AVX2_FMA __attribute__((target("avx2,fma")))
 
+/* u[0..5 * u_step] = G g for three vectors g[0..2 * step] (taps of 8 channel pairs):
+ *   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] */
+AVX2_FMA static inline void kernel_1d(const __m256 *g, int step, __m256 *u, int u_step) {
+    const __m256 g0 = g[0], g1 = g[step], g2 = g[2 * step];
+    const __m256 outer = _mm256_add_ps(g0, g2);
+    const __m256 quarter_outer = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 24), g0,
+                                                 _mm256_mul_ps(_mm256_set1_ps(1.0f / 6), g2));
+    const __m256 twelfth_middle = _mm256_mul_ps(_mm256_set1_ps(1.0f / 12), g1);
+    const __m256 minus_sixth = _mm256_set1_ps(-1.0f / 6);
+    u[0] = _mm256_mul_ps(_mm256_set1_ps(1.0f / 4), g0);
+    u[u_step] = _mm256_mul_ps(minus_sixth, _mm256_add_ps(outer, g1));
+    u[2 * u_step] = _mm256_mul_ps(minus_sixth, _mm256_sub_ps(outer, g1));
+    u[3 * u_step] = _mm256_add_ps(quarter_outer, twelfth_middle);
+    u[4 * u_step] = _mm256_sub_ps(quarter_outer, twelfth_middle);
+    u[5 * u_step] = g2;
+}
+
 /* U = G g G^T for every (ci, co) of w (3, 3, cin, cout), packed as 16-column panels:
  * element xi of channel pair (ci, co) at ((xi * panels + co / 16) * cin + ci) * 16
- * + co % 16.  The 16 output channels of a panel go together, so the loops vectorise. */
-static float *transformed_kernel(long cin, long cout, const float *w) {
+ * + co % 16.  8 output channels at a time, so the transforms run on vectors. */
+AVX2_FMA static void transform_kernel(long cin, long cout, const float *w, float *u) {
     const long panels = cout / PANEL_COLS;
-    float *u = malloc((size_t)(XI * cin * cout) * sizeof(float));
-    if (!u) return NULL;
     for (long ci = 0; ci < cin; ci++)
-        for (long j = 0; j < panels; j++) {
-            float g[9][PANEL_COLS], gg[12][PANEL_COLS];   // taps (3x3), then G g (4x3)
-            for (int t = 0; t < 9; t++)
-                for (int l = 0; l < PANEL_COLS; l++)
-                    g[t][l] = w[(t * cin + ci) * cout + j * PANEL_COLS + l];
-            for (int c = 0; c < 3; c++)
-                for (int l = 0; l < PANEL_COLS; l++) {
-                    float a = g[c][l], b = g[3 + c][l], e = g[6 + c][l];
-                    gg[c][l] = a;
-                    gg[3 + c][l] = (a + b + e) * 0.5f;
-                    gg[6 + c][l] = (a - b + e) * 0.5f;
-                    gg[9 + c][l] = e;
-                }
-            for (int r = 0; r < 4; r++) {
-                float *out[4];   // elements (r, 0..3) of this channel's panel
-                for (int c = 0; c < 4; c++)
-                    out[c] = u + (((r * 4 + c) * panels + j) * cin + ci) * PANEL_COLS;
-                for (int l = 0; l < PANEL_COLS; l++) {
-                    float a = gg[r * 3][l], b = gg[r * 3 + 1][l], e = gg[r * 3 + 2][l];
-                    out[0][l] = a;
-                    out[1][l] = (a + b + e) * 0.5f;
-                    out[2][l] = (a - b + e) * 0.5f;
-                    out[3][l] = e;
-                }
-            }
-        }
-    return u;
-}
-
-/* Where tile `tile`'s 4x4 patch reads: rows[r][c] at channel 0, NULL for padding. */
-static void patch_pointers(const pl_conv_geom *g, const float *x, long tile,
-                           const float *rows[4][4]) {
-    const long tile_cols = (g->out_size[2] + 1) / 2, tile_rows = (g->out_size[1] + 1) / 2;
-    const long image = tile / (tile_rows * tile_cols);
-    const long h0 = tile / tile_cols % tile_rows * 2 - g->pad[1];
-    const long w0 = tile % tile_cols * 2 - g->pad[2];
-    const long cin = g->in_channels;
-    const float *x_image = x + image * g->in_size[1] * g->in_size[2] * cin;
-    for (int r = 0; r < 4; r++)
-        for (int c = 0; c < 4; c++) {
-            long h = h0 + r, w = w0 + c;
-            int inside = h >= 0 && h < g->in_size[1] && w >= 0 && w < g->in_size[2];
-            rows[r][c] = inside ? x_image + (h * g->in_size[2] + w) * cin : NULL;
+        for (long co = 0; co < cout; co += 8) {
+            __m256 g[9], gg[18], out[XI];   // taps (3x3), G g (6x3), G g G^T (6x6)
+            for (int t = 0; t < 9; t++) g[t] = _mm256_loadu_ps(w + (t * cin + ci) * cout + co);
+            for (int c = 0; c < 3; c++) kernel_1d(g + c, 3, gg + c, 3);
+            for (int r = 0; r < PATCH; r++) kernel_1d(gg + r * 3, 1, out + r * PATCH, 1);
+            float *panel = u + (co / PANEL_COLS * cin + ci) * PANEL_COLS + co % PANEL_COLS;
+            for (int xi = 0; xi < XI; xi++)
+                _mm256_storeu_ps(panel + xi * panels * cin * PANEL_COLS, out[xi]);
         }
 }
 
-/* v (16 vectors) = B^T d B for one 8-channel slice d (4x4) of a patch. */
-AVX2_FMA static inline void input_transform(__m256 d[16], __m256 v[16]) {
-    __m256 t[16];   // B^T d
-    for (int c = 0; c < 4; c++) {
-        t[c] = _mm256_sub_ps(d[c], d[8 + c]);
-        t[4 + c] = _mm256_add_ps(d[4 + c], d[8 + c]);
-        t[8 + c] = _mm256_sub_ps(d[8 + c], d[4 + c]);
-        t[12 + c] = _mm256_sub_ps(d[4 + c], d[12 + c]);
-    }
-    for (int r = 0; r < 4; r++) {
-        v[r * 4] = _mm256_sub_ps(t[r * 4], t[r * 4 + 2]);
-        v[r * 4 + 1] = _mm256_add_ps(t[r * 4 + 1], t[r * 4 + 2]);
-        v[r * 4 + 2] = _mm256_sub_ps(t[r * 4 + 2], t[r * 4 + 1]);
-        v[r * 4 + 3] = _mm256_sub_ps(t[r * 4 + 1], t[r * 4 + 3]);
-    }
+/* v[0..5 * v_step] = B^T d for six vectors d[0..5 * step]:
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
+ *          0 4 0 -5 0 1] */
+AVX2_FMA static inline void input_1d(const __m256 *d, int step, __m256 *v, int v_step) {
+    const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f);
+    const __m256 five = _mm256_set1_ps(5.0f);
+    __m256 d0 = d[0], d1 = d[step], d2 = d[2 * step], d3 = d[3 * step], d4 = d[4 * step];
+    __m256 d5 = d[5 * step];
+    __m256 near = _mm256_fnmadd_ps(four, d2, d4), far = _mm256_fnmadd_ps(four, d1, d3);
+    __m256 even = _mm256_sub_ps(d4, d2), odd = _mm256_mul_ps(two, _mm256_sub_ps(d3, d1));
+    v[0] = _mm256_fmadd_ps(four, d0, _mm256_fnmadd_ps(five, d2, d4));
+    v[v_step] = _mm256_add_ps(near, far);
+    v[2 * v_step] = _mm256_sub_ps(near, far);
+    v[3 * v_step] = _mm256_add_ps(even, odd);
+    v[4 * v_step] = _mm256_sub_ps(even, odd);
+    v[5 * v_step] = _mm256_fmadd_ps(four, d1, _mm256_fnmadd_ps(five, d3, d5));
+}
+
+/* The tile's patch row `row` (PATCH vectors of 8 channels from channel ci) into d:
+ * x_row points at the row's first column, NULL when the row is padding; columns
+ * [lo, hi) of the patch read the input, the others are padding. */
+AVX2_FMA static inline void load_patch_row(const float *x_row, long cin, long ci, int lo,
+                                           int hi, __m256 d[PATCH]) {
+    for (int c = 0; c < PATCH; c++)
+        d[c] = x_row && c >= lo && c < hi ? _mm256_loadu_ps(x_row + c * cin + ci)
+                                          : _mm256_setzero_ps();
 }
 
 /* V rows of tiles [first, first + count): V[xi] (count, cin) at v + xi * xi_step. */
 AVX2_FMA static void transform_inputs(const pl_conv_geom *g, const float *x, long first,
                                       long count, long xi_step, float *v) {
-    const long cin = g->in_channels;
+    const long cin = g->in_channels, H = g->in_size[1], W = g->in_size[2];
+    const long tile_cols = tiles_across(g->out_size[2]), tile_rows = tiles_across(g->out_size[1]);
     for (long i = 0; i < count; i++) {
-        const float *rows[4][4];
-        patch_pointers(g, x, first + i, rows);
+        const long tile = first + i, image = tile / (tile_rows * tile_cols);
+        const long h0 = tile / tile_cols % tile_rows * OUT_TILE - g->pad[1];
+        const long w0 = tile % tile_cols * OUT_TILE - g->pad[2];
+        const int lo = w0 < 0 ? (int)-w0 : 0, hi = W - w0 < PATCH ? (int)(W - w0) : PATCH;
+        const float *x_image = x + image * H * W * cin;
         for (long ci = 0; ci < cin; ci += 8) {
-            __m256 d[16], out[16];
-            for (int k = 0; k < 16; k++) {
-                const float *src = rows[k / 4][k % 4];
-                d[k] = src ? _mm256_loadu_ps(src + ci) : _mm256_setzero_ps();
+            __m256 t[XI];   // d B, row by row, then B^T d B in place
+            for (int r = 0; r < PATCH; r++) {
+                const long h = h0 + r;
+                const float *x_row = h >= 0 && h < H ? x_image + (h * W + w0) * cin : NULL;
+                __m256 d[PATCH];
+                load_patch_row(x_row, cin, ci, lo, hi, d);
+                input_1d(d, 1, t + r * PATCH, 1);
             }
-            input_transform(d, out);
-            for (int k = 0; k < 16; k++) _mm256_storeu_ps(v + k * xi_step + i * cin + ci, out[k]);
+            for (int c = 0; c < PATCH; c++) {
+                __m256 column[PATCH];
+                input_1d(t + c, PATCH, column, 1);
+                for (int r = 0; r < PATCH; r++)
+                    _mm256_storeu_ps(v + (r * PATCH + c) * xi_step + i * cin + ci, column[r]);
+            }
         }
     }
 }
 
+/* y[0..3 * y_step] = A^T m for six vectors m[0..5 * step]:
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1] */
+AVX2_FMA static inline void output_1d(const __m256 *m, int step, __m256 *y, int y_step) {
+    const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f);
+    const __m256 eight = _mm256_set1_ps(8.0f);
+    __m256 sum12 = _mm256_add_ps(m[step], m[2 * step]), diff12 = _mm256_sub_ps(m[step], m[2 * step]);
+    __m256 sum34 = _mm256_add_ps(m[3 * step], m[4 * step]);
+    __m256 diff34 = _mm256_sub_ps(m[3 * step], m[4 * step]);
+    y[0] = _mm256_add_ps(_mm256_add_ps(m[0], sum12), sum34);
+    y[y_step] = _mm256_fmadd_ps(two, diff34, diff12);
+    y[2 * y_step] = _mm256_fmadd_ps(four, sum34, sum12);
+    y[3 * y_step] = _mm256_add_ps(_mm256_fmadd_ps(eight, diff34, diff12), m[5 * step]);
+}
+
 /* y rows of tiles [first, first + count) = A^T M A (+ bias, relu when relu), M[xi]
- * (count, cout) at m + xi * xi_step; outputs past the edge of an odd size dropped. */
+ * (count, cout) at m + xi * xi_step; outputs past the edge of the output dropped. */
 AVX2_FMA static void transform_outputs(const pl_conv_geom *g, const float *m, long first,
                                        long count, long xi_step, const float *bias, int relu,
                                        float *y) {
     const long cout = g->out_channels, H = g->out_size[1], W = g->out_size[2];
-    const long tile_cols = (W + 1) / 2, tile_rows = (H + 1) / 2;
+    const long tile_cols = tiles_across(W), tile_rows = tiles_across(H);
     const __m256 zero = _mm256_setzero_ps();
     for (long i = 0; i < count; i++) {
         const long tile = first + i, image = tile / (tile_rows * tile_cols);
-        const long h0 = tile / tile_cols % tile_rows * 2, w0 = tile % tile_cols * 2;
+        const long h0 = tile / tile_cols % tile_rows * OUT_TILE;
+        const long w0 = tile % tile_cols * OUT_TILE;
         for (long co = 0; co < cout; co += 8) {
-            __m256 s[8];   // A^T M (2x4)
-            for (int c = 0; c < 4; c++) {
-                __m256 m0 = _mm256_loadu_ps(m + c * xi_step + i * cout + co);
-                __m256 m1 = _mm256_loadu_ps(m + (4 + c) * xi_step + i * cout + co);
-                __m256 m2 = _mm256_loadu_ps(m + (8 + c) * xi_step + i * cout + co);
-                __m256 m3 = _mm256_loadu_ps(m + (12 + c) * xi_step + i * cout + co);
-                s[c] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-                s[4 + c] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
-            }
+            __m256 mm[XI], s[OUT_TILE * PATCH], out[OUT_TILE * OUT_TILE];   // M, A^T M, A^T M A
+            for (int k = 0; k < XI; k++) mm[k] = _mm256_loadu_ps(m + k * xi_step + i * cout + co);
+            for (int c = 0; c < PATCH; c++) output_1d(mm + c, PATCH, s + c, PATCH);
+            for (int r = 0; r < OUT_TILE; r++)
+                output_1d(s + r * PATCH, 1, out + r * OUT_TILE, 1);
             __m256 b = bias ? _mm256_loadu_ps(bias + co) : zero;
-            for (int r = 0; r < 2; r++)
-                for (int c = 0; c < 2; c++) {
-                    if (h0 + r >= H || w0 + c >= W) continue;
-                    const __m256 *sr = s + r * 4;
-                    __m256 out = c == 0 ? _mm256_add_ps(_mm256_add_ps(sr[0], sr[1]), sr[2])
-                                        : _mm256_sub_ps(_mm256_sub_ps(sr[1], sr[2]), sr[3]);
-                    out = _mm256_add_ps(out, b);
-                    if (relu) out = _mm256_max_ps(zero, out);   // NaN stays NaN
-                    _mm256_storeu_ps(y + ((image * H + h0 + r) * W + w0 + c) * cout + co, out);
+            for (int r = 0; r < OUT_TILE && h0 + r < H; r++)
+                for (int c = 0; c < OUT_TILE && w0 + c < W; c++) {
+                    __m256 value = _mm256_add_ps(out[r * OUT_TILE + c], b);
+                    if (relu) value = _mm256_max_ps(zero, value);   // NaN stays NaN
+                    _mm256_storeu_ps(y + ((image * H + h0 + r) * W + w0 + c) * cout + co, value);
                 }
         }
     }
@@ -184,14 +202,19 @@ int pl_winograd_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x
     if (block < TILE_ROWS) block = TILE_ROWS;
     const long blocks = (tiles + block - 1) / block;
     int nt = ctx->n_threads < blocks ? ctx->n_threads : (int)blocks;
-    float *u = transformed_kernel(cin, cout, w);
+    // Each thread's scratch: room for U (used in the calling thread's only), then its V, M.
+    const size_t u_floats = (size_t)(XI * cin * cout);
+    const size_t scratch_floats = u_floats + (size_t)(XI * block * (cin + cout));
+    float *u = pl_thread_scratch(scratch_floats);
     if (!u) return -1;
+    transform_kernel(cin, cout, w, u);
     int failed = 0;
     #pragma omp parallel num_threads(nt) if(nt > 1) reduction(|:failed)
     {
-        float *v = malloc((size_t)(XI * block * (cin + cout)) * sizeof(float));
-        float *m = v ? v + XI * block * cin : NULL;
+        float *v = pl_thread_scratch(scratch_floats);   // the caller's: the same as u
+        float *m = v ? v + u_floats + XI * block * cin : NULL;
         failed = !v;
+        if (v) v += u_floats;
         #pragma omp for schedule(static)
         for (long b = 0; b < blocks; b++) {
             long first = b * block, count = tiles - first < block ? tiles - first : block;
@@ -200,9 +223,7 @@ int pl_winograd_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x
             multiply_block(cin, cout, count, block * cin, block * cout, v, u, m);
             transform_outputs(g, m, first, count, block * cout, bias, relu, y);
         }
-        free(v);
     }
-    free(u);
     return failed ? -1 : 0;
 }
 #endif

@@ -1,10 +1,11 @@
-/* Winograd F(2x2, 3x3) forward of a 3x3, stride-1, undilated 2-D convolution on AVX2 +
- * FMA: each 2x2 block of outputs (a tile) comes from its 4x4 input patch d as
+/* Winograd F(4x4, 3x3) forward of a 3x3, stride-1, undilated 2-D convolution on AVX2 +
+ * FMA (Lavin and Gray, interpolation points 0, 1, -1, 2, -2): each 4x4 block of outputs
+ * (a tile) comes from its 6x6 input patch d as
  *   Y = A^T [U (.) V] A,  V = B^T d B per input channel,  U = G g G^T per channel pair,
- * with the sum over input channels of U (.) V done as 16 GEMMs (one per element xi of
- * the 4x4 transforms): 16 multiply-adds per tile and channel pair instead of 36.
- *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
- *   A^T = [1 1 1 0; 0 1 -1 -1]
+ * with the sum over input channels of U (.) V done as 36 GEMMs (one per element xi of
+ * the 6x6 transforms): 36 multiply-adds per tile and channel pair instead of 144.  The
+ * matrices are written out beside the 1-D transforms in conv_winograd.c; their larger
+ * entries (up to 8) round a little more than the direct sum (about 1e-6 relative here).
  * The transforms add and subtract neighbouring inputs, so an inf or NaN input would
  * reach outputs whose patch does not hold it: callers send such inputs elsewhere. */
 #ifndef PL_CONV_WINOGRAD_H
@@ -16,8 +17,11 @@
  * channels a multiple of 16. */
 int pl_winograd_fits(const pl_conv_geom *g);
 
-/* Tiles (2x2 blocks of outputs, the last row and column possibly cut) of geometry g. */
+/* Tiles (4x4 blocks of outputs, the last row and column possibly cut) of geometry g. */
 long pl_winograd_tiles(const pl_conv_geom *g);
+
+/* Multiply-adds of the products (tiles x 36 x cin x cout): the thread budget's measure. */
+long pl_winograd_products(const pl_conv_geom *g);
 
 /* y (n, out..., cout) = conv(x, w) + bias (bias may be NULL), then relu when relu; on
  * AVX2 + FMA only, for geometries pl_winograd_fits takes.  Each tile is computed by one
