@@ -4,7 +4,8 @@
  * one thread with buffers of its own: the block's input transforms V (36, tiles, cin),
  * then the 36 products M[xi] (tiles, cout) = V[xi] @ U[xi] by the GEMM micro-kernel
  * reading V in place, then the output transforms into y.  V and M stay in L2; the
- * transformed kernel U, packed as 16-column panels, is shared. */
+ * transformed kernel U, packed as 16-column panels, is shared.  All three live in the
+ * threads' scratch (pl_thread_scratch), so a call maps no fresh memory. */
 #include <stdlib.h>
 #include "conv_winograd.h"
 #include "gemm_kernels.h"
@@ -47,16 +48,16 @@ long pl_winograd_products(const pl_conv_geom *g) {
  *   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] */
 AVX2_FMA static inline void kernel_1d(const __m256 *g, int step, __m256 *u, int u_step) {
     const __m256 g0 = g[0], g1 = g[step], g2 = g[2 * step];
-    const __m256 outer = _mm256_add_ps(g0, g2);
-    const __m256 quarter_outer = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 24), g0,
+    const __m256 ends = _mm256_add_ps(g0, g2);   // g0 + g2
+    const __m256 ends_weighted = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 24), g0,
                                                  _mm256_mul_ps(_mm256_set1_ps(1.0f / 6), g2));
-    const __m256 twelfth_middle = _mm256_mul_ps(_mm256_set1_ps(1.0f / 12), g1);
+    const __m256 middle_weighted = _mm256_mul_ps(_mm256_set1_ps(1.0f / 12), g1);
     const __m256 minus_sixth = _mm256_set1_ps(-1.0f / 6);
     u[0] = _mm256_mul_ps(_mm256_set1_ps(1.0f / 4), g0);
-    u[u_step] = _mm256_mul_ps(minus_sixth, _mm256_add_ps(outer, g1));
-    u[2 * u_step] = _mm256_mul_ps(minus_sixth, _mm256_sub_ps(outer, g1));
-    u[3 * u_step] = _mm256_add_ps(quarter_outer, twelfth_middle);
-    u[4 * u_step] = _mm256_sub_ps(quarter_outer, twelfth_middle);
+    u[u_step] = _mm256_mul_ps(minus_sixth, _mm256_add_ps(ends, g1));
+    u[2 * u_step] = _mm256_mul_ps(minus_sixth, _mm256_sub_ps(ends, g1));
+    u[3 * u_step] = _mm256_add_ps(ends_weighted, middle_weighted);
+    u[4 * u_step] = _mm256_sub_ps(ends_weighted, middle_weighted);
     u[5 * u_step] = g2;
 }
 
@@ -95,7 +96,7 @@ AVX2_FMA static inline void input_1d(const __m256 *d, int step, __m256 *v, int v
     v[5 * v_step] = _mm256_fmadd_ps(four, d1, _mm256_fnmadd_ps(five, d3, d5));
 }
 
-/* The tile's patch row `row` (PATCH vectors of 8 channels from channel ci) into d:
+/* One row of a tile's patch, PATCH vectors of 8 channels from channel ci, into d:
  * x_row points at the row's first column, NULL when the row is padding; columns
  * [lo, hi) of the patch read the input, the others are padding. */
 AVX2_FMA static inline void load_patch_row(const float *x_row, long cin, long ci, int lo,
@@ -202,7 +203,8 @@ int pl_winograd_forward(const pl_ctx *ctx, const pl_conv_geom *g, const float *x
     if (block < TILE_ROWS) block = TILE_ROWS;
     const long blocks = (tiles + block - 1) / block;
     int nt = ctx->n_threads < blocks ? ctx->n_threads : (int)blocks;
-    // Each thread's scratch: room for U (used in the calling thread's only), then its V, M.
+    // Each thread's scratch: room for U, then its V and M.  Only the calling thread's U
+    // is written: the other threads never write their room for it.
     const size_t u_floats = (size_t)(XI * cin * cout);
     const size_t scratch_floats = u_floats + (size_t)(XI * block * (cin + cout));
     float *u = pl_thread_scratch(scratch_floats);

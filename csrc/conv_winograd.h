@@ -5,7 +5,8 @@
  * with the sum over input channels of U (.) V done as 36 GEMMs (one per element xi of
  * the 6x6 transforms): 36 multiply-adds per tile and channel pair instead of 144.  The
  * matrices are written out beside the 1-D transforms in conv_winograd.c; their larger
- * entries (up to 8) round a little more than the direct sum (about 1e-6 relative here).
+ * entries (up to 8) round more than a direct sum: measured 3e-6 to 8e-6 of the largest
+ * output for 16 to 128 input channels, against 5e-7 to 1.5e-6 for the implicit GEMM.
  * The transforms add and subtract neighbouring inputs, so an inf or NaN input would
  * reach outputs whose patch does not hold it: callers send such inputs elsewhere. */
 #ifndef PL_CONV_WINOGRAD_H
