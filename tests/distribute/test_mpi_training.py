@@ -39,9 +39,12 @@ def launch(script_name, *args, ranks=2, timeout=120):
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        alive = process.poll() is None   # mpiexec itself, or only a child holding the pipes
         os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        pytest.fail(f"`{' '.join(command)}` still ran after {timeout} s: a rank hung")
+        stdout, stderr = process.communicate()
+        pytest.fail(f"`{' '.join(command)}` still ran after {timeout} s: a rank hung "
+                    f"(mpiexec {'still running' if alive else 'had exited'}); "
+                    f"stdout ends {stdout[-1000:]!r}, stderr ends {stderr[-2000:]!r}")
     return process.returncode, stdout, stderr
 
 
