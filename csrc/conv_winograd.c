@@ -40,6 +40,18 @@ long pl_winograd_products(const pl_conv_geom *g) {
     return pl_winograd_tiles(g) * XI * g->in_channels * g->out_channels;
 }
 
+/* Where a tile sits: its image, and its first output row and column. */
+typedef struct {
+    long image, row, col;
+} tile_place;
+
+static tile_place place_of(const pl_conv_geom *g, long tile) {
+    const long tile_cols = tiles_across(g->out_size[2]), tile_rows = tiles_across(g->out_size[1]);
+    tile_place place = {tile / (tile_rows * tile_cols), tile / tile_cols % tile_rows * OUT_TILE,
+                        tile % tile_cols * OUT_TILE};
+    return place;
+}
+
 #ifdef PL_HAVE_X86_KERNELS
 #include <immintrin.h>
 #define AVX2_FMA __attribute__((target("avx2,fma")))
@@ -110,13 +122,11 @@ AVX2_FMA static inline void load_patch_row(const float *x_row, long cin, long ci
 AVX2_FMA static void transform_inputs(const pl_conv_geom *g, const float *x, long first,
                                       long count, long xi_step, float *v) {
     const long cin = g->in_channels, H = g->in_size[1], W = g->in_size[2];
-    const long tile_cols = tiles_across(g->out_size[2]), tile_rows = tiles_across(g->out_size[1]);
     for (long i = 0; i < count; i++) {
-        const long tile = first + i, image = tile / (tile_rows * tile_cols);
-        const long h0 = tile / tile_cols % tile_rows * OUT_TILE - g->pad[1];
-        const long w0 = tile % tile_cols * OUT_TILE - g->pad[2];
+        const tile_place place = place_of(g, first + i);
+        const long h0 = place.row - g->pad[1], w0 = place.col - g->pad[2];   // patch origin
         const int lo = w0 < 0 ? (int)-w0 : 0, hi = W - w0 < PATCH ? (int)(W - w0) : PATCH;
-        const float *x_image = x + image * H * W * cin;
+        const float *x_image = x + place.image * H * W * cin;
         for (long ci = 0; ci < cin; ci += 8) {
             __m256 t[XI];   // d B, row by row, then B^T d B in place
             for (int r = 0; r < PATCH; r++) {
@@ -156,12 +166,10 @@ AVX2_FMA static void transform_outputs(const pl_conv_geom *g, const float *m, lo
                                        long count, long xi_step, const float *bias, int relu,
                                        float *y) {
     const long cout = g->out_channels, H = g->out_size[1], W = g->out_size[2];
-    const long tile_cols = tiles_across(W), tile_rows = tiles_across(H);
     const __m256 zero = _mm256_setzero_ps();
     for (long i = 0; i < count; i++) {
-        const long tile = first + i, image = tile / (tile_rows * tile_cols);
-        const long h0 = tile / tile_cols % tile_rows * OUT_TILE;
-        const long w0 = tile % tile_cols * OUT_TILE;
+        const tile_place place = place_of(g, first + i);
+        const long h0 = place.row, w0 = place.col;
         for (long co = 0; co < cout; co += 8) {
             __m256 mm[XI], s[OUT_TILE * PATCH], out[OUT_TILE * OUT_TILE];   // M, A^T M, A^T M A
             for (int k = 0; k < XI; k++) mm[k] = _mm256_loadu_ps(m + k * xi_step + i * cout + co);
@@ -173,7 +181,7 @@ AVX2_FMA static void transform_outputs(const pl_conv_geom *g, const float *m, lo
                 for (int c = 0; c < OUT_TILE && w0 + c < W; c++) {
                     __m256 value = _mm256_add_ps(out[r * OUT_TILE + c], b);
                     if (relu) value = _mm256_max_ps(zero, value);   // NaN stays NaN
-                    _mm256_storeu_ps(y + ((image * H + h0 + r) * W + w0 + c) * cout + co, value);
+                    _mm256_storeu_ps(y + ((place.image * H + h0 + r) * W + w0 + c) * cout + co, value);
                 }
         }
     }
