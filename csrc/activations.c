@@ -2,10 +2,6 @@
 #include <math.h>
 #include "activations.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #define SELU_ALPHA 1.6732632423543772f
 #define SELU_SCALE 1.0507009873554805f
 #define PARALLEL_MIN_WORK 32768L
@@ -148,12 +144,8 @@ void pl_bias_grad(const pl_ctx *ctx, long m, long n, const float *dz, float *dbi
     if (nt > n / SUM_BLOCK) nt = n / SUM_BLOCK > 1 ? (int)(n / SUM_BLOCK) : 1;
     #pragma omp parallel num_threads(nt) if(nt > 1)
     {
-        int t = 0, count = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        count = omp_get_num_threads();
-#endif
-        long j0 = n * t / count, j1 = n * (t + 1) / count;
+        long j0, j1;
+        pl_team_share(n, &j0, &j1);
         if (!accumulate)
             for (long j = j0; j < j1; j++) dbias[j] = 0.0f;
         pl_column_sums(m, n, j0, j1, dz, dbias);

@@ -662,17 +662,12 @@ static int implicit_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv
     int failed = 0;
     #pragma omp parallel num_threads(nt) if(nt > 1) reduction(|:failed)
     {
-        long first = 0, count = lines;
-#ifdef _OPENMP
-        int team = omp_get_num_threads(), tid = omp_get_thread_num();
-        first = lines * tid / team;
-        count = lines * (tid + 1) / team - first;
-#endif
+        long first, end;
+        pl_team_share(lines, &first, &end);
         gathered_rows queue = {malloc((size_t)(TILE_ROWS * p->k_all) * sizeof(float)), {0}, 0};
         failed = !queue.patches;
         if (queue.patches)
-            implicit_lines(g, p, x, panels, first, first + count, tile_bias, act == PL_ACT_RELU, y,
-                           &queue);
+            implicit_lines(g, p, x, panels, first, end, tile_bias, act == PL_ACT_RELU, y, &queue);
         free(queue.patches);
     }
     free(panels);

@@ -3,10 +3,6 @@
 #include "activations.h"
 #include "embedding.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 void pl_embedding_forward(const pl_ctx *ctx, long n, long dim, const int64_t *indices,
                           const float *table, float *out) {
     int nt = pl_elementwise_threads(ctx, n * dim);
@@ -31,12 +27,8 @@ void pl_embedding_backward(const pl_ctx *ctx, long n, long dim, const int64_t *i
     if (nt > dim / 16) nt = dim / 16 > 1 ? (int)(dim / 16) : 1;
     #pragma omp parallel num_threads(nt) if(nt > 1)
     {
-        int part = 0, parts = 1;
-#ifdef _OPENMP
-        part = omp_get_thread_num();
-        parts = omp_get_num_threads();
-#endif
-        long begin = dim * part / parts, end = dim * (part + 1) / parts;
+        long begin, end;
+        pl_team_share(dim, &begin, &end);
         scatter_columns(n, dim, begin, end, indices, dy, dtable);
     }
 }

@@ -23,7 +23,8 @@
 
 static const pl_gemm_arch generic_arch = {
     PL_GENERIC_MR, PL_GENERIC_NR, 128, 256, 4096,
-    pl_sgemm_ukernel_generic, NULL, NULL, NULL, NULL, pl_sgemm_small_generic,
+    pl_sgemm_ukernel_generic, NULL, pl_sgemm_ukernel_in_place_generic, NULL, NULL,
+    pl_sgemm_small_generic,
     pl_sgemm_skinny_generic};
 
 #ifdef PL_HAVE_X86_KERNELS
@@ -433,8 +434,7 @@ static int packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, in
         job.b_stride = round_up(job.kc * arch->nr * panels_per_thread, ALIGN_FLOATS);
         b_floats = n_threads * job.b_stride;
     }
-    job.a_in_place = arch->ukernel_in_place &&
-                     panels_per_thread * arch->nr <= A_IN_PLACE_MAX_COLS;
+    job.a_in_place = panels_per_thread * arch->nr <= A_IN_PLACE_MAX_COLS;
     job.a_stride = job.a_in_place ? 0 : round_up(job.mc * job.kc, ALIGN_FLOATS);
     // at least a cache line, so a thread's first call gets space even when it packs
     // nothing (B prepacked, A in place)
@@ -527,6 +527,23 @@ void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
     if (!packed_sgemm(arch, threads_for(ctx, (double)m * n * k, WORK_PER_THREAD), trans_a,
                       trans_b, m, n, k, alpha, a, lda, b, ldb, packed_b, beta, c, ldc))
         pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void pl_sgemm_packed_b_serial(const pl_ctx *ctx, long m, long n, long k, const float *a,
+                              long lda, const float *packed_b, float beta, float *c, long ldc) {
+    if (m <= 0 || n <= 0 || k <= 0) return;
+    const pl_gemm_arch *arch = arch_for(ctx->isa);
+    const long kc = block_kc(arch, k), nc = block_nc(arch, n);
+    const long block_floats = packed_block_floats(arch, kc, nc);
+    for (long jc = 0; jc < n; jc += nc) {
+        for (long pc = 0; pc < k; pc += kc) {   // pl_sgemm_packed_b's blocks, in its order
+            long block = jc / nc * pc_blocks(k, kc) + pc / kc;
+            a_block_view a_view = {a + pc, lda, 1, 1};
+            macro_kernel(arch, m, min_long(nc, n - jc), min_long(kc, k - pc), kc, 0,
+                         min_long(nc, n - jc), &a_view, packed_b + block * block_floats, 1.0f,
+                         pc == 0 ? beta : 1.0f, c + jc, ldc);
+        }
+    }
 }
 
 float *pl_sgemm_pack_b(const pl_ctx *ctx, int trans_b, long n, long k, const float *b,

@@ -31,6 +31,15 @@ void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
                        const float *a, long lda, const float *b, long ldb,
                        const float *packed_b, float beta, float *c, long ldc);
 
+/* c (m, n) = a (m, k) @ op(B) + beta * c, op(B) read from packed_b (pl_sgemm_pack_b, any
+ * trans_b), on the calling thread only.  Each row of c is summed on its own, in the order
+ * of k, so it gets the same bits whichever other rows the call holds: threads that split
+ * the rows of one product between them get the bits of one call, which are those
+ * pl_sgemm_packed_b gives when it packs (m > 8).  a has row stride lda; m, n, k >= 1;
+ * beta == 0 does not read c. */
+void pl_sgemm_packed_b_serial(const pl_ctx *ctx, long m, long n, long k, const float *a,
+                              long lda, const float *packed_b, float beta, float *c, long ldc);
+
 /* The naive triple loop with the same contract, on one thread: the readable
  * definition that tests compare against. */
 void pl_sgemm_ref(int trans_a, int trans_b, long m, long n, long k, float alpha,

@@ -6,20 +6,35 @@
 #define MR PL_GENERIC_MR
 #define NR PL_GENERIC_NR
 
-void pl_sgemm_ukernel_generic(long kc, const float *a_panel, const float *b_panel,
-                              float *c, long ldc, float alpha, float beta) {
+/* The first rows (1..MR) of an MR x NR tile, op(A)(i, p) at a[i * row_step + p * col_step]:
+ * each sum from zero in the order of p, then c = alpha * sum (+ beta * c). */
+static inline __attribute__((always_inline))
+void tile_rows(int rows, long kc, const float *a, long row_step, long col_step,
+               const float *b_panel, float *c, long ldc, float alpha, float beta) {
     float acc[MR][NR] = {{0}};
     for (long p = 0; p < kc; p++) {
-        const float *a_col = a_panel + p * MR;   // column p of the (MR, kc) A slice
         const float *b_row = b_panel + p * NR;   // row p of the (kc, NR) B slice
-        for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) acc[i][j] += a_col[i] * b_row[j];
+        for (int i = 0; i < rows; i++) {
+            float a_ip = a[i * row_step + p * col_step];
+            for (int j = 0; j < NR; j++) acc[i][j] += a_ip * b_row[j];
+        }
     }
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < rows; i++)
         for (int j = 0; j < NR; j++) {
             float value = alpha * acc[i][j];
             c[i * ldc + j] = beta == 0.0f ? value : value + beta * c[i * ldc + j];
         }
+}
+
+void pl_sgemm_ukernel_generic(long kc, const float *a_panel, const float *b_panel,
+                              float *c, long ldc, float alpha, float beta) {
+    tile_rows(MR, kc, a_panel, 1, MR, b_panel, c, ldc, alpha, beta);   // column p at p * MR
+}
+
+void pl_sgemm_ukernel_in_place_generic(int rows, long kc, const float *a, long row_step,
+                                       long col_step, const float *b_panel, float *c,
+                                       long ldc, float alpha, float beta) {
+    tile_rows(rows < MR ? rows : MR, kc, a, row_step, col_step, b_panel, c, ldc, alpha, beta);
 }
 
 void pl_sgemm_small_generic(int trans_a, int trans_b, long m, long n, long k, float alpha,

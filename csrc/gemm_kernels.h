@@ -66,7 +66,7 @@ typedef struct {
     long mc, kc, nc;
     pl_ukernel_fn ukernel;
     pl_ukernel_rows_fn ukernel_rows;   /* NULL: short panels go through a full tile */
-    pl_ukernel_in_place_fn ukernel_in_place;   /* NULL: op(A) is always packed */
+    pl_ukernel_in_place_fn ukernel_in_place;
     pl_pack_panel_a_fn pack_panel_a;   /* NULL: row-major A panels packed by a plain loop */
     pl_pack_panel_t_fn pack_panel_t;   /* NULL: transposed B panels packed by a plain loop */
     pl_small_fn small;
@@ -77,6 +77,9 @@ typedef struct {
 #define PL_GENERIC_NR 8
 void pl_sgemm_ukernel_generic(long kc, const float *a_panel, const float *b_panel,
                               float *c, long ldc, float alpha, float beta);
+void pl_sgemm_ukernel_in_place_generic(int rows, long kc, const float *a, long row_step,
+                                       long col_step, const float *b_panel, float *c,
+                                       long ldc, float alpha, float beta);
 void pl_sgemm_small_generic(int trans_a, int trans_b, long m, long n, long k, float alpha,
                             const float *a, long lda, const float *b, long ldb,
                             float beta, float *c, long ldc);

@@ -51,3 +51,13 @@ int pl_default_threads(void) {
     return 1;
 #endif
 }
+
+void pl_team_share(long total, long *begin, long *end) {
+    int tid = 0, team = 1;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+    team = omp_get_num_threads();
+#endif
+    *begin = total * tid / team;
+    *end = total * (tid + 1) / team;
+}

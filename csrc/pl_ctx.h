@@ -19,4 +19,9 @@ int pl_openmp_enabled(void);
 /* Threads OpenMP would use by default (honours OMP_NUM_THREADS); 1 without OpenMP. */
 int pl_default_threads(void);
 
+/* Share [begin, end) of `total` items that the calling thread takes in its OpenMP team:
+ * contiguous, in thread order, as even as whole items allow; all of them outside a
+ * parallel region or without OpenMP. */
+void pl_team_share(long total, long *begin, long *end);
+
 #endif

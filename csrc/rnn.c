@@ -1,11 +1,11 @@
 /* Time loops of the recurrent layers (see rnn.h): GEMMs here, elementwise step
  * kernels from the per-ISA table of rnn_steps.h.
  *
- * Batch rows never interact, so a large batch is cut into row chunks that each run the
- * whole time loop on their own, in parallel, with no synchronisation per step. The
- * chunks depend on the batch size only (never on the thread count), so every GEMM has
- * the same shape, and the results are identical, however many threads run them. A
- * single chunk runs its per-step GEMMs and step kernels threaded instead. */
+ * Batch rows never interact, so the threads split the batch: each runs the whole time
+ * loop over its own rows, with no synchronisation per step. The step products read the
+ * recurrent weights packed once per call and sum each row on its own
+ * (pl_sgemm_packed_b_serial), and the step kernels go row by row, so a row gets the
+ * same bits whichever thread runs it: the results do not depend on the thread count. */
 #include <stdlib.h>
 #include <string.h>
 #include "activations.h"
@@ -13,8 +13,11 @@
 #include "rnn.h"
 #include "rnn_steps.h"
 
-#define CHUNK_ROWS 64L   /* rows per chunk; fewer rows make the GEMMs inefficient */
-#define MAX_CHUNKS 16L
+/* A thread takes at least this many rows: fewer leave the micro-kernel's tiles mostly
+ * empty while it still streams all the recurrent weights every step. */
+#define SHARE_MIN_ROWS 8L
+/* ...and a call at least this many multiply-adds in its step products per thread. */
+#define SHARE_MIN_WORK (64L * 64 * 64)
 
 const pl_rnn_steps *pl_rnn_steps_for(const pl_ctx *ctx) {
     return ctx->isa == PL_ISA_AVX2 ? &pl_rnn_steps_avx2 : &pl_rnn_steps_generic;
@@ -27,16 +30,16 @@ typedef struct {
     int act, rec_act;
     long G;                           /* gate columns of the weights */
     const float *recurrent;           /* (U, G) */
-    const float *recurrent_t;         /* backward: (G, U) transposed copy, or NULL */
     const float *rec_bias;            /* GRU reset_after: recurrent bias row, or NULL */
     const unsigned char *mask_tm;
     float *gates, *aux, *hu, *act_c;  /* forward tape and scratch */
     float *h, *c;
     const float *dy_seq;              /* backward */
     float *dh, *dc, *dgates, *drec;
-    const float *recurrent_packed;    /* forward: recurrent packed once, or NULL */
-    const float *recurrent_t_packed;  /* backward: recurrent^T (G, U) packed once, or NULL */
     const float *bias;                /* LSTM forward: added by the step kernel, or NULL */
+    /* The weights of the step products packed once per call (see pack_products), or
+     * NULL where memory was short: those products then read the weights in place. */
+    const float *packed[2];
 } rnn_job;
 
 typedef void (*rows_fn)(const pl_ctx *ctx, const rnn_job *job, long r0, long rows);
@@ -56,60 +59,69 @@ static const float *dy_at(const rnn_job *job, long t, long r0) {
     return job->dy_seq ? job->dy_seq + (r0 * T + t) * U : NULL;
 }
 
-/* Threads for a step kernel over `rows` rows of G gate columns (transcendental work
- * counts several times an ordinary elementwise operation). */
-static int step_threads(const pl_ctx *ctx, long rows, long G) {
-    return pl_elementwise_threads(ctx, 8 * rows * G);
-}
-
-/* A new (G, U) copy of recurrent (U, G), or NULL when memory is short: the backward
- * GEMMs then read recurrent transposed in place (slower packing, same result). */
-static float *transposed(long U, long G, const float *recurrent) {
-    float *copy = malloc((size_t)(U * G) * sizeof(float));
-    if (copy)
-        for (long g = 0; g < G; g++)
-            for (long u = 0; u < U; u++) copy[g * U + u] = recurrent[u * G + g];
-    return copy;
-}
-
-/* out (rows, U) = beta * out + d (rows, cols; row stride ldd) @ recurrent[:, col0:col0+cols]^T
- * (all of recurrent^T read from its packed copy when the job has one). */
-static void times_recurrent_t(const pl_ctx *ctx, const rnn_job *job, long rows, long col0,
-                              long cols, const float *d, long ldd, float beta, float *out) {
+/* out (rows, n; row stride ldo) = h (rows, U) @ recurrent[:, col0 : col0 + n] + beta * out,
+ * from packed (those columns packed) or, when NULL, from the weights in place. */
+static void times_recurrent(const pl_ctx *ctx, const rnn_job *job, const float *packed,
+                            long col0, long n, long rows, const float *h, float beta,
+                            float *out, long ldo) {
     const long U = job->d.units;
-    const float *packed = col0 == 0 && cols == job->G ? job->recurrent_t_packed : NULL;
-    if (job->recurrent_t)
-        pl_sgemm_packed_b(ctx, 0, 0, rows, U, cols, 1.0f, d, ldd, job->recurrent_t + col0 * U, U,
-                          packed, beta, out, U);
+    if (packed)
+        pl_sgemm_packed_b_serial(ctx, rows, n, U, h, U, packed, beta, out, ldo);
     else
-        pl_sgemm_packed_b(ctx, 0, 1, rows, U, cols, 1.0f, d, ldd, job->recurrent + col0, job->G,
-                          packed, beta, out, U);
+        pl_sgemm_ref(0, 0, rows, n, U, 1.0f, h, U, job->recurrent + col0, job->G, beta, out,
+                     ldo);
 }
 
-/* out (rows, n) = h_prev (rows, U) @ recurrent (U, n) + beta * out, reading the packed
- * recurrent when the job has one instead of packing it again every step. */
-static void times_recurrent(const pl_ctx *ctx, const rnn_job *job, long rows, long n,
-                            const float *h_prev, float beta, float *out) {
+/* out (rows, U) = d (rows, cols; row stride ldd) @ recurrent[:, col0 : col0 + cols]^T
+ * + beta * out, from packed (that transpose packed) or, when NULL, the weights in place. */
+static void times_recurrent_t(const pl_ctx *ctx, const rnn_job *job, const float *packed,
+                              long col0, long cols, long rows, const float *d, long ldd,
+                              float beta, float *out) {
     const long U = job->d.units;
-    pl_sgemm_packed_b(ctx, 0, 0, rows, n, U, 1.0f, h_prev, U, job->recurrent, n,
-                      job->recurrent_packed, beta, out, n);
+    if (packed)
+        pl_sgemm_packed_b_serial(ctx, rows, U, cols, d, ldd, packed, beta, out, U);
+    else
+        pl_sgemm_ref(0, 1, rows, U, cols, 1.0f, d, ldd, job->recurrent + col0, job->G, beta,
+                     out, U);
 }
 
-static void run_row_chunks(const pl_ctx *ctx, const rnn_job *job, rows_fn run_rows) {
-    const long B = job->d.batch;
-    long chunks = B / CHUNK_ROWS;
-    chunks = chunks < 1 ? 1 : chunks > MAX_CHUNKS ? MAX_CHUNKS : chunks;
-    if (chunks == 1) {
-        run_rows(ctx, job, 0, B);
-        return;
+/* The step products' weights, packed once per call into job->packed: forward, the
+ * columns [0, split) and [split, G) of recurrent (U, G) (split == G: all in one);
+ * backward (transposed), the same blocks of recurrent^T. Free with free_products. */
+static void pack_products(const pl_ctx *ctx, rnn_job *job, int transposed, long split) {
+    const long U = job->d.units, G = job->G;
+    const long col0[2] = {0, split}, cols[2] = {split, G - split};
+    for (int q = 0; q < 2; q++) {
+        const float *block = job->recurrent + col0[q];   /* (U, cols) with row stride G */
+        if (cols[q] == 0)
+            job->packed[q] = NULL;
+        else if (transposed)
+            job->packed[q] = pl_sgemm_pack_b(ctx, 1, U, cols[q], block, G);
+        else
+            job->packed[q] = pl_sgemm_pack_b(ctx, 0, cols[q], U, block, G);
     }
+}
+
+static void free_products(rnn_job *job) {
+    free((float *)job->packed[0]);
+    free((float *)job->packed[1]);
+}
+
+/* Runs run_rows over the whole batch, each thread of the team over its own share of
+ * rows (see the top of this file). */
+static void run_row_shares(const pl_ctx *ctx, const rnn_job *job, rows_fn run_rows) {
+    const long B = job->d.batch;
+    const double work = (double)job->d.steps * B * job->G * job->d.units;
+    long nt = B / SHARE_MIN_ROWS;
+    if (nt > work / SHARE_MIN_WORK) nt = (long)(work / SHARE_MIN_WORK);
+    nt = nt > ctx->n_threads ? ctx->n_threads : nt < 1 ? 1 : nt;
     pl_ctx serial = *ctx;
     serial.n_threads = 1;
-    int nt = ctx->n_threads < chunks ? ctx->n_threads : (int)chunks;
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-    for (long chunk = 0; chunk < chunks; chunk++) {
-        long r0 = B * chunk / chunks, r1 = B * (chunk + 1) / chunks;
-        run_rows(&serial, job, r0, r1 - r0);
+    #pragma omp parallel num_threads((int)nt) if(nt > 1)
+    {
+        long first, end;
+        pl_team_share(B, &first, &end);
+        if (end > first) run_rows(&serial, job, first, end - first);
     }
 }
 
@@ -232,30 +244,28 @@ static void input_gradient(const pl_ctx *ctx, long rows, long I, long G, const f
 static void lstm_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, long rows) {
     const long U = job->d.units, G = 4 * U;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, rows, G);
     for (long t = 0; t < job->d.steps; t++) {
         float *z = job->gates + at(job, t, r0, G);
         const float *h_prev = job->h + at(job, t, r0, U);
-        times_recurrent(ctx, job, rows, G, h_prev, 1.0f, z);
-        steps->lstm_forward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0),
-                            job->bias, z, job->c + at(job, t, r0, U),
-                            job->c + at(job, t + 1, r0, U), job->act_c + at(job, t, r0, U),
-                            h_prev, job->h + at(job, t + 1, r0, U));
+        times_recurrent(ctx, job, job->packed[0], 0, G, rows, h_prev, 1.0f, z, G);
+        steps->lstm_forward(rows, U, job->act, job->rec_act, mask_at(job, t, r0),
+                        job->bias, z, job->c + at(job, t, r0, U),
+                        job->c + at(job, t + 1, r0, U), job->act_c + at(job, t, r0, U),
+                        h_prev, job->h + at(job, t + 1, r0, U));
     }
 }
 
 static void lstm_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, long rows) {
     const long U = job->d.units, G = 4 * U;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, rows, G);
     float *dh = job->dh + r0 * U, *dc = job->dc + r0 * U;
     for (long t = job->d.steps - 1; t >= 0; t--) {
         float *dz = job->dgates + at(job, t, r0, G);
-        steps->lstm_backward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0),
-                             job->gates + at(job, t, r0, G), job->c + at(job, t, r0, U),
-                             job->act_c + at(job, t, r0, U), dy_at(job, t, r0),
-                             job->d.steps * U, dh, dc, dz);
-        times_recurrent_t(ctx, job, rows, 0, G, dz, G, 1.0f, dh);
+        steps->lstm_backward(rows, U, job->act, job->rec_act, mask_at(job, t, r0),
+                         job->gates + at(job, t, r0, G), job->c + at(job, t, r0, U),
+                         job->act_c + at(job, t, r0, U), dy_at(job, t, r0),
+                         job->d.steps * U, dh, dc, dz);
+        times_recurrent_t(ctx, job, job->packed[0], 0, G, rows, dz, G, 1.0f, dh);
     }
 }
 
@@ -263,14 +273,13 @@ void pl_lstm_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                      const float *kernel, const float *recurrent, const float *bias,
                      const unsigned char *mask_tm, int act, int rec_act,
                      float *gates, float *act_c, float *h, float *c) {
-    rnn_job job = {d, act, rec_act, 4 * d.units, recurrent, NULL, NULL, mask_tm, gates,
-                   NULL, NULL, act_c, h, c, NULL, NULL, NULL, NULL, NULL};
     /* the step kernel adds the bias: no pass writing it under every projection */
+    rnn_job job = {d, act, rec_act, 4 * d.units, recurrent, NULL, mask_tm, gates, NULL, NULL,
+                   act_c, h, c, NULL, NULL, NULL, NULL, NULL, bias, {NULL, NULL}};
     project_inputs(ctx, d.steps * d.batch, d.inputs, 4 * d.units, x_tm, kernel, NULL, gates);
-    job.bias = bias;
-    job.recurrent_packed = pl_sgemm_pack_b(ctx, 0, job.G, d.units, recurrent, job.G);
-    run_row_chunks(ctx, &job, lstm_forward_rows);
-    free((float *)job.recurrent_packed);
+    pack_products(ctx, &job, 0, job.G);
+    run_row_shares(ctx, &job, lstm_forward_rows);
+    free_products(&job);
 }
 
 void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
@@ -282,13 +291,12 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                       float *dx_tm, float *work) {
     const long rows = d.steps * d.batch, U = d.units, G = 4 * U;
     /* The job only reads the forward tape in a backward pass. */
-    rnn_job job = {d, act, rec_act, G, recurrent, transposed(U, G, recurrent), NULL,
-                   mask_tm, (float *)gates, NULL, NULL, (float *)act_c, (float *)h,
-                   (float *)c, dy_seq, dh, dc, dgates, NULL};
-    job.recurrent_t_packed = pl_sgemm_pack_b(ctx, 1, U, G, recurrent, G);
-    run_row_chunks(ctx, &job, lstm_backward_rows);
-    free((float *)job.recurrent_t_packed);
-    free((float *)job.recurrent_t);
+    rnn_job job = {d, act, rec_act, G, recurrent, NULL, mask_tm, (float *)gates, NULL, NULL,
+                   (float *)act_c, (float *)h, (float *)c, dy_seq, dh, dc, dgates, NULL, NULL,
+                   {NULL, NULL}};
+    pack_products(ctx, &job, 1, G);
+    run_row_shares(ctx, &job, lstm_backward_rows);
+    free_products(&job);
     weight_gradients(ctx, rows, d.inputs, U, G, x_tm, h, dgates, dkernel, drecurrent, dbias,
                      work, work ? pl_rnn_grad_work_floats(d, G, 0) : 0);
     input_gradient(ctx, rows, d.inputs, G, kernel, dgates, dx_tm);
@@ -300,14 +308,13 @@ static void gru_reset_after_forward_rows(const pl_ctx *ctx, const rnn_job *job, 
                                          long rows) {
     const long U = job->d.units, G = 3 * U;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, rows, G);
     float *hu = job->hu + r0 * G;
     for (long t = 0; t < job->d.steps; t++) {
         const float *h_prev = job->h + at(job, t, r0, U);
-        times_recurrent(ctx, job, rows, G, h_prev, 0.0f, hu);
-        steps->gru_forward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0),
-                           job->gates + at(job, t, r0, G), hu, job->rec_bias, h_prev,
-                           job->aux + at(job, t, r0, U), job->h + at(job, t + 1, r0, U));
+        times_recurrent(ctx, job, job->packed[0], 0, G, rows, h_prev, 0.0f, hu, G);
+        steps->gru_forward(rows, U, job->act, job->rec_act, mask_at(job, t, r0),
+                       job->gates + at(job, t, r0, G), hu, job->rec_bias, h_prev,
+                       job->aux + at(job, t, r0, U), job->h + at(job, t + 1, r0, U));
     }
 }
 
@@ -315,18 +322,16 @@ static void gru_reset_before_forward_rows(const pl_ctx *ctx, const rnn_job *job,
                                           long rows) {
     const long U = job->d.units, G = 3 * U;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, rows, G);
     float *hu = job->hu + r0 * G;
     for (long t = 0; t < job->d.steps; t++) {
         const unsigned char *mask = mask_at(job, t, r0);
         const float *h_prev = job->h + at(job, t, r0, U);
         float *x = job->gates + at(job, t, r0, G), *rh = job->aux + at(job, t, r0, U);
-        pl_sgemm(ctx, 0, 0, rows, 2 * U, U, 1.0f, h_prev, U, job->recurrent, G, 0.0f, hu,
-                 2 * U);
-        steps->gru1_gates(nt, rows, U, job->rec_act, mask, x, hu, h_prev, rh);
-        pl_sgemm(ctx, 0, 0, rows, U, U, 1.0f, rh, U, job->recurrent + 2 * U, G, 0.0f, hu, U);
-        steps->gru1_candidate(nt, rows, U, job->act, mask, x, hu, h_prev,
-                              job->h + at(job, t + 1, r0, U));
+        times_recurrent(ctx, job, job->packed[0], 0, 2 * U, rows, h_prev, 0.0f, hu, 2 * U);
+        steps->gru1_gates(rows, U, job->rec_act, mask, x, hu, h_prev, rh);
+        times_recurrent(ctx, job, job->packed[1], 2 * U, U, rows, rh, 0.0f, hu, U);
+        steps->gru1_candidate(rows, U, job->act, mask, x, hu, h_prev,
+                          job->h + at(job, t + 1, r0, U));
     }
 }
 
@@ -336,28 +341,28 @@ void pl_gru_forward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after, const flo
                     float *gates, float *aux, float *hu, float *h) {
     const long G = 3 * d.units;
     const float *rec_bias = reset_after && bias ? bias + G : NULL;
-    rnn_job job = {d, act, rec_act, G, recurrent, NULL, rec_bias, mask_tm, gates, aux, hu,
-                   NULL, h, NULL, NULL, NULL, NULL, NULL, NULL};
+    rnn_job job = {d, act, rec_act, G, recurrent, rec_bias, mask_tm, gates, aux, hu, NULL,
+                   h, NULL, NULL, NULL, NULL, NULL, NULL, NULL, {NULL, NULL}};
     project_inputs(ctx, d.steps * d.batch, d.inputs, G, x_tm, kernel, bias, gates);
-    if (reset_after) job.recurrent_packed = pl_sgemm_pack_b(ctx, 0, G, d.units, recurrent, G);
-    run_row_chunks(ctx, &job, reset_after ? gru_reset_after_forward_rows
+    /* reset before: h_prev @ R_zr, then (r * h_prev) @ R_h */
+    pack_products(ctx, &job, 0, reset_after ? G : 2 * d.units);
+    run_row_shares(ctx, &job, reset_after ? gru_reset_after_forward_rows
                                           : gru_reset_before_forward_rows);
-    free((float *)job.recurrent_packed);
+    free_products(&job);
 }
 
 static void gru_reset_after_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0,
                                           long rows) {
     const long U = job->d.units, G = 3 * U;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, rows, G);
     float *dh = job->dh + r0 * U;
     for (long t = job->d.steps - 1; t >= 0; t--) {
         float *drec = job->drec + at(job, t, r0, G);
-        steps->gru_backward(nt, rows, U, job->act, job->rec_act, mask_at(job, t, r0),
-                            job->gates + at(job, t, r0, G), job->aux + at(job, t, r0, U),
-                            job->h + at(job, t, r0, U), dy_at(job, t, r0), job->d.steps * U,
-                            dh, job->dgates + at(job, t, r0, G), drec);
-        times_recurrent_t(ctx, job, rows, 0, G, drec, G, 1.0f, dh);
+        steps->gru_backward(rows, U, job->act, job->rec_act, mask_at(job, t, r0),
+                        job->gates + at(job, t, r0, G), job->aux + at(job, t, r0, U),
+                        job->h + at(job, t, r0, U), dy_at(job, t, r0), job->d.steps * U,
+                        dh, job->dgates + at(job, t, r0, G), drec);
+        times_recurrent_t(ctx, job, job->packed[0], 0, G, rows, drec, G, 1.0f, dh);
     }
 }
 
@@ -365,17 +370,16 @@ static void gru_reset_before_backward_rows(const pl_ctx *ctx, const rnn_job *job
                                            long rows) {
     const long U = job->d.units, G = 3 * U;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, rows, G);
     float *dh = job->dh + r0 * U, *drh = job->drec + r0 * U;
     for (long t = job->d.steps - 1; t >= 0; t--) {
         const unsigned char *mask = mask_at(job, t, r0);
         const float *x = job->gates + at(job, t, r0, G), *h_prev = job->h + at(job, t, r0, U);
         float *dx = job->dgates + at(job, t, r0, G);
-        steps->gru1_candidate_backward(nt, rows, U, job->act, job->rec_act, mask, x, h_prev,
-                                       dy_at(job, t, r0), job->d.steps * U, dh, dx);
-        times_recurrent_t(ctx, job, rows, 2 * U, U, dx + 2 * U, G, 0.0f, drh);
-        steps->gru1_gates_backward(nt, rows, U, job->rec_act, mask, x, h_prev, drh, dh, dx);
-        times_recurrent_t(ctx, job, rows, 0, 2 * U, dx, G, 1.0f, dh);
+        steps->gru1_candidate_backward(rows, U, job->act, job->rec_act, mask, x, h_prev,
+                                   dy_at(job, t, r0), job->d.steps * U, dh, dx);
+        times_recurrent_t(ctx, job, job->packed[1], 2 * U, U, rows, dx + 2 * U, G, 0.0f, drh);
+        steps->gru1_gates_backward(rows, U, job->rec_act, mask, x, h_prev, drh, dh, dx);
+        times_recurrent_t(ctx, job, job->packed[0], 0, 2 * U, rows, dx, G, 1.0f, dh);
     }
 }
 
@@ -389,25 +393,22 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
     const long rows = d.steps * d.batch, U = d.units, G = 3 * U;
     const long work_floats = work ? pl_rnn_grad_work_floats(d, G, 1) : 0;
     /* The job only reads the forward tape in a backward pass. */
-    rnn_job job = {d, act, rec_act, G, recurrent, transposed(U, G, recurrent), NULL, mask_tm,
-                   (float *)gates, (float *)aux, NULL, NULL, (float *)h, NULL, dy_seq, dh,
-                   NULL, dx_gates, drec_gates};
+    rnn_job job = {d, act, rec_act, G, recurrent, NULL, mask_tm, (float *)gates, (float *)aux,
+                   NULL, NULL, (float *)h, NULL, dy_seq, dh, NULL, dx_gates, drec_gates, NULL,
+                   {NULL, NULL}};
+    pack_products(ctx, &job, 1, reset_after ? G : 2 * U);
+    run_row_shares(ctx, &job, reset_after ? gru_reset_after_backward_rows
+                                          : gru_reset_before_backward_rows);
+    free_products(&job);
     if (reset_after) {
-        job.recurrent_t_packed = pl_sgemm_pack_b(ctx, 1, U, G, recurrent, G);
-        run_row_chunks(ctx, &job, gru_reset_after_backward_rows);
-        free((float *)job.recurrent_t_packed);
         /* recurrent side: its own gate gradients and bias row */
         weight_gradients(ctx, rows, 0, U, G, NULL, h, drec_gates, NULL, drecurrent,
                          dbias ? dbias + G : NULL, work, work_floats);
-    } else {
-        run_row_chunks(ctx, &job, gru_reset_before_backward_rows);
-        if (drecurrent) {
-            pl_sgemm(ctx, 1, 0, U, 2 * U, rows, 1.0f, h, U, dx_gates, G, 1.0f, drecurrent, G);
-            pl_sgemm(ctx, 1, 0, U, U, rows, 1.0f, aux, U, dx_gates + 2 * U, G, 1.0f,
-                     drecurrent + 2 * U, G);
-        }
+    } else if (drecurrent) {
+        pl_sgemm(ctx, 1, 0, U, 2 * U, rows, 1.0f, h, U, dx_gates, G, 1.0f, drecurrent, G);
+        pl_sgemm(ctx, 1, 0, U, U, rows, 1.0f, aux, U, dx_gates + 2 * U, G, 1.0f,
+                 drecurrent + 2 * U, G);
     }
-    free((float *)job.recurrent_t);
     weight_gradients(ctx, rows, d.inputs, 0, G, x_tm, NULL, dx_gates, dkernel, NULL, dbias,
                      work, work_floats);
     input_gradient(ctx, rows, d.inputs, G, kernel, dx_gates, dx_tm);
@@ -418,39 +419,37 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
 static void simple_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, long rows) {
     const long U = job->d.units;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, rows, U);
     for (long t = 0; t < job->d.steps; t++) {
         const float *h_prev = job->h + at(job, t, r0, U);
         float *h_next = job->h + at(job, t + 1, r0, U);
-        times_recurrent(ctx, job, rows, U, h_prev, 0.0f, h_next);
-        steps->simple_forward(nt, rows, U, job->act, mask_at(job, t, r0),
-                              job->gates + at(job, t, r0, U), h_prev, h_next);
+        times_recurrent(ctx, job, job->packed[0], 0, U, rows, h_prev, 0.0f, h_next, U);
+        steps->simple_forward(rows, U, job->act, mask_at(job, t, r0),
+                          job->gates + at(job, t, r0, U), h_prev, h_next);
     }
 }
 
 static void simple_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, long rows) {
     const long U = job->d.units;
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
-    const int nt = step_threads(ctx, rows, U);
     float *dh = job->dh + r0 * U;
     for (long t = job->d.steps - 1; t >= 0; t--) {
         float *dpre = job->dgates + at(job, t, r0, U);
-        steps->simple_backward(nt, rows, U, job->act, mask_at(job, t, r0),
-                               job->h + at(job, t + 1, r0, U), dy_at(job, t, r0),
-                               job->d.steps * U, dh, dpre);
-        times_recurrent_t(ctx, job, rows, 0, U, dpre, U, 1.0f, dh);
+        steps->simple_backward(rows, U, job->act, mask_at(job, t, r0),
+                           job->h + at(job, t + 1, r0, U), dy_at(job, t, r0),
+                           job->d.steps * U, dh, dpre);
+        times_recurrent_t(ctx, job, job->packed[0], 0, U, rows, dpre, U, 1.0f, dh);
     }
 }
 
 void pl_simple_rnn_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                            const float *kernel, const float *recurrent, const float *bias,
                            const unsigned char *mask_tm, int act, float *proj, float *h) {
-    rnn_job job = {d, act, 0, d.units, recurrent, NULL, NULL, mask_tm, proj, NULL, NULL,
-                   NULL, h, NULL, NULL, NULL, NULL, NULL, NULL};
+    rnn_job job = {d, act, 0, d.units, recurrent, NULL, mask_tm, proj, NULL, NULL, NULL, h,
+                   NULL, NULL, NULL, NULL, NULL, NULL, NULL, {NULL, NULL}};
     project_inputs(ctx, d.steps * d.batch, d.inputs, d.units, x_tm, kernel, bias, proj);
-    job.recurrent_packed = pl_sgemm_pack_b(ctx, 0, d.units, d.units, recurrent, d.units);
-    run_row_chunks(ctx, &job, simple_forward_rows);
-    free((float *)job.recurrent_packed);
+    pack_products(ctx, &job, 0, d.units);
+    run_row_shares(ctx, &job, simple_forward_rows);
+    free_products(&job);
 }
 
 void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
@@ -460,12 +459,11 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                             float *drecurrent, float *dbias, float *dx_tm, float *work) {
     const long rows = d.steps * d.batch, U = d.units;
     /* The job only reads the forward tape in a backward pass. */
-    rnn_job job = {d, act, 0, U, recurrent, transposed(U, U, recurrent), NULL, mask_tm, NULL,
-                   NULL, NULL, NULL, (float *)h, NULL, dy_seq, dh, NULL, dpre, NULL};
-    job.recurrent_t_packed = pl_sgemm_pack_b(ctx, 1, U, U, recurrent, U);
-    run_row_chunks(ctx, &job, simple_backward_rows);
-    free((float *)job.recurrent_t_packed);
-    free((float *)job.recurrent_t);
+    rnn_job job = {d, act, 0, U, recurrent, NULL, mask_tm, NULL, NULL, NULL, NULL, (float *)h,
+                   NULL, dy_seq, dh, NULL, dpre, NULL, NULL, {NULL, NULL}};
+    pack_products(ctx, &job, 1, U);
+    run_row_shares(ctx, &job, simple_backward_rows);
+    free_products(&job);
     weight_gradients(ctx, rows, d.inputs, U, U, x_tm, h, dpre, dkernel, drecurrent, dbias,
                      work, work ? pl_rnn_grad_work_floats(d, U, 0) : 0);
     input_gradient(ctx, rows, d.inputs, U, kernel, dpre, dx_tm);

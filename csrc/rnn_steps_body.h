@@ -136,11 +136,10 @@ INLINE void lstm_forward_row(long U, int act, int rec_act, const float *restrict
 }
 
 RNN_TARGET
-static void lstm_forward(int nt, long B, long U, int act, int rec_act,
+static void lstm_forward(long B, long U, int act, int rec_act,
                          const unsigned char *mask, const float *bias, float *z,
                          const float *c_prev, float *c, float *act_c, const float *h_prev,
                          float *h) {
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
         if (row_is_masked(mask, b)) {
@@ -193,11 +192,10 @@ INLINE void lstm_backward_row(long U, int act, int rec_act, const float *restric
 }
 
 RNN_TARGET
-static void lstm_backward(int nt, long B, long U, int act, int rec_act,
+static void lstm_backward(long B, long U, int act, int rec_act,
                           const unsigned char *mask, const float *z, const float *c_prev,
                           const float *act_c, const float *dy, long ldy, float *carry,
                           float *dc, float *dz) {
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
         add_output_grad(U, dy, ldy, b, carry + row);
@@ -213,10 +211,9 @@ static void lstm_backward(int nt, long B, long U, int act, int rec_act,
 /* ---- GRU, reset after ---------------------------------------------------------- */
 
 RNN_TARGET
-static void gru_forward(int nt, long B, long U, int act, int rec_act,
+static void gru_forward(long B, long U, int act, int rec_act,
                         const unsigned char *mask, float *x, const float *hu,
                         const float *rec_bias, const float *h_prev, float *rec_h, float *h) {
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
         if (row_is_masked(mask, b)) {
@@ -262,11 +259,10 @@ INLINE void gru_backward_row(long U, int act, int rec_act, const float *restrict
 }
 
 RNN_TARGET
-static void gru_backward(int nt, long B, long U, int act, int rec_act,
+static void gru_backward(long B, long U, int act, int rec_act,
                          const unsigned char *mask, const float *x, const float *rec_h,
                          const float *h_prev, const float *dy, long ldy, float *carry,
                          float *dx, float *drec) {
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
         float *dh = carry + row, *dx_row = dx + 3 * row, *drec_row = drec + 3 * row;
@@ -284,9 +280,8 @@ static void gru_backward(int nt, long B, long U, int act, int rec_act,
 /* ---- GRU, reset before ---------------------------------------------------------- */
 
 RNN_TARGET
-static void gru1_gates(int nt, long B, long U, int rec_act, const unsigned char *mask,
+static void gru1_gates(long B, long U, int rec_act, const unsigned char *mask,
                        float *x, const float *hu, const float *h_prev, float *rh) {
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
         if (row_is_masked(mask, b)) {
@@ -302,9 +297,8 @@ static void gru1_gates(int nt, long B, long U, int rec_act, const unsigned char 
 }
 
 RNN_TARGET
-static void gru1_candidate(int nt, long B, long U, int act, const unsigned char *mask,
+static void gru1_candidate(long B, long U, int act, const unsigned char *mask,
                            float *x, const float *hu_h, const float *h_prev, float *h) {
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
         if (row_is_masked(mask, b)) {
@@ -320,11 +314,10 @@ static void gru1_candidate(int nt, long B, long U, int act, const unsigned char 
 }
 
 RNN_TARGET
-static void gru1_candidate_backward(int nt, long B, long U, int act, int rec_act,
+static void gru1_candidate_backward(long B, long U, int act, int rec_act,
                                     const unsigned char *mask, const float *x,
                                     const float *h_prev, const float *dy, long ldy,
                                     float *carry, float *dx) {
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
         float *dh = carry + row;
@@ -346,11 +339,10 @@ static void gru1_candidate_backward(int nt, long B, long U, int act, int rec_act
 }
 
 RNN_TARGET
-static void gru1_gates_backward(int nt, long B, long U, int rec_act,
+static void gru1_gates_backward(long B, long U, int rec_act,
                                 const unsigned char *mask, const float *x,
                                 const float *h_prev, const float *drh, float *carry,
                                 float *dx) {
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
         if (row_is_masked(mask, b)) continue;
@@ -371,9 +363,8 @@ static void gru1_gates_backward(int nt, long B, long U, int rec_act,
 /* ---- SimpleRNN ------------------------------------------------------------------ */
 
 RNN_TARGET
-static void simple_forward(int nt, long B, long U, int act, const unsigned char *mask,
+static void simple_forward(long B, long U, int act, const unsigned char *mask,
                            const float *proj, const float *h_prev, float *h) {
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
         if (row_is_masked(mask, b)) {
@@ -386,10 +377,9 @@ static void simple_forward(int nt, long B, long U, int act, const unsigned char 
 }
 
 RNN_TARGET
-static void simple_backward(int nt, long B, long U, int act, const unsigned char *mask,
+static void simple_backward(long B, long U, int act, const unsigned char *mask,
                             const float *h, const float *dy, long ldy, float *carry,
                             float *dpre) {
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < B; b++) {
         const long row = b * U;
         float *dh = carry + row;

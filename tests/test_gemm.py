@@ -286,6 +286,30 @@ def test_packed_b_gives_the_bits_of_sgemm(kernel_path, threads, shape, trans_a,
     assert np.array_equal(results[0], unpacked)
 
 
+@pytest.mark.parametrize("shape", [(64, 256, 64), (33, 4100, 20), (20, 72, 600), (9, 40, 30)])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("beta", [0.0, 0.3])
+def test_serial_packed_b_rows_do_not_depend_on_the_split(kernel_path, shape, trans_b, beta):
+    """pl_sgemm_packed_b_serial sums each row on its own: cutting the rows into calls
+    anywhere (as the recurrent layers' threads do) gives the bits of one call, and those
+    of pl_sgemm_packed_b (more than 8 rows: it packs). The shapes cross the column
+    blocks (n > 4080), the depth blocks (k > 256) and partial tiles."""
+    m, n, k = shape
+    rng = np.random.default_rng(15)
+    a = random_matrix(rng, (m, k))
+    b = random_matrix(rng, (n, k) if trans_b else (k, n))
+    c_before = random_matrix(rng, (m, n))
+    whole = gemm.sgemm_packed_b_serial(a, b, c_before.copy(), trans_b=trans_b, beta=beta)
+    assert_close(whole, a, b.T if trans_b else b, 1.0, beta, c_before)
+    for splits in [(1,), (m // 2,), (5, 7, m - 1)]:
+        split = gemm.sgemm_packed_b_serial(a, b, c_before.copy(), trans_b=trans_b, beta=beta,
+                                           row_splits=splits)
+        assert np.array_equal(split, whole), splits
+    packed = c_before.copy()
+    gemm.sgemm_packed_b(a, b, packed, trans_b=trans_b, beta=beta)
+    assert np.array_equal(packed, whole)
+
+
 def repeated_two_thread_mismatches(threads, product, repeats=60):
     """product() on one thread, then `repeats` times on two: (the one-thread result, how
     many two-thread results differ from it in any bit).  Races show in a fraction of

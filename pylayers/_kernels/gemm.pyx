@@ -25,6 +25,9 @@ cdef extern from "gemm.h":
                            long m, long n, long k, float alpha,
                            const float *a, long lda, const float *b, long ldb,
                            const float *packed_b, float beta, float *c, long ldc) nogil
+    void pl_sgemm_packed_b_serial(const pl_ctx *ctx, long m, long n, long k, const float *a,
+                                  long lda, const float *packed_b, float beta, float *c,
+                                  long ldc) nogil
 
 cdef extern from "stdlib.h":
     void free(void *ptr) nogil
@@ -309,6 +312,44 @@ def sgemm_packed_b(a, b, out, bint trans_a=False, bint trans_b=False, float alph
     """sgemm with op(b) packed beforehand by pl_sgemm_pack_b and handed to pl_sgemm_packed_b,
     as the recurrent layers run their steps: the bits of sgemm; for tests."""
     return _sgemm_checked(a, b, out, trans_a, trans_b, alpha, beta, ROUTE_PACKED_B)
+
+
+def sgemm_packed_b_serial(a, b, out, bint trans_b=False, float beta=0.0, row_splits=()):
+    """out = a @ op(b) + beta * out through pl_sgemm_packed_b_serial, one call per block of
+    rows between the increasing split points, as threads sharing out the rows of a
+    product run it; for tests."""
+    a_rows, a_cols, lda = _strict_operand(a, "a")
+    b_rows, b_cols, ldb = _strict_operand(b, "b")
+    cdef long m = a_rows, k = a_cols
+    cdef long kb = b_cols if trans_b else b_rows, n = b_rows if trans_b else b_cols
+    if k != kb:
+        raise ValueError(f"sgemm_packed_b_serial: shapes do not match: a is ({m}, {k}), op(b) "
+                         f"is ({kb}, {n}), {_shapes(a, b)}")
+    bounds = [0, *row_splits, m]
+    if row_splits and any(lo >= hi for lo, hi in zip(bounds, bounds[1:])):
+        raise ValueError(f"sgemm_packed_b_serial: row_splits must increase within (0, {m}); "
+                         f"received {tuple(row_splits)}")
+    cdef long ldc = _output_matrix(out, m, n, a, b)
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        out[...] = 0.0 if beta == 0 else beta * out
+        return out
+    cdef const float *a_ptr = _first_element(a)
+    cdef const float *b_ptr = _first_element(b)
+    cdef float[:, :] out_view = out
+    cdef long lda_c = lda, ldb_c = ldb, r0, r1
+    cdef float *packed
+    with nogil:
+        packed = pl_sgemm_pack_b(ctx(), trans_b, n, k, b_ptr, ldb_c)
+    if packed == NULL:
+        raise MemoryError("sgemm_packed_b_serial: no memory to pack b")
+    for r0, r1 in zip(bounds, bounds[1:]):
+        with nogil:
+            pl_sgemm_packed_b_serial(ctx(), r1 - r0, n, k, a_ptr + r0 * lda_c, lda_c, packed,
+                                     beta, &out_view[r0, 0], ldc)
+    free(packed)
+    return out
 
 
 from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402

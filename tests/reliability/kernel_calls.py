@@ -156,6 +156,16 @@ def gemm_args(rng, m, n, k, case):
     return [a, b, f32(rng, m, n), trans_a, trans_b, 0.75, case["beta"]]
 
 
+def serial_gemm_args(rng, m, n, k, case):
+    trans_b = bool(rng.integers(2))
+    b = f32(rng, n, k) if trans_b else f32(rng, k, n)
+    return [f32(rng, m, k), b, f32(rng, m, n), trans_b, case["beta"], (m // 2,) if m > 1 else ()]
+
+
+def serial_gemm_reference(a, b, out, trans_b, beta, row_splits):
+    return gemm_reference(a, b, out, False, trans_b, 1.0, beta)
+
+
 def dense_forward_args(rng, m, n, k, case):
     return [f32(rng, m, k), f32(rng, k, n), f32(rng, n), case["act"], 0.0, f32(rng, m, n)]
 
@@ -181,6 +191,8 @@ ENTRIES = {  # "module.function": (build(rng, m, n, k, case) -> args, reference,
     "gemm.sgemm": (gemm_args, gemm_reference, gemm.sgemm),
     "gemm.sgemm_reference": (gemm_args, gemm_reference, gemm.sgemm_reference),
     "gemm.sgemm_packed_b": (gemm_args, gemm_reference, gemm.sgemm_packed_b),
+    "gemm.sgemm_packed_b_serial": (serial_gemm_args, serial_gemm_reference,
+                                   gemm.sgemm_packed_b_serial),
     "dense.dense_forward": (dense_forward_args, dense_forward_reference, dense.dense_forward),
     "dense.dense_backward": (dense_backward_args, dense_backward_reference, dense.dense_backward),
     "dense.bias_act_forward": (lambda rng, m, n, k, case: [f32(rng, m, n), f32(rng, n),
