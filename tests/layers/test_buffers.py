@@ -24,11 +24,20 @@ def test_a_free_buffer_is_handed_out_again():
     assert id(empty_buffer(owner, "y", LARGE)) == first_id
 
 
-@pytest.mark.parametrize("keep", ["array", "view"])
+def test_large_buffers_start_on_a_cache_line():
+    owner = Holder()
+    for role, dtype in [("y", np.float32), ("i", np.intc), ("d", np.float64)]:
+        array = empty_buffer(owner, role, LARGE, dtype)
+        assert array.ctypes.data % 64 == 0 and array.flags.c_contiguous
+        assert array.shape == LARGE and array.dtype == dtype
+
+
+@pytest.mark.parametrize("keep", ["array", "view", "view of a view"])
 def test_a_held_buffer_is_not_handed_out(keep):
     owner = Holder()
     first = empty_buffer(owner, "y", LARGE)
-    kept = first if keep == "array" else first.reshape(-1)[10:]
+    kept = {"array": first, "view": first.reshape(-1)[10:],
+            "view of a view": first[3:].T[1:]}[keep]
     del first
     second = empty_buffer(owner, "y", LARGE)
     assert not np.shares_memory(second, kept)
