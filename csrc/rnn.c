@@ -34,7 +34,8 @@ typedef struct {
     const unsigned char *mask_tm;
     float *gates, *aux, *hu, *act_c;  /* forward tape and scratch */
     float *h, *c;
-    const float *dy_seq;              /* backward */
+    const float *dy;                  /* backward: output gradient (see set_output_grad) */
+    long dy_row_stride, dy_step_stride;
     float *dh, *dc, *dgates, *drec;
     const float *bias;                /* LSTM forward: added by the step kernel, or NULL */
     /* The weights of the step products packed once per call (see pack_products), or
@@ -53,10 +54,25 @@ static const unsigned char *mask_at(const rnn_job *job, long t, long r0) {
     return job->mask_tm ? job->mask_tm + t * job->d.batch + r0 : NULL;
 }
 
-/* Rows r0.. of step t of the batch-major (B, T, U) output gradient, or NULL. */
+/* Rows r0.. of step t of the output gradient (rows job->dy_row_stride apart), or NULL. */
 static const float *dy_at(const rnn_job *job, long t, long r0) {
-    const long T = job->d.steps, U = job->d.units;
-    return job->dy_seq ? job->dy_seq + (r0 * T + t) * U : NULL;
+    return job->dy ? job->dy + t * job->dy_step_stride + r0 * job->dy_row_stride : NULL;
+}
+
+/* The output gradient as the time loop reads it: dy_seq (B, T, U) copied time-major into
+ * scratch when it holds T * B * U floats, so that a step reads one block instead of a
+ * few lines per row (the rows of a step lie T * U floats apart), else dy_seq in place. */
+static void set_output_grad(const pl_ctx *ctx, rnn_job *job, const float *dy_seq,
+                            float *scratch, long scratch_floats) {
+    const long B = job->d.batch, T = job->d.steps, U = job->d.units;
+    job->dy = dy_seq;
+    job->dy_row_stride = T * U;
+    job->dy_step_stride = U;
+    if (!dy_seq || scratch_floats < T * B * U) return;
+    pl_rnn_to_time_major(ctx, B, T, U, dy_seq, scratch);
+    job->dy = scratch;
+    job->dy_row_stride = U;
+    job->dy_step_stride = B * U;
 }
 
 /* out (rows, n; row stride ldo) = h (rows, U) @ recurrent[:, col0 : col0 + n] + beta * out,
@@ -215,7 +231,7 @@ long pl_rnn_grad_work_floats(pl_rnn_dims d, long G, int split) {
     long cols = !split && I + U + 1 <= G ? I + U + 1 : 0;
     if (split && I + 1 <= G) cols = I + 1;
     if (split && U + 1 <= G && U + 1 > cols) cols = U + 1;
-    return d.steps * d.batch * cols;
+    return d.steps * d.batch * (cols > U ? cols : U);   /* U: the time-major dy */
 }
 
 /* The weight gradients of a cell whose input and recurrent terms share dgates (rows, G):
@@ -264,7 +280,7 @@ static void lstm_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, l
         steps->lstm_backward(rows, U, job->act, job->rec_act, mask_at(job, t, r0),
                          job->gates + at(job, t, r0, G), job->c + at(job, t, r0, U),
                          job->act_c + at(job, t, r0, U), dy_at(job, t, r0),
-                         job->d.steps * U, dh, dc, dz);
+                         job->dy_row_stride, dh, dc, dz);
         times_recurrent_t(ctx, job, job->packed[0], 0, G, rows, dz, G, 1.0f, dh);
     }
 }
@@ -274,8 +290,9 @@ void pl_lstm_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                      const unsigned char *mask_tm, int act, int rec_act,
                      float *gates, float *act_c, float *h, float *c) {
     /* the step kernel adds the bias: no pass writing it under every projection */
-    rnn_job job = {d, act, rec_act, 4 * d.units, recurrent, NULL, mask_tm, gates, NULL, NULL,
-                   act_c, h, c, NULL, NULL, NULL, NULL, NULL, bias, {NULL, NULL}};
+    rnn_job job = {.d = d, .act = act, .rec_act = rec_act, .G = 4 * d.units,
+                   .recurrent = recurrent, .mask_tm = mask_tm, .gates = gates,
+                   .act_c = act_c, .h = h, .c = c, .bias = bias};
     project_inputs(ctx, d.steps * d.batch, d.inputs, 4 * d.units, x_tm, kernel, NULL, gates);
     pack_products(ctx, &job, 0, job.G);
     run_row_shares(ctx, &job, lstm_forward_rows);
@@ -290,15 +307,17 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                       float *dgates, float *dkernel, float *drecurrent, float *dbias,
                       float *dx_tm, float *work) {
     const long rows = d.steps * d.batch, U = d.units, G = 4 * U;
+    const long work_floats = work ? pl_rnn_grad_work_floats(d, G, 0) : 0;
     /* The job only reads the forward tape in a backward pass. */
-    rnn_job job = {d, act, rec_act, G, recurrent, NULL, mask_tm, (float *)gates, NULL, NULL,
-                   (float *)act_c, (float *)h, (float *)c, dy_seq, dh, dc, dgates, NULL, NULL,
-                   {NULL, NULL}};
+    rnn_job job = {.d = d, .act = act, .rec_act = rec_act, .G = G, .recurrent = recurrent,
+                   .mask_tm = mask_tm, .gates = (float *)gates, .act_c = (float *)act_c,
+                   .h = (float *)h, .c = (float *)c, .dh = dh, .dc = dc, .dgates = dgates};
+    set_output_grad(ctx, &job, dy_seq, work, work_floats);
     pack_products(ctx, &job, 1, G);
     run_row_shares(ctx, &job, lstm_backward_rows);
     free_products(&job);
     weight_gradients(ctx, rows, d.inputs, U, G, x_tm, h, dgates, dkernel, drecurrent, dbias,
-                     work, work ? pl_rnn_grad_work_floats(d, G, 0) : 0);
+                     work, work_floats);
     input_gradient(ctx, rows, d.inputs, G, kernel, dgates, dx_tm);
 }
 
@@ -341,8 +360,9 @@ void pl_gru_forward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after, const flo
                     float *gates, float *aux, float *hu, float *h) {
     const long G = 3 * d.units;
     const float *rec_bias = reset_after && bias ? bias + G : NULL;
-    rnn_job job = {d, act, rec_act, G, recurrent, rec_bias, mask_tm, gates, aux, hu, NULL,
-                   h, NULL, NULL, NULL, NULL, NULL, NULL, NULL, {NULL, NULL}};
+    rnn_job job = {.d = d, .act = act, .rec_act = rec_act, .G = G, .recurrent = recurrent,
+                   .rec_bias = rec_bias, .mask_tm = mask_tm, .gates = gates, .aux = aux,
+                   .hu = hu, .h = h};
     project_inputs(ctx, d.steps * d.batch, d.inputs, G, x_tm, kernel, bias, gates);
     /* reset before: h_prev @ R_zr, then (r * h_prev) @ R_h */
     pack_products(ctx, &job, 0, reset_after ? G : 2 * d.units);
@@ -360,7 +380,7 @@ static void gru_reset_after_backward_rows(const pl_ctx *ctx, const rnn_job *job,
         float *drec = job->drec + at(job, t, r0, G);
         steps->gru_backward(rows, U, job->act, job->rec_act, mask_at(job, t, r0),
                         job->gates + at(job, t, r0, G), job->aux + at(job, t, r0, U),
-                        job->h + at(job, t, r0, U), dy_at(job, t, r0), job->d.steps * U,
+                        job->h + at(job, t, r0, U), dy_at(job, t, r0), job->dy_row_stride,
                         dh, job->dgates + at(job, t, r0, G), drec);
         times_recurrent_t(ctx, job, job->packed[0], 0, G, rows, drec, G, 1.0f, dh);
     }
@@ -376,7 +396,7 @@ static void gru_reset_before_backward_rows(const pl_ctx *ctx, const rnn_job *job
         const float *x = job->gates + at(job, t, r0, G), *h_prev = job->h + at(job, t, r0, U);
         float *dx = job->dgates + at(job, t, r0, G);
         steps->gru1_candidate_backward(rows, U, job->act, job->rec_act, mask, x, h_prev,
-                                   dy_at(job, t, r0), job->d.steps * U, dh, dx);
+                                   dy_at(job, t, r0), job->dy_row_stride, dh, dx);
         times_recurrent_t(ctx, job, job->packed[1], 2 * U, U, rows, dx + 2 * U, G, 0.0f, drh);
         steps->gru1_gates_backward(rows, U, job->rec_act, mask, x, h_prev, drh, dh, dx);
         times_recurrent_t(ctx, job, job->packed[0], 0, 2 * U, rows, dx, G, 1.0f, dh);
@@ -393,9 +413,10 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
     const long rows = d.steps * d.batch, U = d.units, G = 3 * U;
     const long work_floats = work ? pl_rnn_grad_work_floats(d, G, 1) : 0;
     /* The job only reads the forward tape in a backward pass. */
-    rnn_job job = {d, act, rec_act, G, recurrent, NULL, mask_tm, (float *)gates, (float *)aux,
-                   NULL, NULL, (float *)h, NULL, dy_seq, dh, NULL, dx_gates, drec_gates, NULL,
-                   {NULL, NULL}};
+    rnn_job job = {.d = d, .act = act, .rec_act = rec_act, .G = G, .recurrent = recurrent,
+                   .mask_tm = mask_tm, .gates = (float *)gates, .aux = (float *)aux,
+                   .h = (float *)h, .dh = dh, .dgates = dx_gates, .drec = drec_gates};
+    set_output_grad(ctx, &job, dy_seq, work, work_floats);
     pack_products(ctx, &job, 1, reset_after ? G : 2 * U);
     run_row_shares(ctx, &job, reset_after ? gru_reset_after_backward_rows
                                           : gru_reset_before_backward_rows);
@@ -436,7 +457,7 @@ static void simple_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0,
         float *dpre = job->dgates + at(job, t, r0, U);
         steps->simple_backward(rows, U, job->act, mask_at(job, t, r0),
                            job->h + at(job, t + 1, r0, U), dy_at(job, t, r0),
-                           job->d.steps * U, dh, dpre);
+                           job->dy_row_stride, dh, dpre);
         times_recurrent_t(ctx, job, job->packed[0], 0, U, rows, dpre, U, 1.0f, dh);
     }
 }
@@ -444,8 +465,8 @@ static void simple_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0,
 void pl_simple_rnn_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                            const float *kernel, const float *recurrent, const float *bias,
                            const unsigned char *mask_tm, int act, float *proj, float *h) {
-    rnn_job job = {d, act, 0, d.units, recurrent, NULL, mask_tm, proj, NULL, NULL, NULL, h,
-                   NULL, NULL, NULL, NULL, NULL, NULL, NULL, {NULL, NULL}};
+    rnn_job job = {.d = d, .act = act, .G = d.units, .recurrent = recurrent,
+                   .mask_tm = mask_tm, .gates = proj, .h = h};
     project_inputs(ctx, d.steps * d.batch, d.inputs, d.units, x_tm, kernel, bias, proj);
     pack_products(ctx, &job, 0, d.units);
     run_row_shares(ctx, &job, simple_forward_rows);
@@ -458,13 +479,15 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                             const float *dy_seq, float *dh, float *dpre, float *dkernel,
                             float *drecurrent, float *dbias, float *dx_tm, float *work) {
     const long rows = d.steps * d.batch, U = d.units;
+    const long work_floats = work ? pl_rnn_grad_work_floats(d, U, 0) : 0;
     /* The job only reads the forward tape in a backward pass. */
-    rnn_job job = {d, act, 0, U, recurrent, NULL, mask_tm, NULL, NULL, NULL, NULL, (float *)h,
-                   NULL, dy_seq, dh, NULL, dpre, NULL, NULL, {NULL, NULL}};
+    rnn_job job = {.d = d, .act = act, .G = U, .recurrent = recurrent, .mask_tm = mask_tm,
+                   .h = (float *)h, .dh = dh, .dgates = dpre};
+    set_output_grad(ctx, &job, dy_seq, work, work_floats);
     pack_products(ctx, &job, 1, U);
     run_row_shares(ctx, &job, simple_backward_rows);
     free_products(&job);
     weight_gradients(ctx, rows, d.inputs, U, U, x_tm, h, dpre, dkernel, drecurrent, dbias,
-                     work, work ? pl_rnn_grad_work_floats(d, U, 0) : 0);
+                     work, work_floats);
     input_gradient(ctx, rows, d.inputs, U, kernel, dpre, dx_tm);
 }

@@ -16,7 +16,7 @@
  * dkernel, drecurrent, dbias are accumulated into (+=), each may be NULL (frozen
  * layer); dx_tm (T, B, I) is overwritten, or NULL to skip it. work is a workspace of
  * pl_rnn_grad_work_floats floats (reused from call to call, it saves page faults), or
- * NULL to allocate one when needed.
+ * NULL to allocate the weight gradients' operands when needed (and read dy_seq in place).
  * Results do not depend on ctx->n_threads. */
 #ifndef PL_RNN_H
 #define PL_RNN_H
@@ -33,8 +33,9 @@ void pl_rnn_to_time_major(const pl_ctx *ctx, long B, long T, long F, const float
 void pl_rnn_to_batch_major(const pl_ctx *ctx, long B, long T, long F, const float *src,
                            float *dst);
 
-/* Floats of a backward pass's work argument (0: none is used) for G gate columns:
- * split 0 for LSTM and SimpleRNN, 1 for GRU (input and recurrent sides apart). */
+/* Floats of a backward pass's work argument for G gate columns: split 0 for LSTM and
+ * SimpleRNN, 1 for GRU (input and recurrent sides apart). The time loop holds dy_seq
+ * there time-major, then the weight gradients their operands. */
 long pl_rnn_grad_work_floats(pl_rnn_dims d, long G, int split);
 
 /* gates (T, B, 4U) out: activations i, f, g, o; act_c (T, B, U) out: act(c). */
