@@ -38,14 +38,26 @@ INLINE float fast_sigmoid(float x) {
     return 0.5f + 0.5f * fast_tanh(0.5f * x);
 }
 
+#ifndef RNN_VECTOR_SPANS
+/* v (n) = fast_tanh(v), fast_sigmoid(v) in place. A file may define RNN_VECTOR_SPANS
+ * and its own, with the same value for every element. */
+INLINE void tanh_span(long n, float *v) {
+    for (long j = 0; j < n; j++) v[j] = fast_tanh(v[j]);
+}
+
+INLINE void sigmoid_span(long n, float *v) {
+    for (long j = 0; j < n; j++) v[j] = fast_sigmoid(v[j]);
+}
+#endif
+
 /* v (n) = act(v) in place; the switch is outside the loops so each loop vectorises. */
 INLINE void activate_span(int act, long n, float *v) {
     switch (act) {
     case PL_ACT_TANH:
-        for (long j = 0; j < n; j++) v[j] = fast_tanh(v[j]);
+        tanh_span(n, v);
         break;
     case PL_ACT_SIGMOID:
-        for (long j = 0; j < n; j++) v[j] = fast_sigmoid(v[j]);
+        sigmoid_span(n, v);
         break;
     case PL_ACT_RELU:
         for (long j = 0; j < n; j++) v[j] = v[j] < 0.0f ? 0.0f : v[j];   // NaN stays NaN
@@ -102,6 +114,7 @@ INLINE void lstm_forward_row(long U, int act, int rec_act, const float *restrict
     float *zi = z, *zf = z + U, *zg = z + 2 * U, *zo = z + 3 * U;   /* based on z */
     if (bias)
         for (long k = 0; k < 4 * U; k++) z[k] += bias[k];
+#ifndef RNN_VECTOR_SPANS
     if (act == PL_ACT_TANH && rec_act == PL_ACT_SIGMOID && U % 8 == 0) {
         /* Whole vectors per gate: everything in one pass. */
         for (long j = 0; j < U; j++) {
@@ -127,6 +140,7 @@ INLINE void lstm_forward_row(long U, int act, int rec_act, const float *restrict
         }
         return;
     }
+#endif
     activate_span(rec_act, 2 * U, zi);
     activate_span(act, U, zg);
     activate_span(rec_act, U, zo);
