@@ -292,6 +292,37 @@ def test_fast_activations_are_accurate():
         assert abs(rnn_kernels.fast_sigmoid(value) - sigmoid(np.float64(np.float32(value)))) < 4e-7
 
 
+@pytest.mark.parametrize("path", ["generic", "avx2"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+def test_step_activations_are_accurate_on_every_path(path, activation):
+    """The step kernels' own tanh and sigmoid (AVX2: 8 at a time, then a short vector),
+    reached through a SimpleRNN whose step is act(x) in every unit: one feature, a kernel
+    of ones, zero recurrence. Saturated values are exact, infinities saturate and NaN
+    stays NaN."""
+    if path == "avx2" and keras.get_kernel_path() != "avx2":
+        pytest.skip("this CPU has no AVX2")   # the generic case still runs
+    units = 19   # two full vectors and a short one per row
+    values = np.concatenate([np.linspace(-20, 20, 4001), [0.0, 1e-8, -3e-5, 7.9, 8.1, 100.0,
+                                                          -100.0, np.inf, -np.inf, np.nan]])
+    x = values.astype(np.float32).reshape(-1, 1, 1)
+    layer = layers.SimpleRNN(units, activation=activation, kernel_initializer="ones",
+                             recurrent_initializer="zeros", bias_initializer="zeros")
+    layer(x[:1])
+    old = keras.get_kernel_path()
+    try:
+        keras.set_kernel_path(path)
+        got = layer(x).astype(np.float64)
+    finally:
+        keras.set_kernel_path(old)
+    x64 = np.repeat(x[:, 0].astype(np.float64), units, axis=1)
+    exact = np.tanh(x64) if activation == "tanh" else sigmoid(x64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(exact))
+    finite = ~np.isnan(exact)
+    assert np.max(np.abs(got[finite] - exact[finite])) < 4e-7
+    saturated = np.abs(x64) >= (100.0 if activation == "sigmoid" else 8.0)
+    np.testing.assert_array_equal(got[saturated], np.round(exact[saturated]))
+
+
 # ---- threads and kernel paths --------------------------------------------------------
 
 def _train_step_results(layer, x, mask):
