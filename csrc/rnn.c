@@ -38,6 +38,9 @@ typedef struct {
     long dy_row_stride, dy_step_stride;
     float *dh, *dc, *dgates, *drec;
     const float *bias;                /* LSTM forward: added by the step kernel, or NULL */
+    const float *x, *kernel;          /* forward: inputs (T, B, I), kernel (I, G) */
+    const float *kernel_packed;       /* the kernel packed once, or NULL */
+    const float *in_bias;             /* forward: bias (G) added to x @ kernel, or NULL */
     /* The weights of the step products packed once per call (see pack_products), or
      * NULL where memory was short: those products then read the weights in place. */
     const float *packed[2];
@@ -118,9 +121,11 @@ static void pack_products(const pl_ctx *ctx, rnn_job *job, int transposed, long 
     }
 }
 
+/* Frees what pack_products and pack_kernel made. */
 static void free_products(rnn_job *job) {
     free((float *)job->packed[0]);
     free((float *)job->packed[1]);
+    free((float *)job->kernel_packed);
 }
 
 /* Runs run_rows over the whole batch, each thread of the team over its own share of
@@ -162,14 +167,6 @@ void pl_rnn_to_time_major(const pl_ctx *ctx, long B, long T, long F, const float
 void pl_rnn_to_batch_major(const pl_ctx *ctx, long B, long T, long F, const float *src,
                            float *dst) {
     swap_leading_axes(ctx, T, B, F, src, dst);
-}
-
-/* out (rows, G) = x (rows, I) @ kernel (I, G) + bias (G, or NULL for none). */
-static void project_inputs(const pl_ctx *ctx, long rows, long I, long G, const float *x,
-                           const float *kernel, const float *bias, float *out) {
-    if (bias)
-        for (long r = 0; r < rows; r++) memcpy(out + r * G, bias, G * sizeof(float));
-    pl_sgemm(ctx, 0, 0, rows, G, I, 1.0f, x, I, kernel, G, bias ? 1.0f : 0.0f, out, G);
 }
 
 /* One operand and the weight gradient it yields: grad (width, G) += src^T dgates, src
@@ -255,6 +252,32 @@ static void input_gradient(const pl_ctx *ctx, long rows, long I, long G, const f
     if (dx) pl_sgemm(ctx, 0, 1, rows, I, G, 1.0f, dgates, G, kernel, G, 0.0f, dx, I);
 }
 
+/* z (rows, G) = the inputs of rows r0.. at step t @ kernel (+ in_bias): each thread
+ * projects its own rows step by step, so z is still in cache for the recurrent product
+ * and the step kernel (projected all at once, the gates of a long sequence went through
+ * memory between them). */
+static void project_step(const pl_ctx *ctx, const rnn_job *job, long t, long r0, long rows,
+                         float *z) {
+    const long I = job->d.inputs, G = job->G;
+    const float *x = job->x + at(job, t, r0, I);
+    const float beta = job->in_bias ? 1.0f : 0.0f;
+    if (job->in_bias)
+        for (long r = 0; r < rows; r++) memcpy(z + r * G, job->in_bias, G * sizeof(float));
+    else if (I == 0)
+        memset(z, 0, (size_t)(rows * G) * sizeof(float));
+    if (I == 0) return;
+    if (job->kernel_packed)
+        pl_sgemm_packed_b_serial(ctx, rows, G, I, x, I, job->kernel_packed, beta, z, G);
+    else
+        pl_sgemm_ref(0, 0, rows, G, I, 1.0f, x, I, job->kernel, G, beta, z, G);
+}
+
+/* The kernel packed for project_step (left NULL when memory is short). */
+static void pack_kernel(const pl_ctx *ctx, rnn_job *job) {
+    job->kernel_packed = job->d.inputs > 0
+        ? pl_sgemm_pack_b(ctx, 0, job->G, job->d.inputs, job->kernel, job->G) : NULL;
+}
+
 /* ---- LSTM ----------------------------------------------------------------------- */
 
 static void lstm_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, long rows) {
@@ -263,11 +286,12 @@ static void lstm_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, lo
     for (long t = 0; t < job->d.steps; t++) {
         float *z = job->gates + at(job, t, r0, G);
         const float *h_prev = job->h + at(job, t, r0, U);
+        project_step(ctx, job, t, r0, rows, z);
         times_recurrent(ctx, job, job->packed[0], 0, G, rows, h_prev, 1.0f, z, G);
         steps->lstm_forward(rows, U, job->act, job->rec_act, mask_at(job, t, r0),
-                        job->bias, z, job->c + at(job, t, r0, U),
-                        job->c + at(job, t + 1, r0, U), job->act_c + at(job, t, r0, U),
-                        h_prev, job->h + at(job, t + 1, r0, U));
+                            job->bias, z, job->c + at(job, t, r0, U),
+                            job->c + at(job, t + 1, r0, U), job->act_c + at(job, t, r0, U),
+                            h_prev, job->h + at(job, t + 1, r0, U));
     }
 }
 
@@ -278,9 +302,9 @@ static void lstm_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, l
     for (long t = job->d.steps - 1; t >= 0; t--) {
         float *dz = job->dgates + at(job, t, r0, G);
         steps->lstm_backward(rows, U, job->act, job->rec_act, mask_at(job, t, r0),
-                         job->gates + at(job, t, r0, G), job->c + at(job, t, r0, U),
-                         job->act_c + at(job, t, r0, U), dy_at(job, t, r0),
-                         job->dy_row_stride, dh, dc, dz);
+                             job->gates + at(job, t, r0, G), job->c + at(job, t, r0, U),
+                             job->act_c + at(job, t, r0, U), dy_at(job, t, r0),
+                             job->dy_row_stride, dh, dc, dz);
         times_recurrent_t(ctx, job, job->packed[0], 0, G, rows, dz, G, 1.0f, dh);
     }
 }
@@ -292,8 +316,9 @@ void pl_lstm_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     /* the step kernel adds the bias: no pass writing it under every projection */
     rnn_job job = {.d = d, .act = act, .rec_act = rec_act, .G = 4 * d.units,
                    .recurrent = recurrent, .mask_tm = mask_tm, .gates = gates,
-                   .act_c = act_c, .h = h, .c = c, .bias = bias};
-    project_inputs(ctx, d.steps * d.batch, d.inputs, 4 * d.units, x_tm, kernel, NULL, gates);
+                   .act_c = act_c, .h = h, .c = c, .bias = bias, .x = x_tm,
+                   .kernel = kernel};
+    pack_kernel(ctx, &job);
     pack_products(ctx, &job, 0, job.G);
     run_row_shares(ctx, &job, lstm_forward_rows);
     free_products(&job);
@@ -330,10 +355,11 @@ static void gru_reset_after_forward_rows(const pl_ctx *ctx, const rnn_job *job, 
     float *hu = job->hu + r0 * G;
     for (long t = 0; t < job->d.steps; t++) {
         const float *h_prev = job->h + at(job, t, r0, U);
+        project_step(ctx, job, t, r0, rows, job->gates + at(job, t, r0, G));
         times_recurrent(ctx, job, job->packed[0], 0, G, rows, h_prev, 0.0f, hu, G);
         steps->gru_forward(rows, U, job->act, job->rec_act, mask_at(job, t, r0),
-                       job->gates + at(job, t, r0, G), hu, job->rec_bias, h_prev,
-                       job->aux + at(job, t, r0, U), job->h + at(job, t + 1, r0, U));
+                           job->gates + at(job, t, r0, G), hu, job->rec_bias, h_prev,
+                           job->aux + at(job, t, r0, U), job->h + at(job, t + 1, r0, U));
     }
 }
 
@@ -346,11 +372,12 @@ static void gru_reset_before_forward_rows(const pl_ctx *ctx, const rnn_job *job,
         const unsigned char *mask = mask_at(job, t, r0);
         const float *h_prev = job->h + at(job, t, r0, U);
         float *x = job->gates + at(job, t, r0, G), *rh = job->aux + at(job, t, r0, U);
+        project_step(ctx, job, t, r0, rows, x);
         times_recurrent(ctx, job, job->packed[0], 0, 2 * U, rows, h_prev, 0.0f, hu, 2 * U);
         steps->gru1_gates(rows, U, job->rec_act, mask, x, hu, h_prev, rh);
         times_recurrent(ctx, job, job->packed[1], 2 * U, U, rows, rh, 0.0f, hu, U);
         steps->gru1_candidate(rows, U, job->act, mask, x, hu, h_prev,
-                          job->h + at(job, t + 1, r0, U));
+                              job->h + at(job, t + 1, r0, U));
     }
 }
 
@@ -362,8 +389,8 @@ void pl_gru_forward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after, const flo
     const float *rec_bias = reset_after && bias ? bias + G : NULL;
     rnn_job job = {.d = d, .act = act, .rec_act = rec_act, .G = G, .recurrent = recurrent,
                    .rec_bias = rec_bias, .mask_tm = mask_tm, .gates = gates, .aux = aux,
-                   .hu = hu, .h = h};
-    project_inputs(ctx, d.steps * d.batch, d.inputs, G, x_tm, kernel, bias, gates);
+                   .hu = hu, .h = h, .x = x_tm, .kernel = kernel, .in_bias = bias};
+    pack_kernel(ctx, &job);
     /* reset before: h_prev @ R_zr, then (r * h_prev) @ R_h */
     pack_products(ctx, &job, 0, reset_after ? G : 2 * d.units);
     run_row_shares(ctx, &job, reset_after ? gru_reset_after_forward_rows
@@ -379,9 +406,9 @@ static void gru_reset_after_backward_rows(const pl_ctx *ctx, const rnn_job *job,
     for (long t = job->d.steps - 1; t >= 0; t--) {
         float *drec = job->drec + at(job, t, r0, G);
         steps->gru_backward(rows, U, job->act, job->rec_act, mask_at(job, t, r0),
-                        job->gates + at(job, t, r0, G), job->aux + at(job, t, r0, U),
-                        job->h + at(job, t, r0, U), dy_at(job, t, r0), job->dy_row_stride,
-                        dh, job->dgates + at(job, t, r0, G), drec);
+                            job->gates + at(job, t, r0, G), job->aux + at(job, t, r0, U),
+                            job->h + at(job, t, r0, U), dy_at(job, t, r0), job->dy_row_stride,
+                            dh, job->dgates + at(job, t, r0, G), drec);
         times_recurrent_t(ctx, job, job->packed[0], 0, G, rows, drec, G, 1.0f, dh);
     }
 }
@@ -396,7 +423,7 @@ static void gru_reset_before_backward_rows(const pl_ctx *ctx, const rnn_job *job
         const float *x = job->gates + at(job, t, r0, G), *h_prev = job->h + at(job, t, r0, U);
         float *dx = job->dgates + at(job, t, r0, G);
         steps->gru1_candidate_backward(rows, U, job->act, job->rec_act, mask, x, h_prev,
-                                   dy_at(job, t, r0), job->dy_row_stride, dh, dx);
+                                       dy_at(job, t, r0), job->dy_row_stride, dh, dx);
         times_recurrent_t(ctx, job, job->packed[1], 2 * U, U, rows, dx + 2 * U, G, 0.0f, drh);
         steps->gru1_gates_backward(rows, U, job->rec_act, mask, x, h_prev, drh, dh, dx);
         times_recurrent_t(ctx, job, job->packed[0], 0, 2 * U, rows, dx, G, 1.0f, dh);
@@ -443,9 +470,10 @@ static void simple_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, 
     for (long t = 0; t < job->d.steps; t++) {
         const float *h_prev = job->h + at(job, t, r0, U);
         float *h_next = job->h + at(job, t + 1, r0, U);
+        project_step(ctx, job, t, r0, rows, job->gates + at(job, t, r0, U));
         times_recurrent(ctx, job, job->packed[0], 0, U, rows, h_prev, 0.0f, h_next, U);
         steps->simple_forward(rows, U, job->act, mask_at(job, t, r0),
-                          job->gates + at(job, t, r0, U), h_prev, h_next);
+                              job->gates + at(job, t, r0, U), h_prev, h_next);
     }
 }
 
@@ -456,8 +484,8 @@ static void simple_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0,
     for (long t = job->d.steps - 1; t >= 0; t--) {
         float *dpre = job->dgates + at(job, t, r0, U);
         steps->simple_backward(rows, U, job->act, mask_at(job, t, r0),
-                           job->h + at(job, t + 1, r0, U), dy_at(job, t, r0),
-                           job->dy_row_stride, dh, dpre);
+                               job->h + at(job, t + 1, r0, U), dy_at(job, t, r0),
+                               job->dy_row_stride, dh, dpre);
         times_recurrent_t(ctx, job, job->packed[0], 0, U, rows, dpre, U, 1.0f, dh);
     }
 }
@@ -466,8 +494,9 @@ void pl_simple_rnn_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                            const float *kernel, const float *recurrent, const float *bias,
                            const unsigned char *mask_tm, int act, float *proj, float *h) {
     rnn_job job = {.d = d, .act = act, .G = d.units, .recurrent = recurrent,
-                   .mask_tm = mask_tm, .gates = proj, .h = h};
-    project_inputs(ctx, d.steps * d.batch, d.inputs, d.units, x_tm, kernel, bias, proj);
+                   .mask_tm = mask_tm, .gates = proj, .h = h, .x = x_tm, .kernel = kernel,
+                   .in_bias = bias};
+    pack_kernel(ctx, &job);
     pack_products(ctx, &job, 0, d.units);
     run_row_shares(ctx, &job, simple_forward_rows);
     free_products(&job);
