@@ -4,7 +4,9 @@
  * every loop below is over contiguous floats so the compiler vectorises it for that
  * instruction set. Rows are independent, so results do not depend on thread count. */
 #if defined(__GNUC__) && !defined(__clang__)
-/* Lets GCC turn the clamps of fast_tanh into vector min/max (no float traps are used). */
+/* Lets GCC vectorise the selects (fast_tanh's clamps, relu) as compares and blends (no
+ * float traps are used); it makes min/max of them only when told that no NaN occurs,
+ * hence rnn_steps_avx2.c's own tanh and sigmoid spans. */
 #pragma GCC optimize ("no-trapping-math")
 #endif
 #include <string.h>
@@ -114,7 +116,7 @@ INLINE void lstm_forward_row(long U, int act, int rec_act, const float *restrict
     float *zi = z, *zf = z + U, *zg = z + 2 * U, *zo = z + 3 * U;   /* based on z */
     if (bias)
         for (long k = 0; k < 4 * U; k++) z[k] += bias[k];
-#ifndef RNN_VECTOR_SPANS
+#ifndef RNN_VECTOR_SPANS   /* else the vector spans below beat these fused loops */
     if (act == PL_ACT_TANH && rec_act == PL_ACT_SIGMOID && U % 8 == 0) {
         /* Whole vectors per gate: everything in one pass. */
         for (long j = 0; j < U; j++) {
