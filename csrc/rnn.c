@@ -121,6 +121,32 @@ static void pack_products(const pl_ctx *ctx, rnn_job *job, int transposed, long 
     }
 }
 
+/* z (rows, G) = the inputs of rows r0.. at step t @ kernel (+ in_bias): each thread
+ * projects its own rows step by step, so z is still in cache for the recurrent product
+ * and the step kernel (projected all at once, the gates of a long sequence went through
+ * memory between them). */
+static void project_step(const pl_ctx *ctx, const rnn_job *job, long t, long r0, long rows,
+                         float *z) {
+    const long I = job->d.inputs, G = job->G;
+    const float *x = job->x + at(job, t, r0, I);
+    const float beta = job->in_bias ? 1.0f : 0.0f;
+    if (job->in_bias)
+        for (long r = 0; r < rows; r++) memcpy(z + r * G, job->in_bias, G * sizeof(float));
+    else if (I == 0)
+        memset(z, 0, (size_t)(rows * G) * sizeof(float));
+    if (I == 0) return;
+    if (job->kernel_packed)
+        pl_sgemm_packed_b_serial(ctx, rows, G, I, x, I, job->kernel_packed, beta, z, G);
+    else
+        pl_sgemm_ref(0, 0, rows, G, I, 1.0f, x, I, job->kernel, G, beta, z, G);
+}
+
+/* The kernel packed for project_step (left NULL when memory is short). */
+static void pack_kernel(const pl_ctx *ctx, rnn_job *job) {
+    job->kernel_packed = job->d.inputs > 0
+        ? pl_sgemm_pack_b(ctx, 0, job->G, job->d.inputs, job->kernel, job->G) : NULL;
+}
+
 /* Frees what pack_products and pack_kernel made. */
 static void free_products(rnn_job *job) {
     free((float *)job->packed[0]);
@@ -144,6 +170,17 @@ static void run_row_shares(const pl_ctx *ctx, const rnn_job *job, rows_fn run_ro
         pl_team_share(B, &first, &end);
         if (end > first) run_rows(&serial, job, first, end - first);
     }
+}
+
+/* A whole time loop: the weights packed (the kernel for the forward's per-step
+ * projections; the step products' blocks, see pack_products), run_rows over the row
+ * shares, the packed copies freed. */
+static void run_time_loop(const pl_ctx *ctx, rnn_job *job, int backward, long split,
+                          rows_fn run_rows) {
+    if (!backward) pack_kernel(ctx, job);
+    pack_products(ctx, job, backward, split);
+    run_row_shares(ctx, job, run_rows);
+    free_products(job);
 }
 
 static void swap_leading_axes(const pl_ctx *ctx, long rows, long cols, long F,
@@ -252,32 +289,6 @@ static void input_gradient(const pl_ctx *ctx, long rows, long I, long G, const f
     if (dx) pl_sgemm(ctx, 0, 1, rows, I, G, 1.0f, dgates, G, kernel, G, 0.0f, dx, I);
 }
 
-/* z (rows, G) = the inputs of rows r0.. at step t @ kernel (+ in_bias): each thread
- * projects its own rows step by step, so z is still in cache for the recurrent product
- * and the step kernel (projected all at once, the gates of a long sequence went through
- * memory between them). */
-static void project_step(const pl_ctx *ctx, const rnn_job *job, long t, long r0, long rows,
-                         float *z) {
-    const long I = job->d.inputs, G = job->G;
-    const float *x = job->x + at(job, t, r0, I);
-    const float beta = job->in_bias ? 1.0f : 0.0f;
-    if (job->in_bias)
-        for (long r = 0; r < rows; r++) memcpy(z + r * G, job->in_bias, G * sizeof(float));
-    else if (I == 0)
-        memset(z, 0, (size_t)(rows * G) * sizeof(float));
-    if (I == 0) return;
-    if (job->kernel_packed)
-        pl_sgemm_packed_b_serial(ctx, rows, G, I, x, I, job->kernel_packed, beta, z, G);
-    else
-        pl_sgemm_ref(0, 0, rows, G, I, 1.0f, x, I, job->kernel, G, beta, z, G);
-}
-
-/* The kernel packed for project_step (left NULL when memory is short). */
-static void pack_kernel(const pl_ctx *ctx, rnn_job *job) {
-    job->kernel_packed = job->d.inputs > 0
-        ? pl_sgemm_pack_b(ctx, 0, job->G, job->d.inputs, job->kernel, job->G) : NULL;
-}
-
 /* ---- LSTM ----------------------------------------------------------------------- */
 
 static void lstm_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, long rows) {
@@ -318,10 +329,7 @@ void pl_lstm_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                    .recurrent = recurrent, .mask_tm = mask_tm, .gates = gates,
                    .act_c = act_c, .h = h, .c = c, .bias = bias, .x = x_tm,
                    .kernel = kernel};
-    pack_kernel(ctx, &job);
-    pack_products(ctx, &job, 0, job.G);
-    run_row_shares(ctx, &job, lstm_forward_rows);
-    free_products(&job);
+    run_time_loop(ctx, &job, 0, job.G, lstm_forward_rows);
 }
 
 void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
@@ -338,9 +346,7 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                    .mask_tm = mask_tm, .gates = (float *)gates, .act_c = (float *)act_c,
                    .h = (float *)h, .c = (float *)c, .dh = dh, .dc = dc, .dgates = dgates};
     set_output_grad(ctx, &job, dy_seq, work, work_floats);
-    pack_products(ctx, &job, 1, G);
-    run_row_shares(ctx, &job, lstm_backward_rows);
-    free_products(&job);
+    run_time_loop(ctx, &job, 1, G, lstm_backward_rows);
     weight_gradients(ctx, rows, d.inputs, U, G, x_tm, h, dgates, dkernel, drecurrent, dbias,
                      work, work_floats);
     input_gradient(ctx, rows, d.inputs, G, kernel, dgates, dx_tm);
@@ -390,12 +396,9 @@ void pl_gru_forward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after, const flo
     rnn_job job = {.d = d, .act = act, .rec_act = rec_act, .G = G, .recurrent = recurrent,
                    .rec_bias = rec_bias, .mask_tm = mask_tm, .gates = gates, .aux = aux,
                    .hu = hu, .h = h, .x = x_tm, .kernel = kernel, .in_bias = bias};
-    pack_kernel(ctx, &job);
     /* reset before: h_prev @ R_zr, then (r * h_prev) @ R_h */
-    pack_products(ctx, &job, 0, reset_after ? G : 2 * d.units);
-    run_row_shares(ctx, &job, reset_after ? gru_reset_after_forward_rows
-                                          : gru_reset_before_forward_rows);
-    free_products(&job);
+    run_time_loop(ctx, &job, 0, reset_after ? G : 2 * d.units,
+                  reset_after ? gru_reset_after_forward_rows : gru_reset_before_forward_rows);
 }
 
 static void gru_reset_after_backward_rows(const pl_ctx *ctx, const rnn_job *job, long r0,
@@ -444,10 +447,8 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
                    .mask_tm = mask_tm, .gates = (float *)gates, .aux = (float *)aux,
                    .h = (float *)h, .dh = dh, .dgates = dx_gates, .drec = drec_gates};
     set_output_grad(ctx, &job, dy_seq, work, work_floats);
-    pack_products(ctx, &job, 1, reset_after ? G : 2 * U);
-    run_row_shares(ctx, &job, reset_after ? gru_reset_after_backward_rows
-                                          : gru_reset_before_backward_rows);
-    free_products(&job);
+    run_time_loop(ctx, &job, 1, reset_after ? G : 2 * U,
+                  reset_after ? gru_reset_after_backward_rows : gru_reset_before_backward_rows);
     if (reset_after) {
         /* recurrent side: its own gate gradients and bias row */
         weight_gradients(ctx, rows, 0, U, G, NULL, h, drec_gates, NULL, drecurrent,
@@ -496,10 +497,7 @@ void pl_simple_rnn_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     rnn_job job = {.d = d, .act = act, .G = d.units, .recurrent = recurrent,
                    .mask_tm = mask_tm, .gates = proj, .h = h, .x = x_tm, .kernel = kernel,
                    .in_bias = bias};
-    pack_kernel(ctx, &job);
-    pack_products(ctx, &job, 0, d.units);
-    run_row_shares(ctx, &job, simple_forward_rows);
-    free_products(&job);
+    run_time_loop(ctx, &job, 0, d.units, simple_forward_rows);
 }
 
 void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
@@ -513,9 +511,7 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     rnn_job job = {.d = d, .act = act, .G = U, .recurrent = recurrent, .mask_tm = mask_tm,
                    .h = (float *)h, .dh = dh, .dgates = dpre};
     set_output_grad(ctx, &job, dy_seq, work, work_floats);
-    pack_products(ctx, &job, 1, U);
-    run_row_shares(ctx, &job, simple_backward_rows);
-    free_products(&job);
+    run_time_loop(ctx, &job, 1, U, simple_backward_rows);
     weight_gradients(ctx, rows, d.inputs, U, U, x_tm, h, dpre, dkernel, drecurrent, dbias,
                      work, work_floats);
     input_gradient(ctx, rows, d.inputs, U, kernel, dpre, dx_tm);
