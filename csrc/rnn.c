@@ -78,30 +78,37 @@ static void set_output_grad(const pl_ctx *ctx, rnn_job *job, const float *dy_seq
     job->dy_step_stride = B * U;
 }
 
+/* A time loop's product on the calling thread, row by row: out (rows, n; row stride ldo)
+ * = a (rows, k; row stride lda) @ op(b) + beta * out, op(b) (k, n) stored (k, n) or, when
+ * trans_b, (n, k) with row stride ldb; from packed (op(b) packed), or from b in place when
+ * packing found no memory (or k is 0). */
+static void step_product(const pl_ctx *ctx, long rows, long n, long k, const float *a,
+                         long lda, const float *packed, int trans_b, const float *b, long ldb,
+                         float beta, float *out, long ldo) {
+    if (packed)
+        pl_sgemm_packed_b_serial(ctx, rows, n, k, a, lda, packed, beta, out, ldo);
+    else
+        pl_sgemm_ref(0, trans_b, rows, n, k, 1.0f, a, lda, b, ldb, beta, out, ldo);
+}
+
 /* out (rows, n; row stride ldo) = h (rows, U) @ recurrent[:, col0 : col0 + n] + beta * out,
- * from packed (those columns packed) or, when NULL, from the weights in place. */
+ * packed: those columns packed, or NULL. */
 static void times_recurrent(const pl_ctx *ctx, const rnn_job *job, const float *packed,
                             long col0, long n, long rows, const float *h, float beta,
                             float *out, long ldo) {
     const long U = job->d.units;
-    if (packed)
-        pl_sgemm_packed_b_serial(ctx, rows, n, U, h, U, packed, beta, out, ldo);
-    else
-        pl_sgemm_ref(0, 0, rows, n, U, 1.0f, h, U, job->recurrent + col0, job->G, beta, out,
-                     ldo);
+    step_product(ctx, rows, n, U, h, U, packed, 0, job->recurrent + col0, job->G, beta, out,
+                 ldo);
 }
 
 /* out (rows, U) = d (rows, cols; row stride ldd) @ recurrent[:, col0 : col0 + cols]^T
- * + beta * out, from packed (that transpose packed) or, when NULL, the weights in place. */
+ * + beta * out, packed: that transpose packed, or NULL. */
 static void times_recurrent_t(const pl_ctx *ctx, const rnn_job *job, const float *packed,
                               long col0, long cols, long rows, const float *d, long ldd,
                               float beta, float *out) {
     const long U = job->d.units;
-    if (packed)
-        pl_sgemm_packed_b_serial(ctx, rows, U, cols, d, ldd, packed, beta, out, U);
-    else
-        pl_sgemm_ref(0, 1, rows, U, cols, 1.0f, d, ldd, job->recurrent + col0, job->G, beta,
-                     out, U);
+    step_product(ctx, rows, U, cols, d, ldd, packed, 1, job->recurrent + col0, job->G, beta,
+                 out, U);
 }
 
 /* The step products' weights, packed once per call into job->packed: forward, the
@@ -128,23 +135,15 @@ static void pack_products(const pl_ctx *ctx, rnn_job *job, int transposed, long 
 static void project_step(const pl_ctx *ctx, const rnn_job *job, long t, long r0, long rows,
                          float *z) {
     const long I = job->d.inputs, G = job->G;
-    const float *x = job->x + at(job, t, r0, I);
-    const float beta = job->in_bias ? 1.0f : 0.0f;
     if (job->in_bias)
         for (long r = 0; r < rows; r++) memcpy(z + r * G, job->in_bias, G * sizeof(float));
-    else if (I == 0)
-        memset(z, 0, (size_t)(rows * G) * sizeof(float));
-    if (I == 0) return;
-    if (job->kernel_packed)
-        pl_sgemm_packed_b_serial(ctx, rows, G, I, x, I, job->kernel_packed, beta, z, G);
-    else
-        pl_sgemm_ref(0, 0, rows, G, I, 1.0f, x, I, job->kernel, G, beta, z, G);
+    step_product(ctx, rows, G, I, job->x + at(job, t, r0, I), I, job->kernel_packed, 0,
+                 job->kernel, G, job->in_bias ? 1.0f : 0.0f, z, G);
 }
 
-/* The kernel packed for project_step (left NULL when memory is short). */
+/* The kernel packed for project_step (NULL when memory is short, or with no inputs). */
 static void pack_kernel(const pl_ctx *ctx, rnn_job *job) {
-    job->kernel_packed = job->d.inputs > 0
-        ? pl_sgemm_pack_b(ctx, 0, job->G, job->d.inputs, job->kernel, job->G) : NULL;
+    job->kernel_packed = pl_sgemm_pack_b(ctx, 0, job->G, job->d.inputs, job->kernel, job->G);
 }
 
 /* Frees what pack_products and pack_kernel made. */
@@ -361,11 +360,12 @@ static void gru_reset_after_forward_rows(const pl_ctx *ctx, const rnn_job *job, 
     float *hu = job->hu + r0 * G;
     for (long t = 0; t < job->d.steps; t++) {
         const float *h_prev = job->h + at(job, t, r0, U);
-        project_step(ctx, job, t, r0, rows, job->gates + at(job, t, r0, G));
+        float *x = job->gates + at(job, t, r0, G);
+        project_step(ctx, job, t, r0, rows, x);
         times_recurrent(ctx, job, job->packed[0], 0, G, rows, h_prev, 0.0f, hu, G);
-        steps->gru_forward(rows, U, job->act, job->rec_act, mask_at(job, t, r0),
-                           job->gates + at(job, t, r0, G), hu, job->rec_bias, h_prev,
-                           job->aux + at(job, t, r0, U), job->h + at(job, t + 1, r0, U));
+        steps->gru_forward(rows, U, job->act, job->rec_act, mask_at(job, t, r0), x, hu,
+                           job->rec_bias, h_prev, job->aux + at(job, t, r0, U),
+                           job->h + at(job, t + 1, r0, U));
     }
 }
 
@@ -470,11 +470,10 @@ static void simple_forward_rows(const pl_ctx *ctx, const rnn_job *job, long r0, 
     const pl_rnn_steps *steps = pl_rnn_steps_for(ctx);
     for (long t = 0; t < job->d.steps; t++) {
         const float *h_prev = job->h + at(job, t, r0, U);
-        float *h_next = job->h + at(job, t + 1, r0, U);
-        project_step(ctx, job, t, r0, rows, job->gates + at(job, t, r0, U));
+        float *proj = job->gates + at(job, t, r0, U), *h_next = job->h + at(job, t + 1, r0, U);
+        project_step(ctx, job, t, r0, rows, proj);
         times_recurrent(ctx, job, job->packed[0], 0, U, rows, h_prev, 0.0f, h_next, U);
-        steps->simple_forward(rows, U, job->act, mask_at(job, t, r0),
-                              job->gates + at(job, t, r0, U), h_prev, h_next);
+        steps->simple_forward(rows, U, job->act, mask_at(job, t, r0), proj, h_prev, h_next);
     }
 }
 
