@@ -25,14 +25,14 @@ static const pl_gemm_arch generic_arch = {
     PL_GENERIC_MR, PL_GENERIC_NR, 128, 256, 4096,
     pl_sgemm_ukernel_generic, NULL, pl_sgemm_ukernel_in_place_generic, NULL, NULL,
     pl_sgemm_small_generic,
-    pl_sgemm_skinny_generic};
+    pl_sgemm_skinny_generic, pl_sgemm_narrow_generic};
 
 #ifdef PL_HAVE_X86_KERNELS
 static const pl_gemm_arch avx2_arch = {
     PL_AVX2_MR, PL_AVX2_NR, 144, 256, 4080,
     pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_ukernel_in_place_avx2,
     pl_sgemm_pack_panel_a_avx2, pl_sgemm_pack_panel_t_avx2, pl_sgemm_small_avx2,
-    pl_sgemm_skinny_avx2};
+    pl_sgemm_skinny_avx2, pl_sgemm_narrow_avx2};
 #endif
 
 /* The largest micro-tile of any path (size of the edge tile buffer). */
@@ -480,6 +480,10 @@ static void skinny_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
         copy_transposed_a(m, k, a, lda, rows);
         a = rows;
         lda = k;
+    }
+    if (!trans_b && n <= PL_NARROW_N) {   // under SKINNY_COLUMN_UNIT: one thread's columns
+        arch->narrow(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
     }
     if (n_threads == 1) {
         arch->skinny(trans_b, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

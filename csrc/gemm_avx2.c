@@ -233,7 +233,7 @@ AVX2_FMA void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long
 }
 /* ---- Skinny products: few rows of A, op(B) streamed in place ---- */
 
-/* Lanes [0, count) of a vector set, count 0..7: the mask of a partial last vector. */
+/* Lanes [0, count) of a vector set, count 0..8: the mask of a partial last vector (8: all). */
 AVX2_FMA static inline __m256i lanes_below(long count) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count),
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -365,6 +365,63 @@ AVX2_FMA static void tn_columns(long m, long j_begin, long j_end, long k, float 
     for (; j < j_end; j++)
         for (long i = 0; i < m; i++)
             tn_tile(1, k, a + i * lda, b + j * ldb, ldb, alpha, beta, c + i * ldc + j);
+}
+
+/* Chain s of a row's running sums += a_p * b_row: lanes [0, 8) of the columns in low,
+ * [8, 16) in high (when wide), the last vector's columns as its mask keeps. */
+#define NARROW_STEP(s, a_p, b_row)                                                      \
+    do {                                                                                \
+        __m256 a_vec = _mm256_set1_ps(a_p);                                             \
+        __m256 b_low = wide ? _mm256_loadu_ps(b_row) : _mm256_maskload_ps(b_row, low_mask); \
+        low[s] = _mm256_fmadd_ps(a_vec, b_low, low[s]);                                 \
+        if (wide)                                                                       \
+            high[s] = _mm256_fmadd_ps(a_vec, _mm256_maskload_ps((b_row) + 8, high_mask), \
+                                      high[s]);                                         \
+    } while (0)
+
+/* alpha * ((chain 0 + chain 1) + (chain 2 + chain 3)) + beta * c, written where mask keeps. */
+AVX2_FMA static inline void narrow_store(const __m256 *chains, float alpha, float beta,
+                                         float *c, __m256i mask) {
+    __m256 sum = _mm256_add_ps(_mm256_add_ps(chains[0], chains[1]),
+                               _mm256_add_ps(chains[2], chains[3]));
+    __m256 value = _mm256_mul_ps(_mm256_set1_ps(alpha), sum);
+    if (beta != 0.0f)
+        value = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_maskload_ps(c, mask), value);
+    _mm256_maskstore_ps(c, mask, value);
+}
+
+/* One row of c: its sums (two column vectors by four chains) stay in registers while it
+ * streams b; every chain index is a constant, so no sum goes through memory. */
+AVX2_FMA static inline __attribute__((always_inline))
+void narrow_row(int wide, long k, const float *a_row, const float *b, long ldb, float alpha,
+                float beta, float *c_row, __m256i low_mask, __m256i high_mask) {
+    __m256 low[PL_NARROW_CHAINS], high[PL_NARROW_CHAINS];
+    for (int s = 0; s < PL_NARROW_CHAINS; s++) low[s] = high[s] = _mm256_setzero_ps();
+    long p = 0;
+    for (; p + PL_NARROW_CHAINS <= k; p += PL_NARROW_CHAINS) {
+        NARROW_STEP(0, a_row[p], b + p * ldb);
+        NARROW_STEP(1, a_row[p + 1], b + (p + 1) * ldb);
+        NARROW_STEP(2, a_row[p + 2], b + (p + 2) * ldb);
+        NARROW_STEP(3, a_row[p + 3], b + (p + 3) * ldb);
+    }
+    if (p < k) NARROW_STEP(0, a_row[p], b + p * ldb);
+    if (p + 1 < k) NARROW_STEP(1, a_row[p + 1], b + (p + 1) * ldb);
+    if (p + 2 < k) NARROW_STEP(2, a_row[p + 2], b + (p + 2) * ldb);
+    narrow_store(low, alpha, beta, c_row, low_mask);
+    if (wide) narrow_store(high, alpha, beta, c_row + 8, high_mask);
+}
+
+/* See pl_narrow_fn. */
+AVX2_FMA void pl_sgemm_narrow_avx2(long m, long n, long k, float alpha, const float *a,
+                                   long lda, const float *b, long ldb, float beta, float *c,
+                                   long ldc) {
+    __m256i low_mask = lanes_below(n > 8 ? 8 : n), high_mask = lanes_below(n > 8 ? n - 8 : 0);
+    for (long i = 0; i < m; i++) {
+        if (n > 8)
+            narrow_row(1, k, a + i * lda, b, ldb, alpha, beta, c + i * ldc, low_mask, high_mask);
+        else
+            narrow_row(0, k, a + i * lda, b, ldb, alpha, beta, c + i * ldc, low_mask, high_mask);
+    }
 }
 
 /* Row groups of a, each streaming the columns of b in chunks. */

@@ -81,6 +81,25 @@ static void skinny_nn_chunk(long rows, long cols, long k, const float *a, long l
         }
 }
 
+/* See pl_narrow_fn; a row's partial sums are a small array the compiler keeps in
+ * registers. */
+void pl_sgemm_narrow_generic(long m, long n, long k, float alpha, const float *a, long lda,
+                             const float *b, long ldb, float beta, float *c, long ldc) {
+    for (long i = 0; i < m; i++) {
+        float sums[PL_NARROW_CHAINS][PL_NARROW_N] = {{0.0f}};
+        const float *a_row = a + i * lda;
+        for (long p = 0; p < k; p++) {
+            float *chain = sums[p % PL_NARROW_CHAINS];
+            const float *b_row = b + p * ldb;
+            for (long j = 0; j < n; j++) chain[j] += a_row[p] * b_row[j];
+        }
+        for (long j = 0; j < n; j++) {
+            float value = alpha * ((sums[0][j] + sums[1][j]) + (sums[2][j] + sums[3][j]));
+            c[i * ldc + j] = beta == 0.0f ? value : value + beta * c[i * ldc + j];
+        }
+    }
+}
+
 void pl_sgemm_skinny_generic(int trans_b, long m, long j_begin, long j_end, long k,
                              float alpha, const float *a, long lda, const float *b, long ldb,
                              float beta, float *c, long ldc) {

@@ -48,6 +48,15 @@ typedef void (*pl_skinny_fn)(int trans_b, long m, long j_begin, long j_end, long
                              float alpha, const float *a, long lda, const float *b, long ldb,
                              float beta, float *c, long ldc);
 
+/* c (m, n) = alpha * a (m, k) @ b (k, n) + beta * c for m <= 8 rows and n <= PL_NARROW_N
+ * columns, b read in place with row stride ldb.  Each element is PL_NARROW_CHAINS
+ * partial sums over p (the chain p % PL_NARROW_CHAINS), joined as (s0 + s1) + (s2 + s3):
+ * one running sum per column would wait on each multiply-add in turn. */
+typedef void (*pl_narrow_fn)(long m, long n, long k, float alpha, const float *a, long lda,
+                             const float *b, long ldb, float beta, float *c, long ldc);
+#define PL_NARROW_N 16
+#define PL_NARROW_CHAINS 4
+
 /* Rows of A a skinny kernel takes at once (each pass streams the B columns once). */
 #define PL_SKINNY_GROUP 4
 
@@ -71,6 +80,7 @@ typedef struct {
     pl_pack_panel_t_fn pack_panel_t;   /* NULL: transposed B panels packed by a plain loop */
     pl_small_fn small;
     pl_skinny_fn skinny;
+    pl_narrow_fn narrow;
 } pl_gemm_arch;
 
 #define PL_GENERIC_MR 4
@@ -86,6 +96,8 @@ void pl_sgemm_small_generic(int trans_a, int trans_b, long m, long n, long k, fl
 void pl_sgemm_skinny_generic(int trans_b, long m, long j_begin, long j_end, long k,
                              float alpha, const float *a, long lda, const float *b, long ldb,
                              float beta, float *c, long ldc);
+void pl_sgemm_narrow_generic(long m, long n, long k, float alpha, const float *a, long lda,
+                             const float *b, long ldb, float beta, float *c, long ldc);
 
 /* At least `floats` 64-byte aligned floats of the calling thread's scratch, or NULL.
  * Each OS thread has its own, so concurrent callers never share one; it is the GEMM's
@@ -133,6 +145,8 @@ void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long k, float
 void pl_sgemm_skinny_avx2(int trans_b, long m, long j_begin, long j_end, long k,
                           float alpha, const float *a, long lda, const float *b, long ldb,
                           float beta, float *c, long ldc);
+void pl_sgemm_narrow_avx2(long m, long n, long k, float alpha, const float *a, long lda,
+                          const float *b, long ldb, float beta, float *c, long ldc);
 #endif
 
 #endif

@@ -257,6 +257,32 @@ def test_few_rows_one_and_two_threads_bitwise_identical(kernel_path, threads, m,
     assert_close(results[0], a.T if trans_a else a, b.T if trans_b else b, 0.7, 0.3, c_before)
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 10, 16])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 7, 5408])
+@pytest.mark.parametrize("trans_a", [False, True])
+def test_narrow_products_match_the_reference(kernel_path, threads, n, k, trans_a):
+    """Products of m <= 8 rows and n <= 16 columns (a Dense(10) at batch 1) sum each
+    element in four chains over k: k % 4 covers every tail; b is a slice of wider rows,
+    so a read past a row's columns would mix in its neighbours; the same bits on 1 and
+    2 threads."""
+    rng = np.random.default_rng(k * 17 + n)
+    for m in (1, 3, 8):
+        a = random_matrix(rng, (k, m) if trans_a else (m, k))
+        b = random_matrix(rng, (k, n + 5))[:, 2:n + 2]
+        c_before = random_matrix(rng, (m, n))
+        results = []
+        for n_threads in (1, 2):
+            threads(n_threads)
+            c = c_before.copy()
+            gemm.sgemm(a, b, c, trans_a=trans_a, alpha=0.7, beta=0.3)
+            results.append(c)
+        assert np.array_equal(results[0], results[1])
+        assert_close(results[0], a.T if trans_a else a, b, 0.7, 0.3, c_before)
+        c = np.full((m, n), np.nan, np.float32)
+        gemm.sgemm(a, b, c, trans_a=trans_a)
+        assert_close(c, a.T if trans_a else a, b)
+
+
 @pytest.mark.parametrize("shape", [(300, 257, 520), (9, 1000, 700), (64, 256, 64), (3, 40, 30),
                                    (16, 20, 30)])
 @pytest.mark.parametrize("trans_a", [False, True])
