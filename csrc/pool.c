@@ -17,14 +17,16 @@ int pl_pool_geom_valid(const pl_pool_geom *g) {
     return 1;
 }
 
+/* The clipped input range [lo, hi) along axis a of output position o. */
+static void axis_range(const pl_pool_geom *g, int a, long o, long *lo, long *hi) {
+    long start = o * g->stride[a] - g->pad[a], end = start + g->window[a];
+    *lo = start < 0 ? 0 : start;
+    *hi = end > g->in_size[a] ? g->in_size[a] : end;
+}
+
 /* The clipped input range [lo[a], hi[a]) of output position o (3 coordinates). */
 static void window_range(const pl_pool_geom *g, const long o[3], long lo[3], long hi[3]) {
-    for (int a = 0; a < 3; a++) {
-        long start = o[a] * g->stride[a] - g->pad[a];
-        long end = start + g->window[a];
-        lo[a] = start < 0 ? 0 : start;
-        hi[a] = end > g->in_size[a] ? g->in_size[a] : end;
-    }
+    for (int a = 0; a < 3; a++) axis_range(g, a, o[a], &lo[a], &hi[a]);
 }
 
 static void output_coords(const pl_pool_geom *g, long pos, long o[3]) {
@@ -37,15 +39,19 @@ static long input_offset(const pl_pool_geom *g, long i0, long i1, long i2) {
     return ((i0 * g->in_size[1] + i1) * g->in_size[2] + i2) * g->channels;
 }
 
-typedef void (*keep_max_fn)(long c_n, const float *restrict src, int offset,
-                            float *restrict best, int *restrict arg);
-
-/* best, arg (c) = src where src > best or src is NaN (offset + c its index), so a NaN
- * anywhere in the window wins, as in numpy and Keras: a select that compilers
- * vectorise when blends of mixed types exist (AVX2), scalar otherwise. */
+/* best (c) = src where src > best or src is NaN, so a NaN anywhere in the window wins,
+ * as in numpy and Keras; arg (unless NULL) = offset + c where it took src.  Selects that
+ * compilers vectorise when blends of mixed types exist (AVX2). */
 static inline __attribute__((always_inline))
-void keep_max_body(long c_n, const float *restrict src, int offset, float *restrict best,
-                   int *restrict arg) {
+void keep_max(long c_n, const float *restrict src, int offset, float *restrict best,
+              int *restrict arg) {
+    if (arg == NULL) {
+        for (long c = 0; c < c_n; c++) {
+            float v = src[c], b = best[c];
+            best[c] = (v > b) | (v != v) ? v : b;
+        }
+        return;
+    }
     for (long c = 0; c < c_n; c++) {
         float v = src[c], b = best[c];
         int take = (v > b) | (v != v);
@@ -54,52 +60,68 @@ void keep_max_body(long c_n, const float *restrict src, int offset, float *restr
     }
 }
 
-static void keep_max_generic(long c_n, const float *restrict src, int offset,
-                             float *restrict best, int *restrict arg) {
-    keep_max_body(c_n, src, offset, best, arg);
+/* One output line of an image: positions (o0, o1, 0..out_size[2]) of y_line (out_size[2],
+ * channels), over input rows [lo0, hi0) x [lo1, hi1); arg_line likewise, or NULL. */
+typedef void (*max_line_fn)(const pl_pool_geom *g, const float *x_image, const long lo[2],
+                            const long hi[2], float *y_line, int *arg_line);
+
+static inline __attribute__((always_inline))
+void max_line_body(const pl_pool_geom *g, const float *x_image, const long lo[2],
+                   const long hi[2], float *y_line, int *arg_line) {
+    long c_n = g->channels;
+    for (long o2 = 0; o2 < g->out_size[2]; o2++) {
+        long lo2, hi2;
+        axis_range(g, 2, o2, &lo2, &hi2);
+        float *best = y_line + o2 * c_n;     // (channels)
+        int *arg = arg_line ? arg_line + o2 * c_n : NULL;
+        int first = (int)input_offset(g, lo[0], lo[1], lo2);
+        memcpy(best, x_image + first, c_n * sizeof(float));
+        if (arg)
+            for (long c = 0; c < c_n; c++) arg[c] = first + (int)c;
+        for (long i0 = lo[0]; i0 < hi[0]; i0++)
+            for (long i1 = lo[1]; i1 < hi[1]; i1++)
+                for (long i2 = lo2; i2 < hi2; i2++) {
+                    int offset = (int)input_offset(g, i0, i1, i2);
+                    if (offset != first) keep_max(c_n, x_image + offset, offset, best, arg);
+                }
+    }
+}
+
+static void max_line_generic(const pl_pool_geom *g, const float *x_image, const long lo[2],
+                             const long hi[2], float *y_line, int *arg_line) {
+    max_line_body(g, x_image, lo, hi, y_line, arg_line);
 }
 
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx2")))
-static void keep_max_avx2(long c_n, const float *restrict src, int offset,
-                          float *restrict best, int *restrict arg) {
-    keep_max_body(c_n, src, offset, best, arg);
+static void max_line_avx2(const pl_pool_geom *g, const float *x_image, const long lo[2],
+                          const long hi[2], float *y_line, int *arg_line) {
+    max_line_body(g, x_image, lo, hi, y_line, arg_line);
 }
 #endif
 
-static keep_max_fn keep_max_for(int isa) {
+static max_line_fn max_line_for(int isa) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (isa >= PL_ISA_AVX2) return keep_max_avx2;
+    if (isa >= PL_ISA_AVX2) return max_line_avx2;
 #endif
     (void)isa;
-    return keep_max_generic;
+    return max_line_generic;
 }
 
 void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
                          float *y, int *argmax) {
-    long out_spatial = prod3(g->out_size), in_image = prod3(g->in_size) * g->channels;
-    long rows = g->batch * out_spatial, c_n = g->channels;
-    keep_max_fn keep_max = keep_max_for(ctx->isa);
-    int nt = pl_elementwise_threads(ctx, rows * c_n * prod3(g->window));
+    long lines_per_image = g->out_size[0] * g->out_size[1];
+    long in_image = prod3(g->in_size) * g->channels, line = g->out_size[2] * g->channels;
+    max_line_fn max_line = max_line_for(ctx->isa);
+    int nt = pl_elementwise_threads(ctx, g->batch * prod3(g->out_size) * g->channels *
+                                             prod3(g->window));
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-    for (long r = 0; r < rows; r++) {
-        long o[3], lo[3], hi[3];
-        output_coords(g, r % out_spatial, o);
-        window_range(g, o, lo, hi);
-        const float *x_image = x + r / out_spatial * in_image;
-        float *y_row = y + r * c_n;          // (channels)
-        int *arg_row = argmax + r * c_n;
-        int first = (int)input_offset(g, lo[0], lo[1], lo[2]);
-        for (long c = 0; c < c_n; c++) {
-            y_row[c] = x_image[first + c];
-            arg_row[c] = first + (int)c;
-        }
-        for (long i0 = lo[0]; i0 < hi[0]; i0++)
-            for (long i1 = lo[1]; i1 < hi[1]; i1++)
-                for (long i2 = lo[2]; i2 < hi[2]; i2++) {
-                    int offset = (int)input_offset(g, i0, i1, i2);
-                    if (offset != first) keep_max(c_n, x_image + offset, offset, y_row, arg_row);
-                }
+    for (long l = 0; l < g->batch * lines_per_image; l++) {
+        long image = l / lines_per_image, o01 = l % lines_per_image, lo[2], hi[2];
+        axis_range(g, 0, o01 / g->out_size[1], &lo[0], &hi[0]);
+        axis_range(g, 1, o01 % g->out_size[1], &lo[1], &hi[1]);
+        max_line(g, x + image * in_image, lo, hi, y + l * line,
+                 argmax ? argmax + l * line : NULL);
     }
 }
 

@@ -19,8 +19,8 @@ typedef struct {
  * input position. */
 int pl_pool_geom_valid(const pl_pool_geom *g);
 
-/* y = window maxima; argmax (same shape as y) = index of the winning element inside
- * its image's (in..., channels) block. */
+/* y = window maxima; argmax (same shape as y, or NULL for none) = index of the winning
+ * element inside its image's (in..., channels) block. */
 void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
                          float *y, int *argmax);
 

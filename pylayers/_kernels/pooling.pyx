@@ -41,14 +41,16 @@ cdef pl_pool_geom make_geom(tuple geom, long x_size, long y_size) except *:
 
 
 def max_pool_forward(tuple geom not None, const float[::1] x not None, float[::1] y not None,
-                     int[::1] argmax not None):
+                     int[::1] argmax):
+    """y = the window maxima; argmax (None: not kept) = where each came from."""
     cdef pl_pool_geom g = make_geom(geom, x.shape[0], y.shape[0])
-    if argmax.shape[0] != y.shape[0]:
+    if argmax is not None and argmax.shape[0] != y.shape[0]:
         raise ValueError("argmax must have as many elements as y")
     if y.shape[0] == 0:
         return
+    cdef int *argmax_ptr = &argmax[0] if argmax is not None else NULL
     with nogil:
-        pl_max_pool_forward(ctx(), &g, &x[0], &y[0], &argmax[0])
+        pl_max_pool_forward(ctx(), &g, &x[0], &y[0], argmax_ptr)
 
 
 def max_pool_backward(tuple geom not None, const float[::1] dy not None,

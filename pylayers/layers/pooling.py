@@ -114,18 +114,31 @@ class BasePooling(Layer):
         op = max_pool_op if self.mode == "max" else avg_pool_op
         return op(inputs, self.pool_size, self.strides, self._pads(spatial, out), out)
 
+    def _pool(self, inputs, keep_argmax):
+        """(x, geometry, y, argmax): the compiled pooling of inputs; argmax None unless
+        kept (max pooling for a backward)."""
+        x = np.ascontiguousarray(inputs, dtype=np.float32)
+        geometry, y_shape = remembered(self, "geometry", x.shape, lambda: self._geometry(x.shape))
+        y = empty_buffer(self, "y", y_shape)
+        argmax = None
+        if self.mode == "max":
+            if keep_argmax:
+                argmax = empty_buffer(self, "argmax", (y.size,), np.intc)
+            pool_kernels.max_pool_forward(geometry, x.reshape(-1), y.reshape(-1), argmax)
+        else:
+            pool_kernels.avg_pool_forward(geometry, x.reshape(-1), y.reshape(-1))
+        return x, geometry, y, argmax
+
+    def _infer(self, inputs):
+        if reference_mode_on():
+            return super()._infer(inputs)
+        return self._pool(inputs, keep_argmax=False)[2]
+
     def _forward(self, inputs, training=False):
         if reference_mode_on():
             return super()._forward(inputs, training)
         self._step_losses.clear()
-        x = np.ascontiguousarray(inputs, dtype=np.float32)
-        geometry, y_shape = remembered(self, "geometry", x.shape, lambda: self._geometry(x.shape))
-        y = empty_buffer(self, "y", y_shape)
-        if self.mode == "max":
-            argmax = empty_buffer(self, "argmax", (y.size,), np.intc)
-            pool_kernels.max_pool_forward(geometry, x.reshape(-1), y.reshape(-1), argmax)
-        else:
-            pool_kernels.avg_pool_forward(geometry, x.reshape(-1), y.reshape(-1))
+        x, geometry, y, argmax = self._pool(inputs, keep_argmax=True)
 
         def backprop(dy, need_dx=True):
             if not need_dx:

@@ -51,7 +51,7 @@ def test_compiled_kernels_match_float64_reference(name):
     check_layer_native_matches_reference(factory(), x, training=training)
 
 
-@pytest.mark.parametrize("cls, kwargs, shape", [
+GEOMETRY_CASES = [
     (layers.MaxPooling1D, dict(pool_size=4, strides=3), (3, 11, 5)),
     (layers.MaxPooling2D, dict(pool_size=(3, 2), strides=(1, 2), padding="same"), (2, 7, 9, 3)),
     (layers.MaxPooling2D, dict(pool_size=2, strides=3), (2, 8, 8, 33)),
@@ -59,9 +59,19 @@ def test_compiled_kernels_match_float64_reference(name):
     (layers.AveragePooling1D, dict(pool_size=3, padding="same"), (2, 10, 4)),
     (layers.AveragePooling2D, dict(pool_size=(2, 3), strides=1, padding="same"), (2, 5, 7, 3)),
     (layers.AveragePooling3D, dict(pool_size=(1, 2, 3), padding="same"), (2, 3, 5, 7, 2)),
-])
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, shape", GEOMETRY_CASES)
 def test_geometry_matches_reference(cls, kwargs, shape):
     check_layer_native_matches_reference(cls(**kwargs), distinct(*shape))
+
+
+@pytest.mark.parametrize("cls, kwargs, shape", GEOMETRY_CASES)
+def test_inference_gives_the_training_forward_bits(cls, kwargs, shape):
+    """Inference keeps no argmax (max pooling); its outputs are the training forward's."""
+    layer, x = cls(**kwargs), rng.normal(size=shape).astype(np.float32)
+    np.testing.assert_array_equal(layer._infer(x), layer._forward(x, True)[0].copy())
 
 
 def test_same_average_excludes_padding_and_max_ignores_it():
@@ -77,12 +87,14 @@ def test_max_pool_propagates_nan_wherever_it_sits_in_the_window(kernel_path):
                 (1, 1, 16))    # 16 channels: the vectorised select runs
     saved = pylayers.get_kernel_path()
     pylayers.set_kernel_path(kernel_path)
-    try:
-        got = layers.MaxPooling1D(2)(x)
+    layer = layers.MaxPooling1D(2)
+    try:   # inference (no argmax kept) and the training forward
+        outputs = [layer._infer(x).copy(), layer._forward(x, True)[0].copy()]
     finally:
         pylayers.set_kernel_path(saved)
-    np.testing.assert_array_equal(got[0, :, 0], [np.nan, 0.5, np.nan])
-    assert np.all(np.isnan(got[0, ::2]))
+    for got in outputs:
+        np.testing.assert_array_equal(got[0, :, 0], [np.nan, 0.5, np.nan])
+        assert np.all(np.isnan(got[0, ::2]))
 
 
 @pytest.mark.parametrize("cls", [layers.MaxPooling2D, layers.AveragePooling2D])
