@@ -5,6 +5,7 @@ Keras on TensorFlow (CPU) joins the table where it is installed
 (`pip install tensorflow-cpu`); its tests are skipped otherwise."""
 import importlib.util
 import os
+import time
 
 import numpy as np
 import pytest
@@ -156,6 +157,31 @@ def test_train_epoch_pylayers(benchmark, name):
     benchmark.extra_info["samples"] = len(x)
     benchmark.pedantic(model.fit, args=(x, y), kwargs={"batch_size": BATCH, "verbose": 0},
                        rounds=5, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("name", ["cnn_28x28", "mlp_784_512_512_10"])
+def test_thread_scaling_pylayers(benchmark, name):
+    """Training epochs on one thread and on the whole budget, alternating (this VM's
+    speed drifts about 2x over minutes, more than the difference to be measured):
+    extra_info["ratio"] = median(one thread) / median(all threads), which compare.py
+    prints. The timed rounds are the pairs."""
+    benchmark.group = f"thread_scaling:{name}"
+    budget = keras.get_num_threads()
+    x, y = data(name, BATCH * STEPS)
+    model = pylayers_model(name)
+    model.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, verbose=0)
+    times = {1: [], budget: []}
+
+    def alternate():
+        for threads in times:
+            keras.set_num_threads(threads)
+            start = time.perf_counter()
+            model.fit(x, y, batch_size=BATCH, verbose=0)
+            times[threads].append(time.perf_counter() - start)
+        keras.set_num_threads(budget)
+    benchmark.pedantic(alternate, rounds=8, warmup_rounds=1)
+    timed = {threads: runs[1:] for threads, runs in times.items()}   # after the warm-up
+    benchmark.extra_info["ratio"] = float(np.median(timed[1]) / np.median(timed[budget]))
 
 
 @pytest.mark.parametrize("name", MODELS)

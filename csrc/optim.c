@@ -114,19 +114,40 @@ static void adam_block(long len, float *w, const float *g, float *m, float *v, f
         w[j] = decayed(w[j], p) - (m[j] * a.alpha) / (root[j] + a.eps);
 }
 
+/* The parameters' blocks are numbered across all of them, in order; the team shares
+ * that range, so a thread's blocks may span several parameters. */
+void pl_adam_update_all(const pl_ctx *ctx, long count, const pl_adam_param *params,
+                        double alpha, double beta_1, double beta_2, double epsilon) {
+    const adam_f a = {(float)alpha, (float)(1.0 - beta_1), (float)(1.0 - beta_2),
+                      (float)epsilon};
+    long elements = 0, blocks = 0;
+    for (long i = 0; i < count; i++) {
+        elements += params[i].n;
+        blocks += n_blocks(params[i].n);
+    }
+    int nt = threads_for(ctx, elements);
+    #pragma omp parallel num_threads(nt) if(nt > 1)
+    {
+        long begin, end, first = 0;   // first: the number of the parameter's first block
+        pl_team_share(blocks, &begin, &end);
+        for (long i = 0; i < count && first < end; first += n_blocks(params[i].n), i++) {
+            const pl_adam_param *q = &params[i];
+            const prep_f p = prep_float(q->prep);
+            long b_end = n_blocks(q->n) < end - first ? n_blocks(q->n) : end - first;
+            for (long b = begin > first ? begin - first : 0; b < b_end; b++) {
+                long o = b * PL_OPTIM_BLOCK;
+                adam_block(block_length(q->n, b), q->w + o, q->g + o, q->m + o, q->v + o,
+                           q->vhat != NULL ? q->vhat + o : NULL, a, p);
+            }
+        }
+    }
+}
+
 void pl_adam_update(const pl_ctx *ctx, long n, float *w, const float *g, float *m,
                     float *v, float *vhat, double alpha, double beta_1, double beta_2,
                     double epsilon, pl_grad_prep prep) {
-    const adam_f a = {(float)alpha, (float)(1.0 - beta_1), (float)(1.0 - beta_2),
-                      (float)epsilon};
-    const prep_f p = prep_float(prep);
-    int nt = threads_for(ctx, n);
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-    for (long b = 0; b < n_blocks(n); b++) {
-        long o = b * PL_OPTIM_BLOCK;
-        adam_block(block_length(n, b), w + o, g + o, m + o, v + o,
-                   vhat != NULL ? vhat + o : NULL, a, p);
-    }
+    const pl_adam_param param = {n, w, g, m, v, vhat, prep};
+    pl_adam_update_all(ctx, 1, &param, alpha, beta_1, beta_2, epsilon);
 }
 
 typedef struct {

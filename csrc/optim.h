@@ -35,6 +35,20 @@ void pl_adam_update(const pl_ctx *ctx, long n, float *w, const float *g, float *
                     float *v, float *vhat, double alpha, double beta_1, double beta_2,
                     double epsilon, pl_grad_prep prep);
 
+/* One parameter of a fused Adam step: n floats each, vhat NULL unless amsgrad. */
+typedef struct {
+    long n;
+    float *w;
+    const float *g;
+    float *m, *v, *vhat;
+    pl_grad_prep prep;
+} pl_adam_param;
+
+/* pl_adam_update for each of the count parameters, in one parallel region whose
+ * threads share the blocks of all of them (each element as pl_adam_update computes it). */
+void pl_adam_update_all(const pl_ctx *ctx, long count, const pl_adam_param *params,
+                        double alpha, double beta_1, double beta_2, double epsilon);
+
 /* RMSprop.  v = rho*v + (1-rho)*g^2; centered (avg != NULL): avg = rho*avg + (1-rho)*g,
  * denominator v - avg^2 + eps, else v + eps; inc = lr*g/sqrt(denominator);
  * mom != NULL: mom = momentum*mom + inc; w -= mom, else w -= inc. */

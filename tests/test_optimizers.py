@@ -453,3 +453,60 @@ def test_kernel_rejects_mismatched_slot():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         kernels.sgd_update(np.ones(0, np.float32), np.ones(0, np.float32), None, 0.1, 0, False)
+
+
+def adam_params(rng, sizes, amsgrad):
+    """(w, g, m, v, vhat, grad_scale, clip_value, decay) per size, each with its own
+    preprocessing, as Adam's step hands them to the fused kernel."""
+    params = []
+    for i, n in enumerate(sizes):
+        w, g = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
+        m, v = rng.normal(size=n).astype(np.float32), rng.random(n).astype(np.float32)
+        vhat = rng.random(n).astype(np.float32) if amsgrad else None
+        params.append((w, g, m, v, vhat, 1.0 - 0.1 * i, 0.3 if i % 2 else 0.0, 0.01 * i))
+    return params
+
+
+def copied(params):
+    return [tuple(a.copy() if isinstance(a, np.ndarray) else a for a in p) for p in params]
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_fused_adam_gives_each_variable_the_bits_of_its_own_update(amsgrad):
+    """adam_update_all shares the 1024-element blocks of all variables between the
+    threads (a thread's share spans variables: sizes around the block and the parallel
+    threshold, an empty one); every element comes out as one adam_update per variable
+    computes it, at 1, 2 and 3 threads."""
+    from pylayers._kernels import optim as kernels
+    params = adam_params(np.random.default_rng(5), [1, 1023, 0, 1025, 70000, 3, 40000], amsgrad)
+    hyper = (1e-3, 0.9, 0.999, 1e-7)
+    before = pylayers.get_num_threads()
+    try:
+        pylayers.set_num_threads(1)
+        expected = copied(params)
+        for w, g, m, v, vhat, scale, clip, decay in expected:
+            kernels.adam_update(w, g, m, v, vhat, *hyper, grad_scale=scale, clip_value=clip,
+                                decay=decay)
+        for threads in (1, 2, 3):
+            pylayers.set_num_threads(threads)
+            fused = copied(params)
+            kernels.adam_update_all(fused, *hyper)
+            for got, want in zip(fused, expected):
+                for a, b in zip(got[:5], want[:5]):
+                    if a is not None:
+                        np.testing.assert_array_equal(a, b)
+    finally:
+        pylayers.set_num_threads(before)
+
+
+def test_fused_adam_checks_every_variable_before_updating_any():
+    from pylayers._kernels import optim as kernels
+    params = adam_params(np.random.default_rng(6), [5, 7], False)
+    w0, g, m, v, vhat, *prep = params[1]
+    params[1] = (w0, g, m[:3], v, vhat, *prep)
+    untouched = copied(params)
+    with pytest.raises(ValueError, match="momentum has 3 elements"):
+        kernels.adam_update_all(params, 1e-3, 0.9, 0.999, 1e-7)
+    for got, want in zip(params, untouched):
+        for a, b in zip(got[:4], want[:4]):
+            np.testing.assert_array_equal(a, b)

@@ -3,6 +3,8 @@
 Every array is a flat float32 C-contiguous view of one variable (or its gradient or
 optimizer slot); optional slots are None. `grad_scale`, `clip_value` and `decay` are the
 gradient preprocessing and decoupled weight decay described in csrc/optim.h."""
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+
 from pylayers._kernels._runtime cimport ctx, pl_ctx
 
 cdef extern from "optim.h":
@@ -16,6 +18,16 @@ cdef extern from "optim.h":
     void pl_adam_update(const pl_ctx *ctx, long n, float *w, const float *g, float *m,
                         float *v, float *vhat, double alpha, double beta_1, double beta_2,
                         double epsilon, pl_grad_prep prep) nogil
+    ctypedef struct pl_adam_param:
+        long n
+        float *w
+        const float *g
+        float *m
+        float *v
+        float *vhat
+        pl_grad_prep prep
+    void pl_adam_update_all(const pl_ctx *ctx, long count, const pl_adam_param *params,
+                            double alpha, double beta_1, double beta_2, double epsilon) nogil
     void pl_rmsprop_update(const pl_ctx *ctx, long n, float *w, const float *g, float *v,
                            float *mom, float *avg, double lr, double rho, double momentum,
                            double epsilon, pl_grad_prep prep) nogil
@@ -86,6 +98,37 @@ def adam_update(float[::1] w, const float[::1] g, float[::1] m, float[::1] v,
         with nogil:
             pl_adam_update(ctx(), n, &w[0], &g[0], m_ptr, v_ptr, vhat_ptr, alpha,
                            beta_1, beta_2, epsilon, prep)
+
+
+def adam_update_all(list params not None, double alpha, double beta_1, double beta_2,
+                    double epsilon):
+    """adam_update of every (w, g, m, v, vhat, grad_scale, clip_value, decay) in params,
+    all checked first, then one C call whose threads share all of them."""
+    cdef long count = len(params), i, n
+    cdef pl_adam_param *c_params = <pl_adam_param *>PyMem_Malloc(max(count, 1) * sizeof(pl_adam_param))
+    if c_params == NULL:
+        raise MemoryError()
+    cdef float[::1] w, m, v, vhat
+    cdef const float[::1] g
+    views = []   # holds the buffers while C reads them
+    try:
+        for i in range(count):
+            w, g, m, v, vhat, grad_scale, clip_value, decay = params[i]
+            if m is None or v is None:
+                raise ValueError("adam_update_all: momentum and velocity are required")
+            n = checked_size(w, g)
+            c_params[i].n = n
+            c_params[i].w = &w[0] if n else NULL
+            c_params[i].g = &g[0] if n else NULL
+            c_params[i].m = slot_ptr(m, n, "momentum")
+            c_params[i].v = slot_ptr(v, n, "velocity")
+            c_params[i].vhat = slot_ptr(vhat, n, "velocity_hat")
+            c_params[i].prep = make_prep(grad_scale, clip_value, decay)
+            views.append((w, g, m, v, vhat))
+        with nogil:
+            pl_adam_update_all(ctx(), count, c_params, alpha, beta_1, beta_2, epsilon)
+    finally:
+        PyMem_Free(c_params)
 
 
 def rmsprop_update(float[::1] w, const float[::1] g, float[::1] v, float[::1] mom,

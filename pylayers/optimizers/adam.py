@@ -30,11 +30,14 @@ class Adam(Optimizer):
         beta_1, beta_2 = float(np.float32(self.beta_1)), float(np.float32(self.beta_2))
         return learning_rate * math.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
 
-    def _update(self, index, w, g, learning_rate, prep):
-        kernels.adam_update(w, g, self._slot("momentum", index), self._slot("velocity", index),
-                            self._slot("velocity_hat", index),
-                            self._step_size(learning_rate), self.beta_1, self.beta_2,
-                            self.epsilon, **prep)
+    def _update_all(self, updates, learning_rate):
+        """One C call for all variables: its threads share them all, and the Python per
+        variable is one tuple."""
+        kernels.adam_update_all(
+            [(w, g, self._slot("momentum", index), self._slot("velocity", index),
+              self._slot("velocity_hat", index), prep["grad_scale"], prep["clip_value"],
+              prep["decay"]) for index, w, g, prep in updates],
+            self._step_size(learning_rate), self.beta_1, self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

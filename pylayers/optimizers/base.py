@@ -78,7 +78,8 @@ def _check_optional_positive(owner, argument, value):
 class Optimizer:
     """Base of SGD, Adam, AdamW, RMSprop, Adagrad. Subclasses define `_slot_groups()`
     (the names of their per-variable state, in Keras' creation order) and
-    `_update(index, w, g, lr, prep)` (one C kernel call on flat float32 views)."""
+    `_update(index, w, g, lr, prep)` (one C kernel call on flat float32 views), or
+    `_update_all(updates, lr)` for all variables of a step at once."""
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name=None, ema_momentum=0.99, **kwargs):
@@ -102,6 +103,7 @@ class Optimizer:
         self._trainable_variables = []
         self._variable_index = {}
         self._slots = {}
+        self._flat_slots = {}
         self._slot_order = []
         self._excluded_ids = set()
         self._excluded_pattern = None
@@ -169,8 +171,8 @@ class Optimizer:
     def _slot(self, name, index):
         """Flat view of slot `name` of variable `index`; None when this configuration
         keeps no such slot."""
-        slots = self._slots.get(name)
-        return None if slots is None else slots[index].reshape(-1)
+        slots = self._flat_slots.get(name)
+        return None if slots is None else slots[index]
 
     def build(self, variables):
         """Create the optimizer's state for `variables` (once; later calls do nothing)."""
@@ -191,6 +193,9 @@ class Optimizer:
                     self._slots[name][i] = np.full(variable.shape,
                                                    self._slot_initial_value(name), np.float32)
                     self._slot_order.append((name, i))
+        # flat views of the same memory, made once (the step reads them every batch)
+        self._flat_slots = {name: [array.reshape(-1) for array in arrays]
+                            for name, arrays in self._slots.items()}
         self.built = True
 
     def _check_is_variable(self, variable):
@@ -265,12 +270,14 @@ class Optimizer:
         self._check_known(variables)
         learning_rate = self.learning_rate
         scales = self._gradient_scales([g for g, _ in pairs])
+        updates = []
+        for (grad, variable), scale in zip(pairs, scales):
+            decay = self.weight_decay * learning_rate if self._decays(variable) else 0.0
+            prep = {"grad_scale": scale, "clip_value": self.clipvalue or 0.0, "decay": decay}
+            updates.append((self._variable_index[id(variable)], variable.value.reshape(-1),
+                            grad.reshape(-1), prep))
         with _sigint_deferred():
-            for (grad, variable), scale in zip(pairs, scales):
-                decay = self.weight_decay * learning_rate if self._decays(variable) else 0.0
-                prep = {"grad_scale": scale, "clip_value": self.clipvalue or 0.0, "decay": decay}
-                self._update(self._variable_index[id(variable)], variable.value.reshape(-1),
-                             grad.reshape(-1), learning_rate, prep)
+            self._update_all(updates, learning_rate)
             for _, variable in pairs:
                 if variable.constraint is not None:
                     variable.value[...] = variable.constraint(variable.value)
@@ -335,6 +342,12 @@ class Optimizer:
 
     def _update(self, index, w, g, learning_rate, prep):
         raise NotImplementedError
+
+    def _update_all(self, updates, learning_rate):
+        """Every (index, w, g, prep) of one step; an optimizer with a fused kernel over
+        all variables overrides this."""
+        for index, w, g, prep in updates:
+            self._update(index, w, g, learning_rate, prep)
 
     # ---- config -----------------------------------------------------------------------
 

@@ -209,6 +209,10 @@ ENTRIES = {  # "module.function": (build(rng, m, n, k, case) -> args, reference,
                          sgd_reference, optim.sgd_update),
     "optim.adam_update": (optimizer_args(2, [None, 0.01, 0.9, 0.999, 1e-7]), adam_reference,
                           optim.adam_update),
+    # the fused step through a one-variable list: the list's arrays are mutated as above
+    "optim.adam_update_all": (optimizer_args(2, [None, 0.01, 0.9, 0.999, 1e-7]), adam_reference,
+                              lambda w, g, m, v, vhat, *hyper: optim.adam_update_all(
+                                  [(w, g, m, v, vhat, 1.0, 0.0, 0.0)], *hyper)),
     "optim.rmsprop_update": (optimizer_args(1, [None, None, 0.01, 0.9, 0.0, 1e-7]),
                              rmsprop_reference, optim.rmsprop_update),
     "optim.adagrad_update": (optimizer_args(1, [0.01, 1e-7]), adagrad_reference,
@@ -403,8 +407,9 @@ def _pool_parts(geom, x_size, y_size):
 
 
 def max_pool_forward_reference(geom, x, y, argmax):
+    """argmax None: only the maxima (inference)."""
     taps, batch, channels = _pool_parts(geom, x.size, y.size)
-    if argmax.shape != y.shape:
+    if argmax is not None and argmax.shape != y.shape:
         raise ValueError("argmax")
     xs = x.reshape(batch, int(np.prod(geom[2])), channels)
     best = np.full((batch, taps.shape[0], channels), -np.inf)
@@ -418,6 +423,8 @@ def max_pool_forward_reference(geom, x, y, argmax):
         best = np.where(take, value, best)
         arg = np.where(take, taps[:, t][None, :, None] * channels + np.arange(channels), arg)
         started |= inside
+    if argmax is None:
+        return {2: best.reshape(-1)}
     return {2: best.reshape(-1), 3: arg.reshape(-1)}
 
 

@@ -42,20 +42,21 @@ def assert_same_weights(model, reference):
 
 
 def test_sigint_inside_an_update_is_delivered_after_the_step(monkeypatch):
-    """SIGINT sent while the optimizer is between two variables' updates (step 7, after
-    the first variable): without the deferral the model would be half-updated."""
+    """SIGINT sent while the optimizer is inside step 7 (its weights updated, the step
+    not yet counted nor the constraints applied): without the deferral the model would
+    be left half-way through the step."""
     model = fresh()
     model.fit(X[:BATCH], Y[:BATCH], batch_size=BATCH, epochs=1, verbose=0)   # build
     model = fresh()
     calls = {"n": 0}
-    original = type(model.optimizer)._update
+    original = type(model.optimizer)._update_all
 
-    def update(self, *args):
+    def update_all(self, *args):
         calls["n"] += 1
         original(self, *args)
-        if calls["n"] == 6 * 6 + 1:   # 6 variables per step: step 7, first variable done
+        if calls["n"] == 7:   # one call per step, every variable in it
             os.kill(os.getpid(), signal.SIGINT)
-    monkeypatch.setattr(type(model.optimizer), "_update", update)
+    monkeypatch.setattr(type(model.optimizer), "_update_all", update_all)
     with pytest.raises(KeyboardInterrupt):
         model.fit(X, Y, batch_size=BATCH, epochs=5, shuffle=False, verbose=0)
     monkeypatch.undo()
