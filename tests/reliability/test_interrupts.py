@@ -1,5 +1,5 @@
 """Ctrl-C during fit leaves a usable model holding the weights of its last completed
-step (the optimizer defers SIGINT around its per-variable updates), and an interrupted
+step (the optimizer defers SIGINT around its updates), and an interrupted
 ModelCheckpoint save leaves the previous file intact."""
 import os
 import signal
@@ -18,17 +18,21 @@ Y = np.random.default_rng(1).standard_normal((64, 2)).astype(np.float32)
 BATCH = 8
 
 
-def fresh():
+OPTIMIZERS = {"adam": lambda: keras.optimizers.Adam(1e-2),   # one call for all variables
+              "sgd": lambda: keras.optimizers.SGD(1e-2, momentum=0.9)}   # one per variable
+
+
+def fresh(optimizer="adam"):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6,)), layers.Dense(16, activation="tanh"),
                               layers.Dense(8, activation="relu"), layers.Dense(2)])
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    model.compile(optimizer=OPTIMIZERS[optimizer](), loss="mse")
     return model
 
 
-def reference_after(steps):
+def reference_after(steps, optimizer="adam"):
     """A model trained by exactly `steps` steps over the batches fit uses (no shuffle)."""
-    model = fresh()
+    model = fresh(optimizer)
     batches = len(X) // BATCH
     for step in range(steps):
         index = slice(step % batches * BATCH, (step % batches + 1) * BATCH)
@@ -41,30 +45,34 @@ def assert_same_weights(model, reference):
         np.testing.assert_array_equal(got, expected)
 
 
-def test_sigint_inside_an_update_is_delivered_after_the_step(monkeypatch):
-    """SIGINT sent while the optimizer is inside step 7 (its weights updated, the step
-    not yet counted nor the constraints applied): without the deferral the model would
-    be left half-way through the step."""
-    model = fresh()
+@pytest.mark.parametrize("optimizer, hook, call", [("adam", "_update_all", 7),
+                                                   ("sgd", "_update", 6 * 6 + 1)])
+def test_sigint_inside_an_update_is_delivered_after_the_step(monkeypatch, optimizer, hook,
+                                                             call):
+    """SIGINT sent while the optimizer is inside step 7: Adam's one call for all
+    variables done, the step not yet counted nor the constraints applied; SGD's first
+    variable updated (6 variables a step). Without the deferral the model would be left
+    half-way through the step."""
+    model = fresh(optimizer)
     model.fit(X[:BATCH], Y[:BATCH], batch_size=BATCH, epochs=1, verbose=0)   # build
-    model = fresh()
+    model = fresh(optimizer)
     calls = {"n": 0}
-    original = type(model.optimizer)._update_all
+    original = getattr(type(model.optimizer), hook)
 
-    def update_all(self, *args):
+    def update(self, *args):
         calls["n"] += 1
         original(self, *args)
-        if calls["n"] == 7:   # one call per step, every variable in it
+        if calls["n"] == call:
             os.kill(os.getpid(), signal.SIGINT)
-    monkeypatch.setattr(type(model.optimizer), "_update_all", update_all)
+    monkeypatch.setattr(type(model.optimizer), hook, update)
     with pytest.raises(KeyboardInterrupt):
         model.fit(X, Y, batch_size=BATCH, epochs=5, shuffle=False, verbose=0)
     monkeypatch.undo()
     assert model.optimizer.iterations == 7
-    assert_same_weights(model, reference_after(7))
+    assert_same_weights(model, reference_after(7, optimizer))
     # usable: it predicts and trains on exactly like the reference
     np.testing.assert_array_equal(model.predict(X, verbose=0),
-                                  reference_after(7).predict(X, verbose=0))
+                                  reference_after(7, optimizer).predict(X, verbose=0))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
