@@ -55,7 +55,7 @@ typedef void (*pl_skinny_fn)(int trans_b, long m, long j_begin, long j_end, long
 typedef void (*pl_narrow_fn)(long m, long n, long k, float alpha, const float *a, long lda,
                              const float *b, long ldb, float beta, float *c, long ldc);
 #define PL_NARROW_N 16
-#define PL_NARROW_CHAINS 4
+#define PL_NARROW_CHAINS 4   /* the kernels write the join out for four */
 
 /* Rows of A a skinny kernel takes at once (each pass streams the B columns once). */
 #define PL_SKINNY_GROUP 4

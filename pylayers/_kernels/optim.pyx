@@ -105,7 +105,8 @@ def adam_update_all(list params not None, double alpha, double beta_1, double be
     """adam_update of every (w, g, m, v, vhat, grad_scale, clip_value, decay) in params,
     all checked first, then one C call whose threads share all of them."""
     cdef long count = len(params), i, n
-    cdef pl_adam_param *c_params = <pl_adam_param *>PyMem_Malloc(max(count, 1) * sizeof(pl_adam_param))
+    cdef pl_adam_param *c_params = <pl_adam_param *>PyMem_Malloc(
+        max(count, 1) * sizeof(pl_adam_param))
     if c_params == NULL:
         raise MemoryError()
     cdef float[::1] w, m, v, vhat

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 
+
 class _Mode(threading.local):
     """Each thread's mode; a class default, so reading it in a new thread raises and
     catches no AttributeError (getattr with a default did, about 1 us per layer call)."""
