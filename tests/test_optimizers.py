@@ -510,3 +510,19 @@ def test_fused_adam_checks_every_variable_before_updating_any():
     for got, want in zip(params, untouched):
         for a, b in zip(got[:4], want[:4]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_fused_adam_refuses_an_unaligned_array_inside_its_list():
+    """The arrays arrive inside a list of tuples: the alignment check looks in there too
+    (the C loop would load the floats misaligned)."""
+    from pylayers._kernels import optim as kernels
+    params = adam_params(np.random.default_rng(7), [6, 5], False)
+    raw = np.zeros(5 * 4 + 1, np.uint8)[1:].view(np.float32)   # 5 floats, one byte off
+    assert not raw.flags.aligned
+    w, g, m, v, vhat, *prep = params[1]
+    params[1] = (w, raw, m, v, vhat, *prep)
+    untouched = copied(params)
+    with pytest.raises(ValueError, match="adam_update_all: .* not aligned"):
+        kernels.adam_update_all(params, 1e-3, 0.9, 0.999, 1e-7)
+    for got, want in zip(params, untouched):
+        np.testing.assert_array_equal(got[0], want[0])

@@ -73,11 +73,11 @@ set_num_threads(_threads_from_environment())
 set_kernel_path(os.environ.get("PYLAYERS_KERNEL", "auto"))
 
 
-cdef _check_aligned(function, tuple values):
-    """ValueError naming `function` when an array among values (or inside a tuple among
-    them) is not aligned for its dtype."""
+cdef _check_aligned(function, values):
+    """ValueError naming `function` when an array among values (or inside a tuple or list
+    among them, e.g. adam_update_all's per-variable tuples) is not aligned for its dtype."""
     for value in values:
-        if type(value) is tuple:
+        if type(value) is tuple or type(value) is list:
             _check_aligned(function, value)
         elif isinstance(value, _ndarray) and not value.flags.aligned:
             raise ValueError(f"{function.__name__}: received an array of dtype {value.dtype} "
@@ -87,7 +87,7 @@ cdef _check_aligned(function, tuple values):
 
 def _refuse_unaligned(namespace, copies=()):
     """Wrap each public function of the wrapper module whose globals are `namespace`:
-    a numpy array argument (or one inside a tuple argument, e.g. a tape) whose data is
+    a numpy array argument (or one inside a tuple or list argument, e.g. a tape) whose data is
     not aligned for its dtype raises ValueError naming the function, before the call.
     Typed memoryviews accept such arrays, and the C kernels load floats and ints at
     their natural alignment (undefined behaviour otherwise). Functions named in `copies`
