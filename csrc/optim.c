@@ -143,13 +143,6 @@ void pl_adam_update_all(const pl_ctx *ctx, long count, const pl_adam_param *para
     }
 }
 
-void pl_adam_update(const pl_ctx *ctx, long n, float *w, const float *g, float *m,
-                    float *v, float *vhat, double alpha, double beta_1, double beta_2,
-                    double epsilon, pl_grad_prep prep) {
-    const pl_adam_param param = {n, w, g, m, v, vhat, prep};
-    pl_adam_update_all(ctx, 1, &param, alpha, beta_1, beta_2, epsilon);
-}
-
 typedef struct {
     float lr, rho, one_minus_rho, mu, eps;
 } rmsprop_f;

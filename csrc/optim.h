@@ -28,14 +28,10 @@ double pl_sum_squares(const pl_ctx *ctx, long n, const float *x);
 void pl_sgd_update(const pl_ctx *ctx, long n, float *w, const float *g, float *m,
                    double lr, double momentum, int nesterov, pl_grad_prep prep);
 
-/* Adam (and AdamW through prep.decay).  m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+/* Adam (and AdamW through prep.decay), one parameter: n floats each.
+ * m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
  * vhat != NULL (amsgrad): vhat = max(vhat, v) and used in place of v;
  * w -= alpha * m / (sqrt(v) + eps), alpha = lr*sqrt(1 - b2^t)/(1 - b1^t). */
-void pl_adam_update(const pl_ctx *ctx, long n, float *w, const float *g, float *m,
-                    float *v, float *vhat, double alpha, double beta_1, double beta_2,
-                    double epsilon, pl_grad_prep prep);
-
-/* One parameter of a fused Adam step: n floats each, vhat NULL unless amsgrad. */
 typedef struct {
     long n;
     float *w;
@@ -44,8 +40,8 @@ typedef struct {
     pl_grad_prep prep;
 } pl_adam_param;
 
-/* pl_adam_update for each of the count parameters, in one parallel region whose
- * threads share the blocks of all of them (each element as pl_adam_update computes it). */
+/* The Adam step of each of the count parameters, in one parallel region whose threads
+ * share the blocks of all of them (each element computed the same whatever the split). */
 void pl_adam_update_all(const pl_ctx *ctx, long count, const pl_adam_param *params,
                         double alpha, double beta_1, double beta_2, double epsilon);
 

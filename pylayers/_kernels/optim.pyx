@@ -15,9 +15,6 @@ cdef extern from "optim.h":
     double pl_sum_squares(const pl_ctx *ctx, long n, const float *x) nogil
     void pl_sgd_update(const pl_ctx *ctx, long n, float *w, const float *g, float *m,
                        double lr, double momentum, int nesterov, pl_grad_prep prep) nogil
-    void pl_adam_update(const pl_ctx *ctx, long n, float *w, const float *g, float *m,
-                        float *v, float *vhat, double alpha, double beta_1, double beta_2,
-                        double epsilon, pl_grad_prep prep) nogil
     ctypedef struct pl_adam_param:
         long n
         float *w
@@ -83,21 +80,12 @@ def sgd_update(float[::1] w, const float[::1] g, float[::1] m, double lr,
             pl_sgd_update(ctx(), n, &w[0], &g[0], m_ptr, lr, momentum, nesterov, prep)
 
 
-def adam_update(float[::1] w, const float[::1] g, float[::1] m, float[::1] v,
-                float[::1] vhat, double alpha, double beta_1, double beta_2,
+def adam_update(w, g, m, v, vhat, double alpha, double beta_1, double beta_2,
                 double epsilon, double grad_scale=1.0, double clip_value=0.0,
                 double decay=0.0):
-    cdef long n = checked_size(w, g)
-    cdef float *m_ptr = slot_ptr(m, n, "momentum")
-    cdef float *v_ptr = slot_ptr(v, n, "velocity")
-    cdef float *vhat_ptr = slot_ptr(vhat, n, "velocity_hat")
-    cdef pl_grad_prep prep = make_prep(grad_scale, clip_value, decay)
-    if m is None or v is None:
-        raise ValueError("adam_update: momentum and velocity are required")
-    if n:
-        with nogil:
-            pl_adam_update(ctx(), n, &w[0], &g[0], m_ptr, v_ptr, vhat_ptr, alpha,
-                           beta_1, beta_2, epsilon, prep)
+    """One variable's Adam step: adam_update_all of its one tuple."""
+    adam_update_all([(w, g, m, v, vhat, grad_scale, clip_value, decay)], alpha, beta_1,
+                    beta_2, epsilon)
 
 
 def adam_update_all(list params not None, double alpha, double beta_1, double beta_2,
@@ -116,7 +104,7 @@ def adam_update_all(list params not None, double alpha, double beta_1, double be
         for i in range(count):
             w, g, m, v, vhat, grad_scale, clip_value, decay = params[i]
             if m is None or v is None:
-                raise ValueError("adam_update_all: momentum and velocity are required")
+                raise ValueError("adam kernel: momentum and velocity are required")
             n = checked_size(w, g)
             c_params[i].n = n
             c_params[i].w = &w[0] if n else NULL
