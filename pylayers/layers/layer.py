@@ -28,6 +28,17 @@ _LAYER_KWARGS = {"input_shape", "input_dim", "batch_size", "batch_input_shape", 
 
 class Layer:
     supports_masking = False   # pass an incoming mask on unchanged (see compute_mask)
+    _paths_run_call = False    # True: the class's _forward/_infer run `call`, whatever it is
+
+    def __init_subclass__(cls, **kwargs):
+        """A subclass that writes its own `call` runs it: the compiled paths it would
+        inherit (a Dense's fused forward, written for Dense.call) give way to the generic
+        ones that run `call`, unless it writes them too."""
+        super().__init_subclass__(**kwargs)
+        if "call" in vars(cls) and not cls._paths_run_call:
+            for name in ("_forward", "_infer", "_inference_step"):
+                if name not in vars(cls):
+                    setattr(cls, name, vars(Layer)[name])
 
     def __init__(self, *, name=None, trainable=True, dtype=None, **kwargs):
         unknown = set(kwargs) - _LAYER_KWARGS
@@ -219,6 +230,11 @@ class Layer:
         """Inference: the outputs alone, for a model that passes no masks (layers with a
         lean path skip building their backprop)."""
         return self._forward(inputs, training=False)[0]
+
+    def _inference_step(self, input_shape):
+        """An InferenceStep (pylayers.layers.inference) for inputs of input_shape, or None:
+        a plan then runs this layer's `_infer`."""
+        return None
 
     def _accepts_mask(self):
         cls = type(self)

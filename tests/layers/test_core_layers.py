@@ -177,6 +177,24 @@ def test_builtin_layer_inside_custom_layer_gets_gradients():
     check_layer_gradients(block, rng.normal(size=(3, 4)))
 
 
+@pytest.mark.parametrize("base", [layers.Dense, layers.Conv1D])
+def test_a_subclass_that_writes_its_own_call_runs_it(base):
+    """Not the parent's compiled forward, which was written for the parent's call: in a
+    model's predict, in __call__, and in its gradients."""
+    class Doubled(base):
+        def call(self, inputs):
+            return super().call(inputs) * 2.0
+
+    keras.utils.set_random_seed(0)
+    x = rng.normal(size=(2, 5, 3)).astype(np.float32)
+    layer = Doubled(4, **({"kernel_size": 2} if base is layers.Conv1D else {}))
+    model = keras.Sequential([layers.InputLayer(shape=x.shape[1:]), layer])
+    plain = base.call(layer, x)   # the parent's call on the same weights
+    np.testing.assert_allclose(model.predict(x, verbose=0), 2.0 * plain, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer(x), 2.0 * plain, rtol=1e-5, atol=1e-6)
+    check_layer_gradients(layer, rng.normal(size=x.shape))
+
+
 def test_unaligned_inputs_are_aligned_at_the_layer_boundary():
     """The C kernels load floats at 4-byte alignment (UBSan found misaligned loads): the
     kernel wrappers refuse unaligned arrays, and layers copy such user data once."""
