@@ -13,6 +13,7 @@ from pylayers._kernels import conv as conv_kernels
 from pylayers._kernels import dense as dense_kernels
 from pylayers.layers.buffers import empty_buffer, remembered
 from pylayers.layers.core import _serialize, activation_backward_fn, grad_buffer
+from pylayers.layers.inference import InferenceStep
 from pylayers.layers.layer import Layer
 from pylayers.ops import value_of
 from pylayers.ops.mode import reference_mode_on
@@ -453,6 +454,21 @@ class BaseConv(_ForwardConv):
         if self.use_bias:
             y = ops.add(y, self.bias)
         return self.activation(y)
+
+    def _inference_step(self, input_shape):
+        if self._fused is None:
+            return None
+        code, alpha = self._fused
+        geometry = self._spec(input_shape).kernel_geometry(input_shape[0], input_shape[-1],
+                                                           self.filters)
+        out_shape = (input_shape[0],) + self._output_spatial(input_shape[1:-1]) + (self.filters,)
+
+        def run(x, out):   # x (n, *spatial, in) -> out (n, *out_spatial, filters)
+            conv_kernels.conv_forward(geometry, x.reshape(-1), as_float32(self.kernel.value).reshape(-1),
+                                      self.bias.value if self.use_bias else None, code, alpha,
+                                      out.reshape(-1))
+            return out
+        return InferenceStep(run, out_shape)
 
     def _forward(self, inputs, training=False):
         if reference_mode_on():

@@ -7,6 +7,7 @@ import numpy as np
 from pylayers import activations, ops
 from pylayers._kernels import dense as dense_kernels
 from pylayers.layers.buffers import empty_buffer
+from pylayers.layers.inference import InferenceStep, view_step
 from pylayers.layers.layer import Layer
 from pylayers.ops import Tape
 from pylayers.ops.mode import reference_mode_on
@@ -130,6 +131,18 @@ class Dense(Layer):
             y = activation_backward_fn(self.activation, y)[0]
         return self._rows_like(inputs, x, y)
 
+    def _inference_step(self, input_shape):
+        if self._fused is None or len(input_shape) != 2:
+            return None   # other ranks: _infer
+        code, alpha = self._fused
+
+        def run(x, out):   # x (rows, in) -> out (rows, units)
+            dense_kernels.dense_forward(x, self.kernel.value,
+                                        self.bias.value if self.use_bias else None, code,
+                                        alpha, out)
+            return out
+        return InferenceStep(run, (input_shape[0], self.units))
+
     def _forward(self, inputs, training=False):
         if reference_mode_on():
             return super()._forward(inputs, training)
@@ -205,6 +218,19 @@ class ElementwiseActivation(Layer):
     def output_activation(self):
         return None
 
+    def _inference_step(self, input_shape):
+        fused = self.fused()
+        if fused is None or not input_shape:
+            return None
+        code, alpha = fused
+        width = input_shape[-1] or 1
+
+        def run(x, out):   # out = act(x), in place on a copy of x
+            np.copyto(out, x)
+            dense_kernels.bias_act_forward(out.reshape(-1, width), None, code, alpha)
+            return out
+        return InferenceStep(run, tuple(input_shape))
+
     def _forward(self, inputs, training=False):
         fused = self.fused()
         if reference_mode_on() or fused is None or np.ndim(inputs) == 0:
@@ -267,6 +293,11 @@ class Flatten(Layer):
         size = None if any(d is None for d in rest) else int(np.prod(rest, dtype=np.int64))
         return (input_shape[0], size)
 
+    def _inference_step(self, input_shape):
+        if self.data_format == "channels_first" and len(input_shape) > 2:
+            return None
+        return view_step(self.compute_output_shape(input_shape))
+
     def _forward(self, inputs, training=False):
         if self.data_format == "channels_first" and np.ndim(inputs) > 2:
             return super()._forward(inputs, training)
@@ -313,6 +344,9 @@ class Reshape(Layer):
         return ValueError(f"Layer '{self.name}': total size of the input shape "
                           f"{tuple(sample_shape)} does not match target_shape {self.target_shape}")
 
+    def _inference_step(self, input_shape):
+        return view_step(self.compute_output_shape(input_shape))
+
     def _forward(self, inputs, training=False):
         shape = np.shape(inputs)
         return reshape_forward(inputs, (shape[0],) + self._resolved(shape[1:]))
@@ -344,6 +378,9 @@ class Dropout(Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def _inference_step(self, input_shape):
+        return view_step(input_shape)   # the identity outside training
 
     def _keep_mask(self, shape):
         mask_shape = shape

@@ -11,6 +11,7 @@ from pylayers.layers.convolutional import (conv_output_length, conv_pad_before, 
                                            normalize_data_format, normalize_padding,
                                            normalize_tuple)
 from pylayers.layers.buffers import empty_buffer, remembered
+from pylayers.layers.inference import InferenceStep
 from pylayers.layers.layer import Layer
 from pylayers.ops import value_of
 from pylayers.ops.mode import reference_mode_on
@@ -133,6 +134,18 @@ class BasePooling(Layer):
         if reference_mode_on():
             return super()._infer(inputs)
         return self._pool(inputs, keep_argmax=False)[2]
+
+    def _inference_step(self, input_shape):
+        geometry, out_shape = self._geometry(input_shape)
+        max_pool = self.mode == "max"
+
+        def run(x, out):   # x (n, *spatial, c) -> out (n, *out_spatial, c)
+            if max_pool:
+                pool_kernels.max_pool_forward(geometry, x.reshape(-1), out.reshape(-1), None)
+            else:
+                pool_kernels.avg_pool_forward(geometry, x.reshape(-1), out.reshape(-1))
+            return out
+        return InferenceStep(run, out_shape)
 
     def _forward(self, inputs, training=False):
         if reference_mode_on():

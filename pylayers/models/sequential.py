@@ -1,9 +1,17 @@
 """Sequential: a plain stack of layers; training runs them as a flat list of fused
-forward calls and, in reverse, their backprops."""
+forward calls and, in reverse, their backprops; inference runs a compiled plan per input
+shape (pylayers.layers.inference)."""
+import numpy as np
+
+from pylayers import config
+from pylayers.layers.inference import make_plan
 from pylayers.layers.input_layer import InputLayer
 from pylayers.layers.keras_tensor import KerasTensor
 from pylayers.layers.layer import Layer
 from pylayers.models.model import Model
+from pylayers.ops.mode import floatx, reference_mode_on
+
+PLANS_KEPT = 2   # input shapes: a predict's full batches and its last, shorter one
 
 
 class Sequential(Model):
@@ -12,6 +20,7 @@ class Sequential(Model):
         self._input_layer = None
         self._stack = []
         self._output_shapes = {}
+        self._plans = {}
         for layer in layers or []:
             self.add(layer, rebuild=False)
         self._build_from_input_layer()
@@ -38,6 +47,7 @@ class Sequential(Model):
                 self._input_layer = InputLayer(batch_shape=layer._batch_input_shape)
             self._stack.append(layer)
             self._track_layer(layer)
+            self._plans = {}
             if self.built and rebuild:
                 self._symbolic_output = self._call_symbolic(layer, self._symbolic_output)
                 return
@@ -48,6 +58,7 @@ class Sequential(Model):
         if not self._stack:
             raise TypeError(f"There are no layers in the Sequential model '{self.name}'.")
         layer = self._stack.pop()
+        self._plans = {}
         self._sublayers.remove(layer)
         self._output_shapes.pop(layer.name, None)
         self.built = False
@@ -138,6 +149,17 @@ class Sequential(Model):
     def _check_input(self, input_shape):
         self._check_input_data([input_shape])
 
+    def _prepare(self, x, y=None, sample_weight=None, class_weight=None):
+        """Inputs alone that the kernels read as they are, of a shape checked before,
+        pass unconverted (a predict call's fast path)."""
+        if y is None and sample_weight is None and type(x) is np.ndarray and \
+                x.dtype == floatx() and x.shape[1:] == self._checked_input_shapes and \
+                not config.is_check_numerics_enabled():
+            flags = x.flags
+            if flags.c_contiguous and flags.aligned:
+                return [x], None, None
+        return super()._prepare(x, y, sample_weight, class_weight)
+
     # ---- computation ----------------------------------------------------------------
 
     def call(self, inputs, training=False):
@@ -170,6 +192,11 @@ class Sequential(Model):
         return [x], backward
 
     def _infer_batch(self, xs):
+        plan = self._inference_plan(xs[0])
+        y = plan.run(xs[0]) if plan is not None else None
+        if y is not None:
+            self._output_mask = None
+            return [y]
         if any(type(layer).compute_mask is not Layer.compute_mask for layer in self._stack):
             return super()._infer_batch(xs)   # masks to hand on: the full forward
         x = xs[0]
@@ -177,6 +204,22 @@ class Sequential(Model):
             x = layer._infer(x)
         self._output_mask = None
         return [x]
+
+    def _inference_plan(self, x):
+        """The compiled inference plan for x's shape (made on first use; None where the
+        layers hand on masks, x is not float32, or in reference mode)."""
+        if x.dtype != np.float32 or not x.size or reference_mode_on():
+            return None
+        if x.shape not in self._plans:
+            if len(self._plans) >= PLANS_KEPT:
+                del self._plans[next(iter(self._plans))]
+            self._plans[x.shape] = self._make_plan(x.shape)
+        return self._plans[x.shape]
+
+    def _make_plan(self, shape):
+        if any(type(layer).compute_mask is not Layer.compute_mask for layer in self._stack):
+            return None
+        return make_plan(self._stack, shape)
 
     def _forward(self, inputs, training=False, mask=None):
         """This model used as a layer: one input, one output."""

@@ -1,0 +1,78 @@
+"""A Sequential model's inference as a flat list of compiled calls, made once per input
+shape. Each layer that can offers a step: a call into its kernel with the geometry
+worked out and the output buffer allocated when the plan is made, reading the weights
+at call time. A layer without one runs its own `_infer`. A predict call then does no
+shape arithmetic, no buffer lookups and no backprop bookkeeping."""
+import threading
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from pylayers.layers.buffers import aligned_empty
+
+
+class InferenceStep(NamedTuple):
+    """run(x, out) -> y for C-contiguous float32 x of the shape the step was made for;
+    out is a float32 array of output_shape when `writes`, else None (y a view of x)."""
+    run: Callable
+    output_shape: tuple
+    writes: bool = True
+
+
+def view_step(output_shape):
+    """A step that only reshapes (Flatten, Reshape) or passes x on (Dropout)."""
+    return InferenceStep(lambda x, out: x.reshape(output_shape), tuple(output_shape), False)
+
+
+def _own_infer_step(layer, compiled_next):
+    """The layer's own `_infer`, its output made C-contiguous float32 when a compiled
+    step reads it next."""
+    if compiled_next:
+        return lambda x, out: np.ascontiguousarray(layer._infer(x), dtype=np.float32)
+    return lambda x, out: layer._infer(x)
+
+
+def make_plan(layers, input_shape):
+    """The InferencePlan of `layers` for inputs of input_shape; None when a layer
+    without a step gives no concrete output shape."""
+    steps, shape = [], tuple(input_shape)
+    for layer in layers:
+        step = layer._inference_step(shape)
+        steps.append((layer, step))
+        shape = step.output_shape if step else tuple(layer.compute_output_shape(shape))
+        if any(d is None for d in shape):
+            return None
+    last_writer = max((i for i, (_, s) in enumerate(steps) if s and s.writes), default=-1)
+    calls = []
+    for i, (layer, step) in enumerate(steps):
+        if step is None:
+            compiled_next = i + 1 < len(steps) and steps[i + 1][1] is not None
+            calls.append((_own_infer_step(layer, compiled_next), None, None))
+        elif not step.writes:
+            calls.append((step.run, None, None))
+        elif i == last_writer:
+            calls.append((step.run, None, step.output_shape))   # a new array each call
+        else:
+            calls.append((step.run, aligned_empty(step.output_shape), None))
+    return InferencePlan(calls)
+
+
+class InferencePlan:
+    """Calls (run, buffer, fresh_shape): each step's run with the plan's own buffer, or
+    with a new array of fresh_shape (the last writing step, so that no output aliases a
+    buffer of the plan), or with None. One call runs at a time: `run` returns None when
+    another thread is inside (the caller then takes the layer-by-layer path)."""
+
+    def __init__(self, calls):
+        self._calls = calls
+        self._lock = threading.Lock()
+
+    def run(self, x):
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            for run, buffer, fresh_shape in self._calls:
+                x = run(x, buffer if fresh_shape is None else np.empty(fresh_shape, np.float32))
+            return x
+        finally:
+            self._lock.release()

@@ -1,0 +1,160 @@
+"""A Sequential model's compiled inference plan (pylayers.layers.inference): predict runs
+it for every shape of input it has seen (its last two), and it must answer exactly as
+the layer-by-layer forward, see weight changes, never hand out its own buffers, and step
+aside for a second thread."""
+import threading
+
+import numpy as np
+import pytest
+
+import pylayers as keras
+from pylayers import layers
+from pylayers.ops import reference_mode
+
+
+def cnn():
+    return [layers.InputLayer(shape=(12, 12, 2)), layers.Conv2D(6, 3, activation="relu"),
+            layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(5, activation="softmax")]
+
+
+def mixed():
+    """Steps of every kind: compiled, views, and layers that run their own _infer
+    (BatchNormalization, a Dense on rank-3 input, PReLU)."""
+    return [layers.InputLayer(shape=(16, 3)), layers.Conv1D(4, 3, padding="same", activation="tanh"),
+            layers.BatchNormalization(), layers.AveragePooling1D(2), layers.Dense(6),
+            layers.PReLU(), layers.Reshape((48,)), layers.Dropout(0.5), layers.ReLU(),
+            layers.Dense(7), layers.LeakyReLU(0.2), layers.Dense(3), layers.Softmax()]
+
+
+def mlp():
+    return [layers.InputLayer(shape=(20,)), layers.Dense(16, activation="relu"),
+            layers.Dense(4, activation="sigmoid")]
+
+
+MODELS = {"cnn": cnn, "mixed": mixed, "mlp": mlp}
+
+
+def built(name):
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(MODELS[name]())
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(4)
+    for layer in model.layers:   # non-zero biases, non-trivial moving statistics
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.standard_normal(layer.bias.shape) * 0.3)
+        if isinstance(layer, layers.BatchNormalization):
+            layer.moving_mean.assign(np.linspace(-0.5, 0.5, layer.moving_mean.shape[0]))
+            layer.moving_variance.assign(np.linspace(0.5, 2.0, layer.moving_variance.shape[0]))
+    return model
+
+
+def inputs(model, n, seed=0):
+    shape = model._input_layer.batch_shape[1:]
+    return np.random.default_rng(seed).standard_normal((n,) + shape).astype(np.float32)
+
+
+def layer_by_layer(model, x):
+    """The forward pass without the plan (what training's forward computes)."""
+    return model._forward_for_loss([x], training=False)[0][0]
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("n", [1, 5])
+def test_the_plan_answers_as_the_layer_by_layer_forward(name, n):
+    model = built(name)
+    x = inputs(model, n)
+    y = model.predict(x, batch_size=n, verbose=0)
+    assert model._plans[x.shape] is not None
+    np.testing.assert_array_equal(y, layer_by_layer(model, x))
+    with reference_mode():
+        expected = model.predict(x.astype(np.float64), batch_size=n, verbose=0)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_plan_reads_the_weights_of_the_moment():
+    model = built("cnn")
+    x = inputs(model, 2)
+    before = model.predict(x, verbose=0)
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    after_assign = model.predict(x, verbose=0)
+    assert not np.array_equal(before, after_assign)
+    np.testing.assert_array_equal(after_assign, layer_by_layer(model, x))
+    model.fit(x, np.zeros((2, 5), np.float32), epochs=2, verbose=0)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), layer_by_layer(model, x))
+
+
+def test_no_output_shares_memory_with_the_plan_or_another_output():
+    model = built("mlp")
+    x = inputs(model, 10)
+    first = model.predict(x[:1], batch_size=1, verbose=0)
+    kept = first.copy()
+    model.predict(x[1:2], batch_size=1, verbose=0)
+    np.testing.assert_array_equal(first, kept)
+    batched = model.predict(x, batch_size=4, verbose=0)   # batches of 4, 4 and 2
+    one_by_one = np.concatenate([model.predict(x[i:i + 1], verbose=0) for i in range(10)])
+    np.testing.assert_array_equal(batched, one_by_one)
+
+
+def test_the_plan_steps_aside_while_another_call_is_inside():
+    model = built("cnn")
+    x = inputs(model, 3)
+    expected = model.predict(x, verbose=0)
+    plan = model._plans[x.shape]
+    with plan._lock:   # as if another thread were running it
+        assert plan.run(x) is None
+        np.testing.assert_array_equal(model.predict(x, verbose=0), expected)
+
+
+def test_threads_predicting_at_once_each_get_their_own_answer():
+    model = built("cnn")
+    xs = [inputs(model, 1, seed) for seed in range(4)]
+    expected = [layer_by_layer(model, x).copy() for x in xs]
+    wrong = []
+
+    def predict_many(i):
+        for _ in range(60):
+            if not np.array_equal(model.predict(xs[i], verbose=0), expected[i]):
+                wrong.append(i)
+    threads = [threading.Thread(target=predict_many, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+
+
+def test_plans_follow_the_stack_and_keep_two_shapes():
+    model = built("mlp")
+    for n in (1, 2, 3):
+        model.predict(inputs(model, n), batch_size=n, verbose=0)
+    assert sorted(model._plans) == [(2, 20), (3, 20)]
+    model.add(layers.Dense(2))
+    assert model.predict(inputs(model, 3), batch_size=3, verbose=0).shape == (3, 2)
+    model.pop()
+    assert model.predict(inputs(model, 3), batch_size=3, verbose=0).shape == (3, 4)
+
+
+def test_inputs_the_kernels_cannot_read_as_they_are_are_converted_or_refused():
+    model = built("mlp")
+    x = inputs(model, 4)
+    expected = model.predict(x, verbose=0)
+    for variant in (x.astype(np.float64), np.asfortranarray(x), x.tolist()):
+        np.testing.assert_array_equal(model.predict(variant, verbose=0), expected)
+    with pytest.raises(ValueError, match="expected shape=\\(None, 20\\), found shape=\\(4, 19\\)"):
+        model.predict(x[:, :19], verbose=0)
+    keras.config.enable_check_numerics()
+    try:
+        with pytest.raises(ValueError, match="x"):
+            model.predict(np.full_like(x, np.nan), verbose=0)
+    finally:
+        keras.config.disable_check_numerics()
+
+
+def test_masking_models_run_without_a_plan():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([layers.InputLayer(shape=(None,)), layers.Embedding(9, 3, mask_zero=True),
+                              layers.LSTM(4)])
+    x = np.array([[1, 2, 0, 0, 0], [3, 4, 5, 6, 7]], np.float32)
+    y = model.predict(x, verbose=0)
+    assert model._plans.get(x.shape) is None
+    np.testing.assert_allclose(y[0], model.predict(x[:1, :2], verbose=0)[0], rtol=1e-6)
