@@ -54,17 +54,20 @@ def make_plan(layers, input_shape):
             calls.append((step.run, None, step.output_shape))   # a new array each call
         else:
             calls.append((step.run, aligned_empty(step.output_shape), None))
-    return InferencePlan(calls)
+    only_views_after = all(s is not None and not s.writes for _, s in steps[last_writer + 1:])
+    return InferencePlan(calls, output_is_new=last_writer >= 0 and only_views_after)
 
 
 class InferencePlan:
     """Calls (run, buffer, fresh_shape): each step's run with the plan's own buffer, or
     with a new array of fresh_shape (the last writing step, so that no output aliases a
     buffer of the plan), or with None. One call runs at a time: `run` returns None when
-    another thread is inside (the caller then takes the layer-by-layer path)."""
+    another thread is inside (the caller then takes the layer-by-layer path).
+    output_is_new: every output is (a view of) an array made for that call alone."""
 
-    def __init__(self, calls):
+    def __init__(self, calls, output_is_new):
         self._calls = calls
+        self.output_is_new = output_is_new
         self._lock = threading.Lock()
 
     def run(self, x):

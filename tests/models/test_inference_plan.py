@@ -158,3 +158,33 @@ def test_masking_models_run_without_a_plan():
     y = model.predict(x, verbose=0)
     assert model._plans.get(x.shape) is None
     np.testing.assert_allclose(y[0], model.predict(x[:1, :2], verbose=0)[0], rtol=1e-6)
+
+
+def test_call_and_predict_on_batch_take_the_plan_and_training_does_not():
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([layers.InputLayer(shape=(6,)), layers.Dense(8, activation="relu"),
+                              layers.Dropout(0.5), layers.Dense(3)])
+    x1, x2 = inputs(model, 2, seed=1), inputs(model, 2, seed=2)
+    expected = layer_by_layer(model, x1).copy()
+    first = model(x1)
+    np.testing.assert_array_equal(first, expected)
+    model(x2)
+    np.testing.assert_array_equal(first, expected)   # not overwritten by the next call
+    np.testing.assert_array_equal(model.predict_on_batch(x1), expected)
+    assert not np.array_equal(model(x1, training=True), expected)   # dropout is on
+    for variable in model.trainable_weights:
+        variable.zero_grad()
+    with keras.ops.Tape(watch=model.trainable_weights) as tape:
+        out = model(x1)
+        assert isinstance(out, keras.ops.Tensor)   # recorded, not planned
+        tape.backward(out, np.ones(out.shape, np.float32))
+    assert all(np.any(variable.grad) for variable in model.trainable_weights)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.0, True, "4"])
+def test_bad_batch_sizes_are_refused_on_the_fast_path_too(batch_size):
+    model = built("mlp")
+    x = inputs(model, 2)
+    model.predict(x, verbose=0)   # a plan for this shape
+    with pytest.raises(ValueError, match="batch_size"):
+        model.predict(x, batch_size=batch_size, verbose=0)
