@@ -8,7 +8,8 @@ pylayers is faster). Writes the raw JSON too.
 
 --repeat N runs the libraries' processes in turn N times (pylayers, torch, ..., pylayers,
 torch, ...): a machine whose speed drifts over minutes then slows both alike.  The table
-gives the median over the repeats and the range of the per-repeat speed-ups.
+gives the median over the repeats and the range of the per-repeat speed-ups (and of
+the in-process ratios a test records in extra_info["ratio"]).
 """
 import argparse
 import collections
@@ -93,12 +94,14 @@ def table(report):
     """Per group and peer: medians over the repeats, the speed-up of those medians, and
     the range of the speed-ups of the repeats one by one."""
     medians = collections.OrderedDict()   # group -> implementation -> {repeat: median}
-    extra_info = {}
+    extra_info, in_process_ratios = {}, collections.defaultdict(list)
     for bench in report["benchmarks"]:
         impl = implementation(bench["name"])
         by_repeat = medians.setdefault(bench["group"], {}).setdefault(impl, {})
         by_repeat[bench.get("repeat", 0)] = bench["stats"]["median"]
         extra_info[bench["group"], impl] = bench.get("extra_info", {})
+        if "ratio" in bench.get("extra_info", {}):
+            in_process_ratios[bench["group"]].append(bench["extra_info"]["ratio"])
     lines = ["| group | pylayers median | peer | peer median | speed-up | range | "
              "pylayers samples/s |", "|---|---:|---|---:|---:|---:|---:|"]
     for group, by_impl in medians.items():
@@ -115,9 +118,11 @@ def table(report):
             lines.append(f"| {group} | {_time(mine)} | {peer} | {_time(their_median)} | "
                          f"{their_median / mine:.2f}x | {min(ratios):.2f}-{max(ratios):.2f} | "
                          f"{rate} |")
-        if ours is not None and "ratio" in info:
+        ratios = in_process_ratios.get(group)
+        if ours is not None and ratios:
             lines.append(f"| {group} | {_time(statistics.median(ours.values()))} | "
-                         f"(interleaved) | | ratio {info['ratio']:.3f} | | |")
+                         f"(interleaved) | | ratio {statistics.median(ratios):.3f} | "
+                         f"{min(ratios):.2f}-{max(ratios):.2f} | |")
     return "\n".join(lines)
 
 
