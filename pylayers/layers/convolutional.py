@@ -464,7 +464,8 @@ class BaseConv(_ForwardConv):
         out_shape = (input_shape[0],) + self._output_spatial(input_shape[1:-1]) + (self.filters,)
 
         def run(x, out):   # x (n, *spatial, in) -> out (n, *out_spatial, filters)
-            conv_kernels.conv_forward(geometry, x.reshape(-1), as_float32(self.kernel.value).reshape(-1),
+            kernel = as_float32(self.kernel.value).reshape(-1)
+            conv_kernels.conv_forward(geometry, x.reshape(-1), kernel,
                                       self.bias.value if self.use_bias else None, code, alpha,
                                       out.reshape(-1))
             return out

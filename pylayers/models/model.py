@@ -39,6 +39,7 @@ def _one_failing_rank_aborts_all(method):
 
 class Model(Layer):
     _paths_run_call = True   # a subclassed model's forward runs its own call
+
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         if name is None and (inputs is not None or outputs is not None):
             from pylayers.backend import unique_name

@@ -20,8 +20,8 @@ def cnn():
 def mixed():
     """Steps of every kind: compiled, views, and layers that run their own _infer
     (BatchNormalization, a Dense on rank-3 input, PReLU)."""
-    return [layers.InputLayer(shape=(16, 3)), layers.Conv1D(4, 3, padding="same", activation="tanh"),
-            layers.BatchNormalization(), layers.AveragePooling1D(2), layers.Dense(6),
+    return [layers.InputLayer(shape=(16, 3)),
+            layers.Conv1D(4, 3, padding="same", activation="tanh"), layers.BatchNormalization(), layers.AveragePooling1D(2), layers.Dense(6),
             layers.PReLU(), layers.Reshape((48,)), layers.Dropout(0.5), layers.ReLU(),
             layers.Dense(7), layers.LeakyReLU(0.2), layers.Dense(3), layers.Softmax()]
 
@@ -152,8 +152,8 @@ def test_inputs_the_kernels_cannot_read_as_they_are_are_converted_or_refused():
 
 def test_masking_models_run_without_a_plan():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([layers.InputLayer(shape=(None,)), layers.Embedding(9, 3, mask_zero=True),
-                              layers.LSTM(4)])
+    model = keras.Sequential([layers.InputLayer(shape=(None,)),
+                              layers.Embedding(9, 3, mask_zero=True), layers.LSTM(4)])
     x = np.array([[1, 2, 0, 0, 0], [3, 4, 5, 6, 7]], np.float32)
     y = model.predict(x, verbose=0)
     assert model._plans.get(x.shape) is None
