@@ -4,6 +4,7 @@ shape (pylayers.layers.inference)."""
 import numpy as np
 
 from pylayers import config
+from pylayers.layers.fusion import conv_pool_forward, conv_pool_fusable
 from pylayers.layers.inference import make_plan
 from pylayers.layers.input_layer import InputLayer
 from pylayers.layers.keras_tensor import KerasTensor
@@ -172,23 +173,31 @@ class Sequential(Model):
         """Run every layer, handing each the mask its predecessor computed; return [y]
         and backward(d_preds, preactivation_flags, need_dx). The output's mask is kept
         in `_output_mask` for the loss."""
-        x, backprops = xs[0], []
-        for layer in self._stack:
-            y, backprop = (layer._train_forward(x, training, mask) if training
-                           else layer._forward_masked(x, False, mask))
-            mask = layer.compute_mask(x, mask)
+        x, backprops, i, stack = xs[0], [], 0, self._stack
+        while i < len(stack):   # backprops: (index of the first layer, its backprop)
+            layer, first = stack[i], i
+            if training and i + 1 < len(stack) and \
+                    conv_pool_fusable(layer, stack[i + 1], np.shape(x), mask):
+                y, backprop = conv_pool_forward(layer, stack[i + 1], x)
+                i += 1
+            else:
+                y, backprop = (layer._train_forward(x, training, mask) if training
+                               else layer._forward_masked(x, False, mask))
+                mask = layer.compute_mask(x, mask)
             x = y
-            backprops.append(backprop)
+            backprops.append((first, backprop))
+            i += 1
         self._output_mask = mask
 
         def backward(d_preds, preactivation_flags=None, need_dx=False):
             d, last = d_preds[0], len(backprops) - 1
-            for i in range(last, -1, -1):
-                needed = i > 0 or need_dx
-                if i == last and preactivation_flags and preactivation_flags[0]:
-                    d = backprops[i](d, need_dx=needed, from_preactivation=True)
+            for j in range(last, -1, -1):
+                first, backprop = backprops[j]
+                needed = first > 0 or need_dx
+                if j == last and preactivation_flags and preactivation_flags[0]:
+                    d = backprop(d, need_dx=needed, from_preactivation=True)
                 else:
-                    d = backprops[i](d, need_dx=needed)
+                    d = backprop(d, need_dx=needed)
             return [d] if need_dx else None
         return [x], backward
 
