@@ -36,6 +36,11 @@ CASES = {
                                                      layers.MaxPooling2D(3, strides=2)]),
     "1d_relu": ((40, 3), lambda: [layers.Conv1D(6, 5, activation="relu"),
                                   layers.MaxPooling1D(4)]),
+    "3d_relu": ((7, 8, 6, 2), lambda: [layers.Conv3D(3, 2, activation="relu"),
+                                       layers.MaxPooling3D(2)]),
+    "2d_strided_no_bias": ((17, 17, 3), lambda: [
+        layers.Conv2D(4, 3, strides=2, use_bias=False, activation="relu"),
+        layers.MaxPooling2D(2)]),
     "second_pair_needs_dx": ((16, 16, 2), lambda: [
         layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2),
         layers.Conv2D(6, 3, padding="same", activation="relu"), layers.MaxPooling2D(2)]),
