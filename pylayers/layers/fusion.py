@@ -13,12 +13,12 @@ import numpy as np
 
 from pylayers._kernels import conv as conv_kernels
 from pylayers._kernels import pooling as pool_kernels
+from pylayers._kernels.dense import ACTIVATION_CODES
 from pylayers.layers.buffers import empty_buffer, remembered
 from pylayers.layers.convolutional import LINEAR, BaseConv, as_float32
 from pylayers.layers.core import grad_buffer
 from pylayers.layers.pooling import BasePooling
 from pylayers.ops.mode import reference_mode_on
-from pylayers._kernels.dense import ACTIVATION_CODES
 
 RELU = ACTIVATION_CODES["relu"]
 CHUNK_BYTES = 3 << 20        # a chunk's convolution output: what the L2s and the near L3 keep

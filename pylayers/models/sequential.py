@@ -170,9 +170,10 @@ class Sequential(Model):
         return inputs
 
     def _forward_for_loss(self, xs, training=True, mask=None):
-        """Run every layer, handing each the mask its predecessor computed; return [y]
-        and backward(d_preds, preactivation_flags, need_dx). The output's mask is kept
-        in `_output_mask` for the loss."""
+        """Run every layer, handing each the mask its predecessor computed (in training,
+        a convolution and the max pooling after it as one where pylayers.layers.fusion
+        takes them); return [y] and backward(d_preds, preactivation_flags, need_dx). The
+        output's mask is kept in `_output_mask` for the loss."""
         x, backprops, i, stack = xs[0], [], 0, self._stack
         while i < len(stack):   # backprops: (index of the first layer, its backprop)
             layer, first = stack[i], i
