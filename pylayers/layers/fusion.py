@@ -8,6 +8,7 @@ kernel gradient (and the input gradient, when wanted) from that chunk. Each outp
 gradient is the same whatever the thread count; the kernel gradient is summed chunk by
 chunk, in order."""
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,8 +42,13 @@ def conv_pool_fusable(conv, pool, input_shape, mask):
         return False
     if conv.activity_regularizer is not None or pool.activity_regularizer is not None:
         return False
-    out_shape = conv.compute_output_shape(tuple(input_shape))
-    return 4 * math.prod(out_shape) >= MIN_FUSED_BYTES
+    return 4 * math.prod(_conv_shape(conv, tuple(input_shape))) >= MIN_FUSED_BYTES
+
+
+def _conv_shape(conv, x_shape):
+    """conv's output shape for inputs of x_shape, worked out once per input shape."""
+    return remembered(conv, "output_shape", x_shape,
+                      lambda: tuple(conv.compute_output_shape(x_shape)))
 
 
 def chunk_images(conv_shape):
@@ -52,19 +58,28 @@ def chunk_images(conv_shape):
     return size // CHUNK_IMAGES * CHUNK_IMAGES if size >= CHUNK_IMAGES else max(1, size)
 
 
-def _chunks(conv, pool, x_shape, conv_shape):
-    """[(start, stop, conv geometry, pool geometry)] over the batch in chunks of
-    chunk_images (worked out once per input shape)."""
-    size = chunk_images(conv_shape)
+class _Layout(NamedTuple):
+    """One input shape's fused pass: the output shapes and the chunks, each (its images,
+    its pooled outputs in the flat argmax, conv geometry, pool geometry)."""
+    conv_shape: tuple
+    y_shape: tuple
+    chunks: list
 
+
+def _layout(conv, pool, x_shape):
+    """The _Layout for inputs of x_shape, worked out once per input shape."""
     def compute():
-        spec, chunks = conv._spec(x_shape), []
+        conv_shape = _conv_shape(conv, x_shape)
+        y_shape = tuple(pool.compute_output_shape(conv_shape))
+        spec, size, per_image = conv._spec(x_shape), chunk_images(conv_shape), \
+            math.prod(y_shape[1:])
+        chunks = []
         for start in range(0, x_shape[0], size):
-            count = min(size, x_shape[0] - start)
-            chunks.append((start, start + count,
-                           spec.kernel_geometry(count, x_shape[-1], conv.filters),
-                           pool._geometry((count,) + tuple(conv_shape[1:]))[0]))
-        return chunks
+            stop = min(start + size, x_shape[0])
+            chunks.append((slice(start, stop), slice(start * per_image, stop * per_image),
+                           spec.kernel_geometry(stop - start, x_shape[-1], conv.filters),
+                           pool._geometry((stop - start,) + conv_shape[1:])[0]))
+        return _Layout(conv_shape, y_shape, chunks)
     return remembered(conv, "pool_chunks", x_shape, compute)
 
 
@@ -73,42 +88,40 @@ def conv_pool_forward(conv, pool, inputs):
     conv._step_losses.clear()
     pool._step_losses.clear()
     x = as_float32(inputs)
-    conv_shape = tuple(conv.compute_output_shape(x.shape))
-    chunks = _chunks(conv, pool, x.shape, conv_shape)
-    y_shape = pool.compute_output_shape(conv_shape)
-    y = empty_buffer(pool, "y", y_shape)
-    per_image = math.prod(y_shape[1:])
-    argmax = empty_buffer(pool, "argmax", (math.prod(y_shape),), np.intc)
-    z = empty_buffer(conv, "chunk", (chunks[0][1],) + conv_shape[1:])   # one chunk's output
+    layout = _layout(conv, pool, x.shape)
+    y = empty_buffer(pool, "y", layout.y_shape)
+    argmax = empty_buffer(pool, "argmax", (math.prod(layout.y_shape),), np.intc)
+    chunk_size = layout.chunks[0][0].stop
+    z = empty_buffer(conv, "chunk", (chunk_size,) + layout.conv_shape[1:])   # a chunk's output
     code, alpha = conv._fused
     kernel = as_float32(conv.kernel.value).reshape(-1)
     bias = conv.bias.value if conv.use_bias else None
-    for start, stop, conv_geometry, pool_geometry in chunks:
-        z_chunk = z[:stop - start].reshape(-1)
-        conv_kernels.conv_forward(conv_geometry, x[start:stop].reshape(-1), kernel, bias, code,
+    for images, outputs, conv_geometry, pool_geometry in layout.chunks:
+        z_chunk = z[:images.stop - images.start].reshape(-1)
+        conv_kernels.conv_forward(conv_geometry, x[images].reshape(-1), kernel, bias, code,
                                   alpha, z_chunk)
-        pool_kernels.max_pool_forward(pool_geometry, z_chunk, y[start:stop].reshape(-1),
-                                      argmax[start * per_image:stop * per_image])
+        pool_kernels.max_pool_forward(pool_geometry, z_chunk, y[images].reshape(-1),
+                                      argmax[outputs])
 
     def backprop(dy, need_dx=True):
         train = conv.trainable
         width = conv.filters
-        dz_pooled = empty_buffer(pool, "dz", y_shape)   # dy through relu' (or as it is)
+        dz_pooled = empty_buffer(pool, "dz", layout.y_shape)   # dy through relu' (or as is)
         conv_kernels.bias_act_backward(
             y.reshape(-1, width), as_float32(dy).reshape(-1, width), code, alpha,
             dz_pooled.reshape(-1, width),
             grad_buffer(conv.bias) if train and conv.use_bias else None)
         dx = empty_buffer(conv, "dx", x.shape) if need_dx else None
         kernel_grad = grad_buffer(conv.kernel).reshape(-1) if train else None
-        for start, stop, conv_geometry, pool_geometry in chunks:
-            dz_chunk = z[:stop - start].reshape(-1)
-            pool_kernels.max_pool_backward(pool_geometry, dz_pooled[start:stop].reshape(-1),
-                                           argmax[start * per_image:stop * per_image], dz_chunk)
+        for images, outputs, conv_geometry, pool_geometry in layout.chunks:
+            dz_chunk = z[:images.stop - images.start].reshape(-1)
+            pool_kernels.max_pool_backward(pool_geometry, dz_pooled[images].reshape(-1),
+                                           argmax[outputs], dz_chunk)
             if train:
-                conv_kernels.conv_backward_weight(conv_geometry, x[start:stop].reshape(-1),
+                conv_kernels.conv_backward_weight(conv_geometry, x[images].reshape(-1),
                                                   dz_chunk, kernel_grad)
             if need_dx:
                 conv_kernels.conv_backward_data(conv_geometry, dz_chunk, kernel,
-                                                dx[start:stop].reshape(-1))
+                                                dx[images].reshape(-1))
         return dx
     return y, backprop

@@ -121,14 +121,18 @@ class BasePooling(Layer):
         x = np.ascontiguousarray(inputs, dtype=np.float32)
         geometry, y_shape = remembered(self, "geometry", x.shape, lambda: self._geometry(x.shape))
         y = empty_buffer(self, "y", y_shape)
-        argmax = None
+        keep_argmax = keep_argmax and self.mode == "max"
+        argmax = empty_buffer(self, "argmax", (y.size,), np.intc) if keep_argmax else None
+        self._pool_kernel(geometry, x, y, argmax)
+        return x, geometry, y, argmax
+
+    def _pool_kernel(self, geometry, x, y, argmax=None):
+        """y = the pooling of x (C-contiguous float32) for `geometry`; the max pooling's
+        argmax too when given."""
         if self.mode == "max":
-            if keep_argmax:
-                argmax = empty_buffer(self, "argmax", (y.size,), np.intc)
             pool_kernels.max_pool_forward(geometry, x.reshape(-1), y.reshape(-1), argmax)
         else:
             pool_kernels.avg_pool_forward(geometry, x.reshape(-1), y.reshape(-1))
-        return x, geometry, y, argmax
 
     def _infer(self, inputs):
         if reference_mode_on():
@@ -137,13 +141,9 @@ class BasePooling(Layer):
 
     def _inference_step(self, input_shape):
         geometry, out_shape = self._geometry(input_shape)
-        max_pool = self.mode == "max"
 
         def run(x, out):   # x (n, *spatial, c) -> out (n, *out_spatial, c)
-            if max_pool:
-                pool_kernels.max_pool_forward(geometry, x.reshape(-1), out.reshape(-1), None)
-            else:
-                pool_kernels.avg_pool_forward(geometry, x.reshape(-1), out.reshape(-1))
+            self._pool_kernel(geometry, x, out)
             return out
         return InferenceStep(run, out_shape)
 

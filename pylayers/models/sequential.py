@@ -16,6 +16,14 @@ from pylayers.ops.tape import current_tape
 PLANS_KEPT = 2   # input shapes: a predict's full batches and its last, shorter one
 
 
+def _read_as_it_is(x):
+    """Whether x is an array of floatx that the kernels read without a copy."""
+    if type(x) is not np.ndarray or x.dtype != floatx():
+        return False
+    flags = x.flags
+    return flags.c_contiguous and flags.aligned
+
+
 class Sequential(Model):
     def __init__(self, layers=None, trainable=True, name=None):
         super().__init__(name=name, trainable=trainable)
@@ -154,12 +162,10 @@ class Sequential(Model):
     def _prepare(self, x, y=None, sample_weight=None, class_weight=None):
         """Inputs alone that the kernels read as they are, of a shape checked before,
         pass unconverted (a predict call's fast path)."""
-        if y is None and sample_weight is None and type(x) is np.ndarray and \
-                x.dtype == floatx() and x.shape[1:] == self._checked_input_shapes and \
+        if y is None and sample_weight is None and _read_as_it_is(x) and \
+                x.shape[1:] == self._checked_input_shapes and \
                 not config.is_check_numerics_enabled():
-            flags = x.flags
-            if flags.c_contiguous and flags.aligned:
-                return [x], None, None
+            return [x], None, None
         return super()._prepare(x, y, sample_weight, class_weight)
 
     # ---- computation ----------------------------------------------------------------
@@ -228,12 +234,10 @@ class Sequential(Model):
         """The plan's answer for x when x is an array the kernels read as it is, of a
         shape a plan was made for, with no numerics check or reference mode in the way;
         None otherwise, or while another thread runs that plan."""
-        plan = self._plans.get(x.shape) if type(x) is np.ndarray else None
-        if plan is None or x.dtype != floatx() or config.is_check_numerics_enabled() \
-                or reference_mode_on():
+        plan = self._plans.get(x.shape) if _read_as_it_is(x) else None
+        if plan is None or config.is_check_numerics_enabled() or reference_mode_on():
             return None
-        flags = x.flags
-        y = plan.run(x) if flags.c_contiguous and flags.aligned else None
+        y = plan.run(x)
         return y if y is None or plan.output_is_new else np.array(y)
 
     def _infer_batch(self, xs):
@@ -242,8 +246,8 @@ class Sequential(Model):
         if y is not None:
             self._output_mask = None
             return [y]
-        if any(type(layer).compute_mask is not Layer.compute_mask for layer in self._stack):
-            return super()._infer_batch(xs)   # masks to hand on: the full forward
+        if self._hands_on_masks():
+            return super()._infer_batch(xs)   # the full forward
         x = xs[0]
         for layer in self._stack:
             x = layer._infer(x)
@@ -262,9 +266,10 @@ class Sequential(Model):
         return self._plans[x.shape]
 
     def _make_plan(self, shape):
-        if any(type(layer).compute_mask is not Layer.compute_mask for layer in self._stack):
-            return None
-        return make_plan(self._stack, shape)
+        return None if self._hands_on_masks() else make_plan(self._stack, shape)
+
+    def _hands_on_masks(self):
+        return any(type(layer).compute_mask is not Layer.compute_mask for layer in self._stack)
 
     def _forward(self, inputs, training=False, mask=None):
         """This model used as a layer: one input, one output."""

@@ -13,13 +13,6 @@ rng = np.random.default_rng(0)
 
 
 @pytest.fixture
-def restore_threads():
-    saved = keras.get_num_threads()
-    yield
-    keras.set_num_threads(saved)
-
-
-@pytest.fixture
 def fused_everywhere(monkeypatch):
     """Fuse whatever the size, in chunks of 3 images (so batches end in a short one)."""
     monkeypatch.setattr(fusion, "MIN_FUSED_BYTES", 0)

@@ -28,13 +28,6 @@ def data(model, n=256):
     return x, rng.integers(0, 10, size=n)
 
 
-@pytest.fixture
-def restore_threads():
-    saved = keras.get_num_threads()
-    yield
-    keras.set_num_threads(saved)
-
-
 @pytest.mark.parametrize("build", [cnn, lstm])
 def test_training_is_bitwise_the_same_on_one_and_two_threads(build, restore_threads):
     results = []
