@@ -318,7 +318,7 @@ static int direct_applies(const pl_conv_geom *g, const conv_plan *p) {
 }
 
 static const pl_conv_direct *direct_kernels(const pl_ctx *ctx) {
-    return ctx->isa == PL_ISA_AVX2 ? &pl_conv_direct_avx2 : &pl_conv_direct_generic;
+    return ctx->isa >= PL_ISA_AVX2 ? &pl_conv_direct_avx2 : &pl_conv_direct_generic;
 }
 
 /* Where the inputs of one output line are read: the patch entry k (tap, channel) of
@@ -535,7 +535,7 @@ int pl_conv_backward_weight_fused(const pl_ctx *ctx, const pl_conv_geom *g, cons
 /* Many taps times channels, one group, on the AVX2 path (whose tap micro-kernel reads
  * the inputs in place); else im2col.  Off with the direct path (tests). */
 static int implicit_applies(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p) {
-    return direct_enabled && ctx->isa == PL_ISA_AVX2 && g->groups == 1 && !p->identity &&
+    return direct_enabled && ctx->isa >= PL_ISA_AVX2 && g->groups == 1 && !p->identity &&
            p->taps <= IMPLICIT_MAX_TAPS;
 }
 
@@ -794,7 +794,7 @@ void pl_conv_set_winograd(int enabled) { winograd_enabled = enabled; }
 /* 1 when the Winograd forward takes geometry g and its input x (finite: see
  * conv_winograd.h). */
 static int winograd_takes(const pl_ctx *ctx, const pl_conv_geom *g, const float *x) {
-    return direct_enabled && winograd_enabled && ctx->isa == PL_ISA_AVX2 &&
+    return direct_enabled && winograd_enabled && ctx->isa >= PL_ISA_AVX2 &&
            pl_winograd_fits(g) && pl_winograd_tiles(g) >= WINOGRAD_MIN_TILES &&
            all_finite(ctx, g->batch * prod3(g->in_size) * g->in_channels, x);
 }

@@ -33,6 +33,13 @@ static const pl_gemm_arch avx2_arch = {
     pl_sgemm_ukernel_avx2, pl_sgemm_ukernel_rows_avx2, pl_sgemm_ukernel_in_place_avx2,
     pl_sgemm_pack_panel_a_avx2, pl_sgemm_pack_panel_t_avx2, pl_sgemm_small_avx2,
     pl_sgemm_skinny_avx2, pl_sgemm_narrow_avx2};
+
+/* The wider tile; the unpacked kernels (small, skinny, narrow) are AVX2's. */
+static const pl_gemm_arch avx512_arch = {
+    PL_AVX512_MR, PL_AVX512_NR, 144, 256, 4096,
+    pl_sgemm_ukernel_avx512, pl_sgemm_ukernel_rows_avx512, pl_sgemm_ukernel_in_place_avx512,
+    pl_sgemm_pack_panel_a8_avx2, pl_sgemm_pack_panel_t32_avx2, pl_sgemm_small_avx2,
+    pl_sgemm_skinny_avx2, pl_sgemm_narrow_avx2};
 #endif
 
 /* The largest micro-tile of any path (size of the edge tile buffer). */
@@ -64,6 +71,7 @@ static const pl_gemm_arch avx2_arch = {
 
 static const pl_gemm_arch *arch_for(int isa) {
 #ifdef PL_HAVE_X86_KERNELS
+    if (isa >= PL_ISA_AVX512) return &avx512_arch;
     if (isa >= PL_ISA_AVX2) return &avx2_arch;
 #endif
     (void)isa;
@@ -143,7 +151,8 @@ void pack_a_panels(int mr, pl_pack_panel_a_fn pack_panel_a, int trans_a, long mc
 static void pack_a(const pl_gemm_arch *arch, int trans_a, long mc, long kc,
                    const float *a, long lda, float *dst) {
     pl_pack_panel_a_fn pack_rows = arch->pack_panel_a;
-    if (arch->mr == 6) pack_a_panels(6, pack_rows, trans_a, mc, kc, a, lda, dst);
+    if (arch->mr == 8) pack_a_panels(8, pack_rows, trans_a, mc, kc, a, lda, dst);
+    else if (arch->mr == 6) pack_a_panels(6, pack_rows, trans_a, mc, kc, a, lda, dst);
     else if (arch->mr == 4) pack_a_panels(4, pack_rows, trans_a, mc, kc, a, lda, dst);
     else pack_a_panels(arch->mr, pack_rows, trans_a, mc, kc, a, lda, dst);
 }
@@ -186,7 +195,9 @@ void pack_b_panels(int nr, pl_pack_panel_t_fn pack_panel_t, int trans_b, long j_
 static void pack_b(const pl_gemm_arch *arch, int trans_b, long j_begin, long j_end, long nc,
                    long kc, long panel_depth, const float *b, long ldb, float *dst) {
     pl_pack_panel_t_fn pack_t = arch->pack_panel_t;
-    if (arch->nr == 16)
+    if (arch->nr == 32)
+        pack_b_panels(32, pack_t, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
+    else if (arch->nr == 16)
         pack_b_panels(16, pack_t, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
     else if (arch->nr == 8)
         pack_b_panels(8, pack_t, trans_b, j_begin, j_end, nc, kc, panel_depth, b, ldb, dst);
@@ -208,23 +219,25 @@ static const float *a_rows(const a_block_view *view, long ir, long kc) {
     return view->a + ir * (view->in_place ? view->row_step : kc);
 }
 
-/* One partial tile: the micro-kernel writes a full mr x nr tile into tile_buf,
- * of which rows x cols are merged into c = tile + beta * c. */
+/* One partial tile, run through the full micro-kernel on tile_buf: its rows x cols of c
+ * (when beta reads them) go in, zeros around them, and come back out, so each element
+ * gets the arithmetic of a full tile's. */
 static void edge_tile(const pl_gemm_arch *arch, long kc, const a_block_view *a_view, long ir,
                       const float *b_panel, long rows, long cols, float alpha, float beta,
                       float *c, long ldc) {
-    _Alignas(64) float tile_buf[MAX_MR * MAX_NR];
+    _Alignas(64) float tile_buf[MAX_MR * MAX_NR] = {0};
+    const int nr = arch->nr;
     const float *a = a_rows(a_view, ir, kc);
+    if (beta != 0.0f)
+        for (long i = 0; i < rows; i++)
+            for (long j = 0; j < cols; j++) tile_buf[i * nr + j] = c[i * ldc + j];
     if (a_view->in_place)
         arch->ukernel_in_place((int)rows, kc, a, a_view->row_step, a_view->col_step, b_panel,
-                               tile_buf, arch->nr, alpha, 0.0f);
+                               tile_buf, nr, alpha, beta);
     else
-        arch->ukernel(kc, a, b_panel, tile_buf, arch->nr, alpha, 0.0f);
+        arch->ukernel(kc, a, b_panel, tile_buf, nr, alpha, beta);
     for (long i = 0; i < rows; i++)
-        for (long j = 0; j < cols; j++) {
-            float value = tile_buf[i * arch->nr + j];
-            c[i * ldc + j] = beta == 0.0f ? value : value + beta * c[i * ldc + j];
-        }
+        for (long j = 0; j < cols; j++) c[i * ldc + j] = tile_buf[i * nr + j];
 }
 
 /* c block (mc, nc) = alpha * op(A) block @ B_packed + beta * c, restricted to the

@@ -190,20 +190,44 @@ AVX2_FMA static inline void transpose8(__m256 rows[8]) {
     }
 }
 
-/* One full 16-column panel of op(B) stored transposed: panel[p * 16 + col] =
- * b[col * ldb + p] for p < kc, as 8 x 8 blocks read along the rows of b. */
-AVX2_FMA void pl_sgemm_pack_panel_t_avx2(long kc, const float *b, long ldb, float *panel) {
+/* One full nr-column panel (nr a multiple of 8) of op(B) stored transposed:
+ * panel[p * nr + col] = b[col * ldb + p] for p < kc, as 8 x 8 blocks read along the
+ * rows of b. */
+AVX2_FMA static inline __attribute__((always_inline))
+void pack_columns_t(int nr, long kc, const float *b, long ldb, float *panel) {
     long p = 0;
     for (; p + 8 <= kc; p += 8)
-        for (int half = 0; half < 2; half++) {
+        for (int group = 0; group < nr / 8; group++) {
             __m256 rows[8];
             for (int col = 0; col < 8; col++)
-                rows[col] = _mm256_loadu_ps(b + (half * 8 + col) * ldb + p);
+                rows[col] = _mm256_loadu_ps(b + (group * 8 + col) * ldb + p);
             transpose8(rows);
-            for (int q = 0; q < 8; q++) _mm256_storeu_ps(panel + (p + q) * 16 + half * 8, rows[q]);
+            for (int q = 0; q < 8; q++) _mm256_storeu_ps(panel + (p + q) * nr + group * 8, rows[q]);
         }
     for (; p < kc; p++)
-        for (int col = 0; col < 16; col++) panel[p * 16 + col] = b[col * ldb + p];
+        for (int col = 0; col < nr; col++) panel[p * nr + col] = b[col * ldb + p];
+}
+
+AVX2_FMA void pl_sgemm_pack_panel_t_avx2(long kc, const float *b, long ldb, float *panel) {
+    pack_columns_t(16, kc, b, ldb, panel);
+}
+
+AVX2_FMA void pl_sgemm_pack_panel_t32_avx2(long kc, const float *b, long ldb, float *panel) {
+    pack_columns_t(32, kc, b, ldb, panel);
+}
+
+/* One full 8-row panel of op(A) stored as rows (m, k): panel[p * 8 + r] = a[r * lda + p]
+ * for p < kc, as 8 x 8 blocks. */
+AVX2_FMA void pl_sgemm_pack_panel_a8_avx2(long kc, const float *a, long lda, float *panel) {
+    long p = 0;
+    for (; p + 8 <= kc; p += 8) {
+        __m256 cols[8];
+        for (int r = 0; r < 8; r++) cols[r] = _mm256_loadu_ps(a + r * lda + p);
+        transpose8(cols);
+        for (int q = 0; q < 8; q++) _mm256_storeu_ps(panel + (p + q) * 8, cols[q]);
+    }
+    for (; p < kc; p++)
+        for (int r = 0; r < 8; r++) panel[p * 8 + r] = a[r * lda + p];
 }
 
 /* One full 6-row panel of op(A) stored as rows (m, k): panel[p * 6 + r] = a[r * lda + p]

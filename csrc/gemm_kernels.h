@@ -139,6 +139,9 @@ void pl_sgemm_ukernel_runs_avx2(int rows, long n_runs, const pl_tile_run *runs,
                                 float *c, long ldc);
 void pl_sgemm_pack_panel_a_avx2(long kc, const float *a, long lda, float *panel);
 void pl_sgemm_pack_panel_t_avx2(long kc, const float *b, long ldb, float *panel);
+/* The same for the AVX-512 path's panels: 32 columns of op(B), 8 rows of op(A). */
+void pl_sgemm_pack_panel_t32_avx2(long kc, const float *b, long ldb, float *panel);
+void pl_sgemm_pack_panel_a8_avx2(long kc, const float *a, long lda, float *panel);
 void pl_sgemm_small_avx2(int trans_a, int trans_b, long m, long n, long k, float alpha,
                          const float *a, long lda, const float *b, long ldb,
                          float beta, float *c, long ldc);
@@ -147,6 +150,17 @@ void pl_sgemm_skinny_avx2(int trans_b, long m, long j_begin, long j_end, long k,
                           float beta, float *c, long ldc);
 void pl_sgemm_narrow_avx2(long m, long n, long k, float alpha, const float *a, long lda,
                           const float *b, long ldb, float beta, float *c, long ldc);
+
+#define PL_AVX512_MR 8
+#define PL_AVX512_NR 32
+void pl_sgemm_ukernel_avx512(long kc, const float *a_panel, const float *b_panel,
+                             float *c, long ldc, float alpha, float beta);
+void pl_sgemm_ukernel_rows_avx512(int rows, long kc, const float *a_panel,
+                                  const float *b_panel, float *c, long ldc,
+                                  float alpha, float beta);
+void pl_sgemm_ukernel_in_place_avx512(int rows, long kc, const float *a, long row_step,
+                                      long col_step, const float *b_panel, float *c, long ldc,
+                                      float alpha, float beta);
 #endif
 
 #endif

@@ -25,13 +25,27 @@ static int cpu_has_avx2_fma(void) {
     __cpuid_count(7, 0, eax, ebx, ecx, edx);
     return (ebx >> 5) & 1;
 }
+
+/* AVX-512F in the CPU, and the OS saving opmask and zmm state (XCR0 bits 5-7);
+ * only asked once AVX2 and FMA are there. */
+static int cpu_has_avx512f(void) {
+    unsigned int eax, ebx, ecx, edx;
+    if ((read_xcr0() & 0xE6) != 0xE6) return 0;
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    return (ebx >> 16) & 1;
+}
+
+static int best_isa(void) {
+    if (!cpu_has_avx2_fma()) return PL_ISA_GENERIC;
+    return cpu_has_avx512f() ? PL_ISA_AVX512 : PL_ISA_AVX2;
+}
 #else
-static int cpu_has_avx2_fma(void) { return 0; }
+static int best_isa(void) { return PL_ISA_GENERIC; }
 #endif
 
 int pl_detect_isa(void) {
     static int isa = -1;
-    if (isa < 0) isa = cpu_has_avx2_fma() ? PL_ISA_AVX2 : PL_ISA_GENERIC;
+    if (isa < 0) isa = best_isa();
     return isa;
 }
 

@@ -3,7 +3,8 @@
 #ifndef PL_CTX_H
 #define PL_CTX_H
 
-enum pl_isa { PL_ISA_GENERIC = 0, PL_ISA_AVX2 = 1 };
+/* Ordered: a path uses the kernels of every path below it that it has none of its own. */
+enum pl_isa { PL_ISA_GENERIC = 0, PL_ISA_AVX2 = 1, PL_ISA_AVX512 = 2 };
 
 typedef struct {
     int n_threads;   /* upper bound on OpenMP threads a kernel may use (>= 1) */

@@ -20,7 +20,7 @@
 #define SHARE_MIN_WORK (64L * 64 * 64)
 
 const pl_rnn_steps *pl_rnn_steps_for(const pl_ctx *ctx) {
-    return ctx->isa == PL_ISA_AVX2 ? &pl_rnn_steps_avx2 : &pl_rnn_steps_generic;
+    return ctx->isa >= PL_ISA_AVX2 ? &pl_rnn_steps_avx2 : &pl_rnn_steps_generic;
 }
 
 /* Everything one sequence's time loop reads and writes (see rnn.h for the shapes);

@@ -438,6 +438,40 @@ def test_kernel_paths_agree(m, trans_a, trans_b):
         assert np.all(np.abs(other - results[0]) <= bound)
 
 
+
+@pytest.mark.skipif("avx512" not in KERNEL_PATHS, reason="this CPU has no AVX-512")
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True),
+                                              (True, True)])
+@pytest.mark.parametrize("m, n, k", [(128, 512, 784), (301, 333, 259), (37, 70, 600),
+                                     (20, 4200, 30), (9, 31, 40)])
+@pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.5, 1.5)])
+def test_avx512_gives_the_bits_of_avx2(threads, trans_a, trans_b, m, n, k, alpha, beta):
+    """The 8 x 32 tile sums each element in the order of the 6 x 16 tile (one FMA chain
+    over k per depth block): the same bits, full tiles and edges, packed and prepacked B,
+    on one and two threads."""
+    rng = np.random.default_rng(m + n + k)
+    a = random_matrix(rng, (k, m) if trans_a else (m, k))
+    b = random_matrix(rng, (n, k) if trans_b else (k, n))
+    c_before = random_matrix(rng, (m, n))
+    original, results = pylayers.get_kernel_path(), {}
+    try:
+        for path in ("avx2", "avx512"):
+            pylayers.set_kernel_path(path)
+            for n_threads in (1, 2):
+                threads(n_threads)
+                plain, prepacked = c_before.copy(), c_before.copy()
+                gemm.sgemm(a, b, plain, trans_a, trans_b, alpha, beta)
+                gemm.sgemm_packed_b(a, b, prepacked, trans_a, trans_b, alpha, beta)
+                results[path, n_threads] = plain, prepacked
+    finally:
+        pylayers.set_kernel_path(original)
+    reference = results["avx2", 1]
+    for key, (plain, prepacked) in results.items():
+        assert np.array_equal(plain, reference[0]), key
+        assert np.array_equal(prepacked, reference[1]), key
+    assert_close(reference[0], a.T if trans_a else a, b.T if trans_b else b, alpha, beta,
+                 c_before)
+
 @pytest.mark.parametrize("a, b, error", [
     (np.float32(1.0), np.ones((2, 2), np.float32), ValueError),
     (np.ones((3, 4), np.float32), np.ones((5, 6), np.float32), ValueError),

@@ -13,7 +13,7 @@ cdef extern from "pl_ctx.h":
 
 cdef pl_ctx _ctx
 
-ISA_NAMES = {PL_ISA_GENERIC: "generic", PL_ISA_AVX2: "avx2"}
+ISA_NAMES = {PL_ISA_GENERIC: "generic", PL_ISA_AVX2: "avx2", PL_ISA_AVX512: "avx512"}
 
 
 cdef const pl_ctx *ctx() noexcept nogil:
@@ -34,12 +34,13 @@ def get_kernel_path():
 
 
 def set_kernel_path(name):
-    """Select 'generic' or 'avx2' micro-kernels ('auto' picks the best available)."""
+    """Select 'generic', 'avx2' or 'avx512' micro-kernels ('auto' picks the best available)."""
     if name == "auto":
         name = detected_kernel_path()
     by_name = {v: k for k, v in ISA_NAMES.items()}
     if name not in by_name:
-        raise ValueError(f"kernel path must be one of 'auto', 'generic', 'avx2'. Received: {name!r}")
+        raise ValueError("kernel path must be one of 'auto', 'generic', 'avx2', 'avx512'. "
+                         f"Received: {name!r}")
     if by_name[name] > pl_detect_isa():
         raise ValueError(f"kernel path {name!r} is not supported by this CPU "
                          f"(best available: {detected_kernel_path()!r})")

@@ -138,7 +138,7 @@ def forward_backward(layer, x, dy):
 def available_paths():
     paths = []
     with runtime():
-        for name in ("generic", "avx2"):
+        for name in ("generic", "avx2", "avx512"):
             try:
                 pylayers.set_kernel_path(name)
                 paths.append(name)
@@ -188,6 +188,24 @@ def test_generic_and_avx2_paths_agree():
             results.append(forward_backward(layer, x, dy))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+@pytest.mark.skipif("avx512" not in available_paths(), reason="CPU without AVX-512")
+@pytest.mark.parametrize("make, shape", [
+    (lambda: layers.Conv2D(16, 3, padding="same", activation="tanh"), (8, 10, 10, 5)),
+    (lambda: layers.Conv2D(40, 5, strides=2), (4, 17, 15, 9)),
+    (lambda: layers.Conv1D(33, 4, padding="causal"), (6, 30, 70))])
+def test_avx512_path_gives_the_bits_of_avx2(make, shape):
+    """The AVX-512 GEMM tile sums in the AVX2 tile's order: forward and gradients bitwise."""
+    layer = make()
+    x = normal(*shape).astype(np.float32)
+    dy = normal(*layer(x).shape).astype(np.float32)
+    results = []
+    for path in ("avx2", "avx512"):
+        with runtime(path=path):
+            results.append(forward_backward(layer, x, dy))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("cls, kwargs, in_shape, out_shape, n_train", [
@@ -533,7 +551,7 @@ def test_implicit_forward_matches_im2col_and_the_reference(make, shape):
     with direct_path(False):
         general = layer(x)
     depth = np.prod(layer.kernel.shape[:-1])
-    if depth <= 256 and pylayers.get_kernel_path() == "avx2":
+    if depth <= 256 and pylayers.get_kernel_path() in ("avx2", "avx512"):
         np.testing.assert_array_equal(implicit, general)
     np.testing.assert_allclose(implicit, general, rtol=1e-5, atol=1e-5 * np.abs(general).max())
     with pylayers.ops.mode.reference_mode():
