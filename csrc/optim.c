@@ -1,11 +1,12 @@
 /* Fused optimizer updates (see optim.h): one pass over each parameter array.
  *
  * The array is walked in blocks of PL_OPTIM_BLOCK elements (OpenMP static chunks of
- * blocks for large arrays). Within a block, a first loop updates the optimizer slots and
- * stores the square root's argument, the square roots are taken together, and a second
- * loop updates the weights; both loops are branch-free so the compiler vectorises them.
- * (A sqrtf inside a loop does not vectorise without -fno-math-errno, because of errno.)
- * Each element's arithmetic is the same whatever the blocking or thread count. */
+ * blocks for large arrays). Adam updates the slots and the weight of an element in one
+ * loop; RMSprop and Adagrad update the slots and store the square root's argument in a
+ * first loop, take the square roots together, and update the weights in a second. The
+ * loops are branch-free so the compiler vectorises them (sqrtf too: the build passes
+ * -fno-math-errno). Each element's arithmetic is the same whatever the blocking or thread
+ * count. */
 #include <math.h>
 #include <stddef.h>
 #include "optim.h"
@@ -93,25 +94,31 @@ typedef struct {
     float alpha, one_minus_b1, one_minus_b2, eps;
 } adam_f;
 
+/* One element's Adam step: its slots m, v (and vhat, when amsgrad) updated in place,
+ * the new weight returned. */
+static inline __attribute__((always_inline))
+float adam_element(float w, float g, float *m, float *v, float *vhat, adam_f a, prep_f p) {
+    float gj = prep_grad(g, p);
+    float mj = *m + (gj - *m) * a.one_minus_b1;
+    float vj = *v + (gj * gj - *v) * a.one_minus_b2;
+    *m = mj;
+    *v = vj;
+    if (vhat) {
+        vj = *vhat > vj ? *vhat : vj;
+        *vhat = vj;
+    }
+    return decayed(w, p) - (mj * a.alpha) / (sqrtf(vj) + a.eps);
+}
+
+/* One loop per block, so the divider (square root, division) runs beside the rest. */
 WIDE_VECTORS
 static void adam_block(long len, float *w, const float *g, float *m, float *v, float *vhat,
                        adam_f a, prep_f p) {
-    float root[PL_OPTIM_BLOCK];
-    for (long j = 0; j < len; j++) {
-        float gj = prep_grad(g[j], p);
-        m[j] = m[j] + (gj - m[j]) * a.one_minus_b1;
-        v[j] = v[j] + (gj * gj - v[j]) * a.one_minus_b2;
-        root[j] = v[j];
-    }
     if (vhat != NULL) {
-        for (long j = 0; j < len; j++) {
-            vhat[j] = vhat[j] > v[j] ? vhat[j] : v[j];
-            root[j] = vhat[j];
-        }
+        for (long j = 0; j < len; j++) w[j] = adam_element(w[j], g[j], m + j, v + j, vhat + j, a, p);
+    } else {
+        for (long j = 0; j < len; j++) w[j] = adam_element(w[j], g[j], m + j, v + j, NULL, a, p);
     }
-    sqrt_in_place(root, len);
-    for (long j = 0; j < len; j++)
-        w[j] = decayed(w[j], p) - (m[j] * a.alpha) / (root[j] + a.eps);
 }
 
 /* The parameters' blocks are numbered across all of them, in order; the team shares
