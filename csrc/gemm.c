@@ -58,6 +58,13 @@ static const pl_gemm_arch avx512_arch = {
  * one thread streams B in a few microseconds, and a team that waits for a core busy
  * with another process loses more than a second thread saves. */
 #define SKINNY_B_PER_THREAD (128L * 1024)
+/* A skinny product whose B is stored (k, n) and large enough for two threads is cut into
+ * at most this many depth slices of at least this many rows of B (depth_slices). */
+#define SKINNY_MAX_SLICES 8
+#define SKINNY_SLICE_MIN_K 64
+/* Slices start on multiples of this many rows: the skinny kernels take rows of B 8 at a
+ * time, and a slice of another length would leave a slower remainder. */
+#define SKINNY_SLICE_ALIGN 8
 /* Threads split a skinny product's columns in units of this many (16 cache lines). */
 #define SKINNY_COLUMN_UNIT 64
 #define ALIGN_FLOATS 16   /* pack blocks start on 64-byte cache lines */
@@ -167,13 +174,16 @@ static inline __attribute__((always_inline))
 void pack_b_panels(int nr, pl_pack_panel_t_fn pack_panel_t, int trans_b, long j_begin,
                    long j_end, long nc, long kc, long panel_depth, const float *b, long ldb,
                    float *dst) {
-    for (long j0 = j_begin; j0 < j_end; j0 += nr) {
+    long full_end = trans_b ? j_begin : j_begin + (min_long(j_end, nc) - j_begin) / nr * nr;
+    // the full panels of B stored (k, n) row by row, so the reads stream along each row
+    for (long p = 0; p < kc; p++)
+        for (long j0 = j_begin; j0 < full_end; j0 += nr)
+            for (int col = 0; col < nr; col++)
+                dst[j0 * panel_depth + p * nr + col] = b[p * ldb + j0 + col];
+    for (long j0 = full_end; j0 < j_end; j0 += nr) {
         long cols = min_long(nr, nc - j0);
         float *panel = dst + j0 * panel_depth;
-        if (!trans_b && cols == nr) {
-            for (long p = 0; p < kc; p++)
-                for (int col = 0; col < nr; col++) panel[p * nr + col] = b[p * ldb + j0 + col];
-        } else if (!trans_b) {
+        if (!trans_b) {
             for (long p = 0; p < kc; p++) {
                 const float *src = b + p * ldb + j0;
                 for (long col = 0; col < cols; col++) panel[p * nr + col] = src[col];
@@ -478,40 +488,116 @@ static void copy_transposed_a(long m, long k, const float *a, long lda, float *d
         for (long i = 0; i < m; i++) dst[i * k + p] = a[p * lda + i];
 }
 
-/* A product with few rows: each thread streams its own columns of op(B) once per row
- * group, in place.  op(A) is copied to rows first when stored transposed (m * k floats,
- * small beside the n * k of B). */
+/* Depth slices of a product with few rows and B stored (k, n) that is large enough for
+ * two threads: k cut into at most SKINNY_MAX_SLICES slices of at least SKINNY_SLICE_MIN_K
+ * rows of B; 1 (no slicing) otherwise.  Fixed by the shape alone, never by the thread
+ * count, so the sums are the same on any number of threads. */
+static long depth_slices(int trans_b, long n, long k) {
+    if (trans_b || (double)n * k < 2.0 * SKINNY_B_PER_THREAD) return 1;
+    long slices = k / SKINNY_SLICE_MIN_K;
+    return slices < SKINNY_MAX_SLICES ? slices : SKINNY_MAX_SLICES;
+}
+
+/* Columns [j_begin, j_end) of c (m, n) = alpha * (the sum over slices, in order, of the
+ * partial products (m, n) in partial, slice_floats apart) + beta * c. */
+static void sum_slices(long slices, long m, long n, long j_begin, long j_end,
+                       const float *partial, long slice_floats, float alpha, float beta,
+                       float *c, long ldc) {
+    float sum[SKINNY_COLUMN_UNIT];
+    for (long i = 0; i < m; i++)
+        for (long j0 = j_begin; j0 < j_end; j0 += SKINNY_COLUMN_UNIT) {
+            long cols = min_long(SKINNY_COLUMN_UNIT, j_end - j0);
+            const float *first = partial + i * n + j0;
+            for (long j = 0; j < cols; j++) sum[j] = first[j];
+            for (long slice = 1; slice < slices; slice++)
+                for (long j = 0; j < cols; j++) sum[j] += first[slice * slice_floats + j];
+            float *c_row = c + i * ldc + j0;
+            for (long j = 0; j < cols; j++)
+                c_row[j] = beta == 0.0f ? alpha * sum[j] : alpha * sum[j] + beta * c_row[j];
+        }
+}
+
+/* The first row of B in slice number `slice` of `slices` (slice == slices: k): as even
+ * as whole groups of SKINNY_SLICE_ALIGN rows allow, the last slice taking the rest. */
+static long slice_start(long slice, long slices, long k) {
+    if (slice == slices) return k;
+    return slice * k / slices / SKINNY_SLICE_ALIGN * SKINNY_SLICE_ALIGN;
+}
+
+/* Thread tid of team's share of a sliced product: its slices' partial products (rows
+ * p0 .. of B, contiguous in memory, so each thread's part of B stays in its own cache
+ * from call to call), then, once every partial is written (the caller's barrier), its
+ * columns of the sum. */
+static void slices_partials(const pl_gemm_arch *arch, int tid, int team, long slices, long m,
+                            long n, long k, const float *a, long lda, const float *b,
+                            long ldb, float *partial) {
+    long first, last;
+    split_range(slices, tid, team, 1, slices, &first, &last);
+    for (long slice = first; slice < last; slice++) {
+        long p0 = slice_start(slice, slices, k), p1 = slice_start(slice + 1, slices, k);
+        arch->skinny(0, m, 0, n, p1 - p0, 1.0f, a + p0, lda, b + p0 * ldb, ldb, 0.0f,
+                     partial + slice * m * n, n);
+    }
+}
+
+static void slices_sum(int tid, int team, long slices, long m, long n, const float *partial,
+                       float alpha, float beta, float *c, long ldc) {
+    long units = (n + SKINNY_COLUMN_UNIT - 1) / SKINNY_COLUMN_UNIT, j_begin, j_end;
+    split_range(units, tid, team, SKINNY_COLUMN_UNIT, n, &j_begin, &j_end);
+    sum_slices(slices, m, n, j_begin, j_end, partial, m * n, alpha, beta, c, ldc);
+}
+
+/* A product with few rows, op(B) streamed in place.  op(A) is copied to rows first when
+ * stored transposed (m * k floats, small beside the n * k of B).  A large B stored (k, n)
+ * is cut into depth slices (depth_slices), which the threads share; otherwise each
+ * thread streams its own columns of op(B) once per row group. */
 static void skinny_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, int trans_b,
                          long m, long n, long k, float alpha, const float *a, long lda,
                          const float *b, long ldb, float beta, float *c, long ldc) {
-    if (trans_a) {
-        float *rows = pl_thread_scratch((size_t)(m * k));
-        if (!rows) {
+    int narrow = !trans_b && n <= PL_NARROW_N;   // under SKINNY_COLUMN_UNIT: one thread's
+    long slices = narrow ? 1 : depth_slices(trans_b, n, k);
+    long rows_floats = trans_a ? round_up(m * k, ALIGN_FLOATS) : 0;
+    long partial_floats = slices > 1 ? slices * m * n : 0;
+    float *scratch = NULL;
+    if (rows_floats + partial_floats > 0) {
+        scratch = pl_thread_scratch((size_t)(rows_floats + partial_floats));
+        if (!scratch) {
             pl_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
-        copy_transposed_a(m, k, a, lda, rows);
-        a = rows;
+    }
+    if (trans_a) {
+        copy_transposed_a(m, k, a, lda, scratch);
+        a = scratch;
         lda = k;
     }
-    if (!trans_b && n <= PL_NARROW_N) {   // under SKINNY_COLUMN_UNIT: one thread's columns
+    float *partial = scratch + rows_floats;
+    if (narrow) {
         arch->narrow(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        return;
-    }
-    if (n_threads == 1) {
+    } else if (n_threads == 1 && slices > 1) {
+        slices_partials(arch, 0, 1, slices, m, n, k, a, lda, b, ldb, partial);
+        slices_sum(0, 1, slices, m, n, partial, alpha, beta, c, ldc);
+    } else if (n_threads == 1) {
         arch->skinny(trans_b, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        return;
-    }
+    } else {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads)
-    {
-        long units = (n + SKINNY_COLUMN_UNIT - 1) / SKINNY_COLUMN_UNIT, j_begin, j_end;
-        split_range(units, omp_get_thread_num(), omp_get_num_threads(), SKINNY_COLUMN_UNIT, n,
-                    &j_begin, &j_end);
-        if (j_begin < j_end)
-            arch->skinny(trans_b, m, j_begin, j_end, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    }
+        {
+            int tid = omp_get_thread_num(), team = omp_get_num_threads();
+            if (slices > 1) {
+                slices_partials(arch, tid, team, slices, m, n, k, a, lda, b, ldb, partial);
+#pragma omp barrier
+                slices_sum(tid, team, slices, m, n, partial, alpha, beta, c, ldc);
+            } else {
+                long units = (n + SKINNY_COLUMN_UNIT - 1) / SKINNY_COLUMN_UNIT, j_begin, j_end;
+                split_range(units, tid, team, SKINNY_COLUMN_UNIT, n, &j_begin, &j_end);
+                if (j_begin < j_end)
+                    arch->skinny(trans_b, m, j_begin, j_end, k, alpha, a, lda, b, ldb, beta,
+                                 c, ldc);
+            }
+        }
 #endif
+    }
 }
 
 void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,

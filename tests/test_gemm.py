@@ -257,6 +257,31 @@ def test_few_rows_one_and_two_threads_bitwise_identical(kernel_path, threads, m,
     assert_close(results[0], a.T if trans_a else a, b.T if trans_b else b, 0.7, 0.3, c_before)
 
 
+@pytest.mark.parametrize("m", [1, 3, 8])
+@pytest.mark.parametrize("n, k", [(512, 784), (512, 512), (300, 877), (4100, 70), (700, 131)])
+@pytest.mark.parametrize("beta", [0.0, 0.3])
+def test_few_rows_large_b_sliced_by_depth_on_any_thread_count(kernel_path, threads, m, n,
+                                                               k, beta):
+    """A few rows times a large B stored (k, n) is cut into depth slices fixed by the shape
+    (gemm.c: depth_slices; 512 x 512 is the smallest B cut), each thread summing whole
+    slices of contiguous rows, then the slices added in order: the same bits on 1, 2 and
+    3 threads, within the bound of the reference, and C's padding untouched."""
+    rng = np.random.default_rng(n * k + m)
+    a, b = random_matrix(rng, (m, k)), random_matrix(rng, (k, n))
+    c_storage = random_matrix(rng, (m, n + 4))
+    results = []
+    for n_threads in (1, 2, 3):
+        threads(n_threads)
+        c = c_storage.copy()
+        gemm.sgemm(a, b, c[:, 2:n + 2], alpha=0.7, beta=beta)
+        np.testing.assert_array_equal(c[:, :2], c_storage[:, :2])
+        np.testing.assert_array_equal(c[:, n + 2:], c_storage[:, n + 2:])
+        results.append(c[:, 2:n + 2])
+    for other in results[1:]:
+        assert np.array_equal(results[0], other)
+    assert_close(results[0], a, b, 0.7, beta, c_storage[:, 2:n + 2])
+
+
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 10, 16])
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 7, 5408])
 @pytest.mark.parametrize("trans_a", [False, True])
