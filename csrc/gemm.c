@@ -76,12 +76,18 @@ static const pl_gemm_arch avx512_arch = {
  * place: packing it would cost about as much as the few micro-panels that reuse it. */
 #define A_IN_PLACE_MAX_COLS 128
 
-static const pl_gemm_arch *arch_for(int isa) {
+/* The kernels for products of n columns on the isa path.  Products of at most 16
+ * columns take the AVX2 tile on the AVX-512 path too: a 32-column tile would compute
+ * twice their width (a Dense(10) over 5408 inputs runs 1.4x slower in it).  The two tiles
+ * give the same bits, and the choice depends on n alone, so a B packed for n columns
+ * (pl_sgemm_pack_b) is read with the layout it was packed in. */
+static const pl_gemm_arch *arch_for(int isa, long n) {
 #ifdef PL_HAVE_X86_KERNELS
-    if (isa >= PL_ISA_AVX512) return &avx512_arch;
+    if (isa >= PL_ISA_AVX512 && n > PL_AVX2_NR) return &avx512_arch;
     if (isa >= PL_ISA_AVX2) return &avx2_arch;
 #endif
     (void)isa;
+    (void)n;
     return &generic_arch;
 }
 
@@ -230,17 +236,18 @@ static const float *a_rows(const a_block_view *view, long ir, long kc) {
 }
 
 /* One partial tile, run through the full micro-kernel on tile_buf: its rows x cols of c
- * (when beta reads them) go in, zeros around them, and come back out, so each element
- * gets the arithmetic of a full tile's. */
+ * go in (when beta reads them, with zeros around them), and come back out, so each
+ * element gets the arithmetic of a full tile's. */
 static void edge_tile(const pl_gemm_arch *arch, long kc, const a_block_view *a_view, long ir,
                       const float *b_panel, long rows, long cols, float alpha, float beta,
                       float *c, long ldc) {
-    _Alignas(64) float tile_buf[MAX_MR * MAX_NR] = {0};
-    const int nr = arch->nr;
+    _Alignas(64) float tile_buf[MAX_MR * MAX_NR];
+    const int mr = arch->mr, nr = arch->nr;
     const float *a = a_rows(a_view, ir, kc);
     if (beta != 0.0f)
-        for (long i = 0; i < rows; i++)
-            for (long j = 0; j < cols; j++) tile_buf[i * nr + j] = c[i * ldc + j];
+        for (long i = 0; i < mr; i++)
+            for (long j = 0; j < nr; j++)
+                tile_buf[i * nr + j] = i < rows && j < cols ? c[i * ldc + j] : 0.0f;
     if (a_view->in_place)
         arch->ukernel_in_place((int)rows, kc, a, a_view->row_step, a_view->col_step, b_panel,
                                tile_buf, nr, alpha, beta);
@@ -616,7 +623,7 @@ void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
         scale_c(m, n, beta, c, ldc);
         return;
     }
-    const pl_gemm_arch *arch = arch_for(ctx->isa);
+    const pl_gemm_arch *arch = arch_for(ctx->isa, n);
     if (m <= SKINNY_MAX_M) {
         skinny_sgemm(arch, threads_for(ctx, (double)n * k, SKINNY_B_PER_THREAD), trans_a,
                      trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -635,7 +642,7 @@ void pl_sgemm_packed_b(const pl_ctx *ctx, int trans_a, int trans_b,
 void pl_sgemm_packed_b_serial(const pl_ctx *ctx, long m, long n, long k, const float *a,
                               long lda, const float *packed_b, float beta, float *c, long ldc) {
     if (m <= 0 || n <= 0 || k <= 0) return;
-    const pl_gemm_arch *arch = arch_for(ctx->isa);
+    const pl_gemm_arch *arch = arch_for(ctx->isa, n);
     const long kc = block_kc(arch, k), nc = block_nc(arch, n);
     const long block_floats = packed_block_floats(arch, kc, nc);
     for (long jc = 0; jc < n; jc += nc) {
@@ -652,7 +659,7 @@ void pl_sgemm_packed_b_serial(const pl_ctx *ctx, long m, long n, long k, const f
 float *pl_sgemm_pack_b(const pl_ctx *ctx, int trans_b, long n, long k, const float *b,
                        long ldb) {
     if (n <= 0 || k <= 0) return NULL;
-    const pl_gemm_arch *arch = arch_for(ctx->isa);
+    const pl_gemm_arch *arch = arch_for(ctx->isa, n);
     long kc = block_kc(arch, k), nc = block_nc(arch, n);
     long block_floats = packed_block_floats(arch, kc, nc);
     long blocks = (n + nc - 1) / nc * pc_blocks(k, kc);
