@@ -8,100 +8,18 @@
 
 #define AVX2_FMA __attribute__((target("avx2,fma")))
 
-/* c row = acc + beta * c row (beta == 0: c row is not read). */
-AVX2_FMA static inline void store_row(float *c_row, __m256 lo, __m256 hi, float beta) {
-    if (beta != 0.0f) {
-        __m256 beta_v = _mm256_set1_ps(beta);
-        lo = _mm256_fmadd_ps(beta_v, _mm256_loadu_ps(c_row), lo);
-        hi = _mm256_fmadd_ps(beta_v, _mm256_loadu_ps(c_row + 8), hi);
-    }
-    _mm256_storeu_ps(c_row, lo);
-    _mm256_storeu_ps(c_row + 8, hi);
-}
-
-/* lo[i], hi[i] (row i of a 6x16 tile, i < rows) += the products of `steps` k steps:
- * step p multiplies the 16 floats at b + p * b_step (row p of a packed B panel when
- * b_step is 16) by element (i, p) of A at a[i * row_step + p * col_step]. */
-AVX2_FMA static inline __attribute__((always_inline))
-void accumulate_steps(int rows, long steps, const float *a, long row_step, long col_step,
-                      const float *b, long b_step, __m256 *lo, __m256 *hi) {
-#pragma GCC unroll 4
-    for (long p = 0; p < steps; p++) {
-        __m256 b_lo = _mm256_loadu_ps(b), b_hi = _mm256_loadu_ps(b + 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < rows; i++) {
-            __m256 a_bcast = _mm256_broadcast_ss(a + i * row_step);
-            lo[i] = _mm256_fmadd_ps(a_bcast, b_lo, lo[i]);
-            hi[i] = _mm256_fmadd_ps(a_bcast, b_hi, hi[i]);
-        }
-        a += col_step;
-        b += b_step;
-    }
-}
-
-/* The first `rows` rows (1..6, a compile-time constant once inlined) of a 6x16 tile:
- * row i lives in two ymm accumulators lo[i] (columns 0-7) and hi[i] (8-15); each k
- * step loads one 16-float row of the B panel and broadcasts column p of A, element
- * (i, p) at a[i * row_step + p * col_step]: (1, 6) in a packed panel, or op(A) in place. */
-AVX2_FMA static inline __attribute__((always_inline))
-void tile_rows(int rows, long kc, const float *a, long row_step, long col_step,
-               const float *b_panel, float *c, long ldc, float alpha, float beta) {
-    __m256 lo[PL_AVX2_MR], hi[PL_AVX2_MR];
-#pragma GCC unroll 6
-    for (int i = 0; i < rows; i++) {
-        lo[i] = _mm256_setzero_ps();
-        hi[i] = _mm256_setzero_ps();
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-    }
-    accumulate_steps(rows, kc, a, row_step, col_step, b_panel, PL_AVX2_NR, lo, hi);
-    if (alpha != 1.0f) {   // times 1 would give the same bits: skipped
-        __m256 alpha_v = _mm256_set1_ps(alpha);
-#pragma GCC unroll 6
-        for (int i = 0; i < rows; i++) {
-            lo[i] = _mm256_mul_ps(alpha_v, lo[i]);
-            hi[i] = _mm256_mul_ps(alpha_v, hi[i]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int i = 0; i < rows; i++) store_row(c + i * ldc, lo[i], hi[i], beta);
-}
-
-AVX2_FMA void pl_sgemm_ukernel_avx2(long kc, const float *a_panel, const float *b_panel,
-                                    float *c, long ldc, float alpha, float beta) {
-    tile_rows(PL_AVX2_MR, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta);
-}
-
-/* The first rows (< 6) rows of the tile, written straight into c. */
-AVX2_FMA void pl_sgemm_ukernel_rows_avx2(int rows, long kc, const float *a_panel,
-                                         const float *b_panel, float *c, long ldc,
-                                         float alpha, float beta) {
-    switch (rows) {
-    case 1: tile_rows(1, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta); break;
-    case 2: tile_rows(2, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta); break;
-    case 3: tile_rows(3, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta); break;
-    case 4: tile_rows(4, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta); break;
-    default: tile_rows(5, kc, a_panel, 1, PL_AVX2_MR, b_panel, c, ldc, alpha, beta); break;
-    }
-}
-
-/* rows (1..6) rows of a tile with op(A) read in place: a row of A holds a row of op(A)
- * (row_step lda, col_step 1) or a column of it (1, lda). */
-#define IN_PLACE_ROWS(r)                                                                  \
-    (col_step == 1 ? tile_rows(r, kc, a, row_step, 1, b_panel, c, ldc, alpha, beta)       \
-                   : tile_rows(r, kc, a, 1, col_step, b_panel, c, ldc, alpha, beta))
-
-AVX2_FMA void pl_sgemm_ukernel_in_place_avx2(int rows, long kc, const float *a, long row_step,
-                                             long col_step, const float *b_panel, float *c,
-                                             long ldc, float alpha, float beta) {
-    switch (rows) {
-    case 1: IN_PLACE_ROWS(1); break;
-    case 2: IN_PLACE_ROWS(2); break;
-    case 3: IN_PLACE_ROWS(3); break;
-    case 4: IN_PLACE_ROWS(4); break;
-    case 5: IN_PLACE_ROWS(5); break;
-    default: IN_PLACE_ROWS(6); break;
-    }
-}
+#define TILE_TARGET AVX2_FMA
+#define TILE_MR PL_AVX2_MR
+#define TILE_NR PL_AVX2_NR
+#define TILE_FN(name) name##_avx2
+#define vec __m256
+#define vec_zero _mm256_setzero_ps
+#define vec_set1 _mm256_set1_ps
+#define vec_load _mm256_loadu_ps
+#define vec_store _mm256_storeu_ps
+#define vec_fmadd _mm256_fmadd_ps
+#define vec_mul _mm256_mul_ps
+#include "gemm_tile_body.h"
 
 /* The first `rows` rows (1..6, constant once inlined) of a 6x16 tile summed over taps:
  * tile = sum over t < taps of A_t @ (rows [t * cin, (t + 1) * cin) of b_panel), where

@@ -107,16 +107,20 @@ float *pl_thread_scratch(size_t floats);
 
 #if defined(__x86_64__) || defined(__i386__)
 #define PL_HAVE_X86_KERNELS 1
+/* The micro-kernels of one x86 path's tile (gemm_tile_body.h): pl_ukernel_fn,
+ * pl_ukernel_rows_fn and pl_ukernel_in_place_fn. */
+#define PL_TILE_KERNELS(isa)                                                                \
+    void pl_sgemm_ukernel_##isa(long kc, const float *a_panel, const float *b_panel,       \
+                                float *c, long ldc, float alpha, float beta);               \
+    void pl_sgemm_ukernel_rows_##isa(int rows, long kc, const float *a_panel,              \
+                                     const float *b_panel, float *c, long ldc, float alpha, \
+                                     float beta);                                           \
+    void pl_sgemm_ukernel_in_place_##isa(int rows, long kc, const float *a, long row_step,  \
+                                         long col_step, const float *b_panel, float *c,     \
+                                         long ldc, float alpha, float beta);
 #define PL_AVX2_MR 6
 #define PL_AVX2_NR 16
-void pl_sgemm_ukernel_avx2(long kc, const float *a_panel, const float *b_panel,
-                           float *c, long ldc, float alpha, float beta);
-void pl_sgemm_ukernel_rows_avx2(int rows, long kc, const float *a_panel,
-                                const float *b_panel, float *c, long ldc,
-                                float alpha, float beta);
-void pl_sgemm_ukernel_in_place_avx2(int rows, long kc, const float *a, long row_step,
-                                    long col_step, const float *b_panel, float *c, long ldc,
-                                    float alpha, float beta);
+PL_TILE_KERNELS(avx2)
 /* rows (1..6) x 16 tile c (row stride ldc) = sum over t < taps of A_t @ b_panel rows
  * [t * cin, (t + 1) * cin), A_t(i, ch) = src[t][i * step + ch]; b_panel (taps * cin, 16)
  * as a packed B panel.  Sums in the order of t and ch from zero, as the micro-kernel over
@@ -153,14 +157,7 @@ void pl_sgemm_narrow_avx2(long m, long n, long k, float alpha, const float *a, l
 
 #define PL_AVX512_MR 8
 #define PL_AVX512_NR 32
-void pl_sgemm_ukernel_avx512(long kc, const float *a_panel, const float *b_panel,
-                             float *c, long ldc, float alpha, float beta);
-void pl_sgemm_ukernel_rows_avx512(int rows, long kc, const float *a_panel,
-                                  const float *b_panel, float *c, long ldc,
-                                  float alpha, float beta);
-void pl_sgemm_ukernel_in_place_avx512(int rows, long kc, const float *a, long row_step,
-                                      long col_step, const float *b_panel, float *c, long ldc,
-                                      float alpha, float beta);
+PL_TILE_KERNELS(avx512)
 #endif
 
 #endif
