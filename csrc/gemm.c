@@ -10,7 +10,8 @@
  * tile of C is computed by exactly one thread with the same packed data and the same kc
  * order, so the result is bitwise the same for any thread count.  Small products skip
  * packing and run on one thread; products of a few rows (batch-1 inference) skip
- * packing and split the columns of C; products of a few columns read A in place. */
+ * packing and split the columns of C, or share depth slices of a large B fixed by the
+ * shape; products of a few columns read A in place. */
 #define _POSIX_C_SOURCE 200809L   /* posix_memalign, pthread keys */
 #include <pthread.h>
 #include <stdlib.h>
@@ -561,7 +562,7 @@ static void slices_sum(int tid, int team, long slices, long m, long n, const flo
 static void skinny_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, int trans_b,
                          long m, long n, long k, float alpha, const float *a, long lda,
                          const float *b, long ldb, float beta, float *c, long ldc) {
-    int narrow = !trans_b && n <= PL_NARROW_N;   // under SKINNY_COLUMN_UNIT: one thread's
+    int narrow = !trans_b && n <= PL_NARROW_N;   // fewer columns than one thread's unit
     long slices = narrow ? 1 : depth_slices(trans_b, n, k);
     long rows_floats = trans_a ? round_up(m * k, ALIGN_FLOATS) : 0;
     long partial_floats = slices > 1 ? slices * m * n : 0;
@@ -578,7 +579,7 @@ static void skinny_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
         a = scratch;
         lda = k;
     }
-    float *partial = scratch + rows_floats;
+    float *partial = partial_floats ? scratch + rows_floats : NULL;
     if (narrow) {
         arch->narrow(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     } else if (n_threads == 1 && slices > 1) {
