@@ -86,13 +86,14 @@ cdef _check_aligned(function, values):
                              "aligned copy (np.array(x))")
 
 
-def _refuse_unaligned(namespace, copies=()):
+def _refuse_unaligned(namespace, exempt=()):
     """Wrap each public function of the wrapper module whose globals are `namespace`:
     a numpy array argument (or one inside a tuple or list argument, e.g. a tape) whose data is
     not aligned for its dtype raises ValueError naming the function, before the call.
     Typed memoryviews accept such arrays, and the C kernels load floats and ints at
-    their natural alignment (undefined behaviour otherwise). Functions named in `copies`
-    take any layout and align their operands themselves (checking their own outputs)."""
+    their natural alignment (undefined behaviour otherwise). Functions named in `exempt`
+    make sure of it themselves: they take any layout and align their operands, or check
+    each pointer (require_aligned), which costs less than this wrapper on a hot call."""
     import functools
 
     def aligned_only(function):
@@ -105,7 +106,7 @@ def _refuse_unaligned(namespace, copies=()):
         return call
 
     for name, value in list(namespace.items()):
-        if not name.startswith("_") and name not in copies and callable(value) \
+        if not name.startswith("_") and name not in exempt and callable(value) \
                 and not isinstance(value, type) \
                 and getattr(value, "__module__", None) == namespace["__name__"]:
             namespace[name] = aligned_only(value)

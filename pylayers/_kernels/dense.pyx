@@ -1,5 +1,5 @@
 """Thin wrappers over csrc/dense.c and csrc/activations.c (float32, C-contiguous)."""
-from pylayers._kernels._runtime cimport ctx, pl_ctx
+from pylayers._kernels._runtime cimport ctx, pl_ctx, require_aligned
 
 cdef extern from "activations.h":
     void pl_bias_act_forward(const pl_ctx *ctx, long m, long n, float *y,
@@ -65,9 +65,14 @@ def dense_forward(const float[:, ::1] x not None, const float[:, ::1] w not None
     cdef const float *bias_ptr = const_or_null_1d(bias)
     if m == 0 or n == 0:
         return
+    cdef const float *x_ptr = &x[0, 0] if k else NULL
+    cdef const float *w_ptr = &w[0, 0] if k else NULL
+    require_aligned("dense_forward", "x", x_ptr, sizeof(float))
+    require_aligned("dense_forward", "w", w_ptr, sizeof(float))
+    require_aligned("dense_forward", "bias", bias_ptr, sizeof(float))
+    require_aligned("dense_forward", "y", &y[0, 0], sizeof(float))
     with nogil:
-        pl_dense_forward(ctx(), m, n, k, &x[0, 0] if k else NULL, &w[0, 0] if k else NULL,
-                         bias_ptr, act, alpha, &y[0, 0])
+        pl_dense_forward(ctx(), m, n, k, x_ptr, w_ptr, bias_ptr, act, alpha, &y[0, 0])
 
 
 def dense_backward(const float[:, ::1] x not None, const float[:, ::1] w not None,
@@ -128,4 +133,4 @@ def act_backward(const float[:, ::1] y not None, const float[:, ::1] dy not None
 
 
 from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
-_refuse_unaligned(globals())
+_refuse_unaligned(globals(), exempt=("dense_forward",))   # the batch-1 predict's hot call

@@ -353,4 +353,4 @@ def sgemm_packed_b_serial(a, b, out, bint trans_b=False, float beta=0.0, row_spl
 
 
 from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
-_refuse_unaligned(globals(), copies=("matmul", "matmul_into"))
+_refuse_unaligned(globals(), exempt=("matmul", "matmul_into"))

@@ -210,6 +210,31 @@ def test_unaligned_inputs_are_aligned_at_the_layer_boundary():
                                     np.empty((4, 3), np.float32))
 
 
+@pytest.mark.parametrize("operand", ["x", "w", "bias", "y"])
+def test_dense_forward_checks_the_alignment_of_each_operand_itself(operand):
+    """dense_forward (the batch-1 predict's hot call) checks its pointers in Cython rather
+    than through the wrappers' Python check: each unaligned operand is refused by name,
+    before y is written."""
+    from pylayers._kernels import dense as dense_kernels
+
+    def unaligned(array):
+        copy = np.zeros(array.nbytes + 1, np.uint8)[1:].view(np.float32).reshape(array.shape)
+        copy[...] = array
+        return copy
+
+    rng = np.random.default_rng(3)
+    operands = {"x": rng.standard_normal((2, 5)).astype(np.float32),
+                "w": rng.standard_normal((5, 3)).astype(np.float32),
+                "bias": rng.standard_normal(3).astype(np.float32),
+                "y": np.full((2, 3), 7.0, np.float32)}
+    operands[operand] = unaligned(operands[operand])
+    with pytest.raises(ValueError, match=f"dense_forward: received {operand} whose data is "
+                                         "not aligned"):
+        dense_kernels.dense_forward(operands["x"], operands["w"], operands["bias"], 1, 0.0,
+                                    operands["y"])
+    np.testing.assert_array_equal(operands["y"], 7.0)
+
+
 def test_dense_backward_overwrites_zeroed_gradients_and_adds_to_others():
     """zero_grad defers its zeros; Dense's kernel then writes the gradient instead of
     adding to it. Stale values never leak in, later uses add, and a gradient set by hand
