@@ -532,27 +532,43 @@ static long slice_start(long slice, long slices, long k) {
     return slice * k / slices / SKINNY_SLICE_ALIGN * SKINNY_SLICE_ALIGN;
 }
 
-/* Thread tid of team's share of a sliced product: its slices' partial products (rows
- * p0 .. of B, contiguous in memory, so each thread's part of B stays in its own cache
- * from call to call), then, once every partial is written (the caller's barrier), its
- * columns of the sum. */
-static void slices_partials(const pl_gemm_arch *arch, int tid, int team, long slices, long m,
-                            long n, long k, const float *a, long lda, const float *b,
-                            long ldb, float *partial) {
-    long first, last;
-    split_range(slices, tid, team, 1, slices, &first, &last);
-    for (long slice = first; slice < last; slice++) {
-        long p0 = slice_start(slice, slices, k), p1 = slice_start(slice + 1, slices, k);
-        arch->skinny(0, m, 0, n, p1 - p0, 1.0f, a + p0, lda, b + p0 * ldb, ldb, 0.0f,
-                     partial + slice * m * n, n);
-    }
-}
+/* A skinny product's operands, shared by its threads; slices 1: no depth slices. */
+typedef struct {
+    const pl_gemm_arch *arch;
+    int trans_b;
+    long m, n, k, slices;
+    float alpha, beta;
+    const float *a, *b;
+    long lda, ldb, ldc;
+    float *c, *partial;   /* partial: slices * m * n floats, or NULL */
+} skinny_job;
 
-static void slices_sum(int tid, int team, long slices, long m, long n, const float *partial,
-                       float alpha, float beta, float *c, long ldc) {
-    long units = (n + SKINNY_COLUMN_UNIT - 1) / SKINNY_COLUMN_UNIT, j_begin, j_end;
+/* Thread tid of team's share of a skinny product.  With depth slices: its slices'
+ * partial products (rows of B contiguous in memory, so each thread's part of B stays in
+ * its own cache from call to call), then, once every partial is written, its columns of
+ * their sum.  Without: its columns of the product. */
+static void skinny_thread(const skinny_job *job, int tid, int team) {
+    const long m = job->m, n = job->n, units = (n + SKINNY_COLUMN_UNIT - 1) / SKINNY_COLUMN_UNIT;
+    long j_begin, j_end;
     split_range(units, tid, team, SKINNY_COLUMN_UNIT, n, &j_begin, &j_end);
-    sum_slices(slices, m, n, j_begin, j_end, partial, m * n, alpha, beta, c, ldc);
+    if (job->slices == 1) {
+        if (j_begin < j_end)
+            job->arch->skinny(job->trans_b, m, j_begin, j_end, job->k, job->alpha, job->a,
+                              job->lda, job->b, job->ldb, job->beta, job->c, job->ldc);
+        return;
+    }
+    long first, last;
+    split_range(job->slices, tid, team, 1, job->slices, &first, &last);
+    for (long slice = first; slice < last; slice++) {
+        long p0 = slice_start(slice, job->slices, job->k);
+        long p1 = slice_start(slice + 1, job->slices, job->k);
+        job->arch->skinny(0, m, 0, n, p1 - p0, 1.0f, job->a + p0, job->lda,
+                          job->b + p0 * job->ldb, job->ldb, 0.0f, job->partial + slice * m * n,
+                          n);
+    }
+    team_barrier(team);
+    sum_slices(job->slices, m, n, j_begin, j_end, job->partial, m * n, job->alpha, job->beta,
+               job->c, job->ldc);
 }
 
 /* A product with few rows, op(B) streamed in place.  op(A) is copied to rows first when
@@ -579,33 +595,20 @@ static void skinny_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
         a = scratch;
         lda = k;
     }
-    float *partial = partial_floats ? scratch + rows_floats : NULL;
     if (narrow) {
         arch->narrow(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    } else if (n_threads == 1 && slices > 1) {
-        slices_partials(arch, 0, 1, slices, m, n, k, a, lda, b, ldb, partial);
-        slices_sum(0, 1, slices, m, n, partial, alpha, beta, c, ldc);
-    } else if (n_threads == 1) {
-        arch->skinny(trans_b, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    } else {
+        return;
+    }
+    skinny_job job = {arch, trans_b, m, n, k, slices, alpha, beta, a, b, lda, ldb, ldc, c,
+                      partial_floats ? scratch + rows_floats : NULL};
+    if (n_threads == 1) {
+        skinny_thread(&job, 0, 1);
+        return;
+    }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads)
-        {
-            int tid = omp_get_thread_num(), team = omp_get_num_threads();
-            if (slices > 1) {
-                slices_partials(arch, tid, team, slices, m, n, k, a, lda, b, ldb, partial);
-#pragma omp barrier
-                slices_sum(tid, team, slices, m, n, partial, alpha, beta, c, ldc);
-            } else {
-                long units = (n + SKINNY_COLUMN_UNIT - 1) / SKINNY_COLUMN_UNIT, j_begin, j_end;
-                split_range(units, tid, team, SKINNY_COLUMN_UNIT, n, &j_begin, &j_end);
-                if (j_begin < j_end)
-                    arch->skinny(trans_b, m, j_begin, j_end, k, alpha, a, lda, b, ldb, beta,
-                                 c, ldc);
-            }
-        }
+    skinny_thread(&job, omp_get_thread_num(), omp_get_num_threads());
 #endif
-    }
 }
 
 void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,

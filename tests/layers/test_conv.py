@@ -147,6 +147,15 @@ def available_paths():
     return paths
 
 
+def on_each_path(paths, run):
+    """run()'s results on each kernel path of `paths` in turn."""
+    results = []
+    for path in paths:
+        with runtime(path=path):
+            results.append(run())
+    return results
+
+
 def assert_same_on_one_and_two_threads(run):
     """run() on one thread, then on two: every array it returns bitwise the same."""
     results = []
@@ -182,10 +191,7 @@ def test_generic_and_avx2_paths_agree():
     x = normal(8, 10, 10, 5).astype(np.float32)
     dy = normal(8, 10, 10, 16).astype(np.float32)
     layer(x)
-    results = []
-    for path in ("generic", "avx2"):
-        with runtime(path=path):
-            results.append(forward_backward(layer, x, dy))
+    results = on_each_path(("generic", "avx2"), lambda: forward_backward(layer, x, dy))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
 
@@ -200,10 +206,7 @@ def test_avx512_path_gives_the_bits_of_avx2(make, shape):
     layer = make()
     x = normal(*shape).astype(np.float32)
     dy = normal(*layer(x).shape).astype(np.float32)
-    results = []
-    for path in ("avx2", "avx512"):
-        with runtime(path=path):
-            results.append(forward_backward(layer, x, dy))
+    results = on_each_path(("avx2", "avx512"), lambda: forward_backward(layer, x, dy))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
 
@@ -508,10 +511,8 @@ def test_direct_path_generic_and_avx2_agree(make, shape):
     layer = make()
     x = normal(*shape).astype(np.float32)
     dy = normal(*layer(x).shape).astype(np.float32)
-    results = []
-    for path in ("generic", "avx2"):
-        with runtime(path=path):
-            results.append(weight_gradients(layer, x, dy, need_dx=False))
+    results = on_each_path(("generic", "avx2"),
+                           lambda: weight_gradients(layer, x, dy, need_dx=False))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
 
