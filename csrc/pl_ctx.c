@@ -7,6 +7,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#include <xmmintrin.h>
 
 static unsigned long long read_xcr0(void) {
     unsigned int lo, hi;
@@ -75,3 +76,19 @@ void pl_team_share(long total, long *begin, long *end) {
     *begin = total * tid / team;
     *end = total * (tid + 1) / team;
 }
+
+#if defined(__x86_64__) || defined(__i386__)
+#define MXCSR_FLUSH_TO_ZERO 0x8000u
+#define MXCSR_DENORMALS_ARE_ZERO 0x0040u
+
+unsigned pl_flush_subnormals(void) {
+    unsigned saved = _mm_getcsr();
+    _mm_setcsr(saved | MXCSR_FLUSH_TO_ZERO | MXCSR_DENORMALS_ARE_ZERO);
+    return saved;
+}
+
+void pl_restore_fp_mode(unsigned saved) { _mm_setcsr(saved); }
+#else
+unsigned pl_flush_subnormals(void) { return 0; }
+void pl_restore_fp_mode(unsigned saved) { (void)saved; }
+#endif

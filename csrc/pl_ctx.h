@@ -25,4 +25,10 @@ int pl_default_threads(void);
  * parallel region or without OpenMP. */
 void pl_team_share(long total, long *begin, long *end);
 
+/* The calling thread's floating-point mode switched to flush subnormal results to zero
+ * and read subnormal inputs as zero, as TensorFlow's threads run every op; returns the
+ * mode to hand back to pl_restore_fp_mode.  x86 only (elsewhere both do nothing). */
+unsigned pl_flush_subnormals(void);
+void pl_restore_fp_mode(unsigned saved);
+
 #endif

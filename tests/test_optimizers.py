@@ -174,6 +174,25 @@ def test_result_does_not_depend_on_thread_count(kind, config):
     np.testing.assert_array_equal(results[0], results[1])
 
 
+
+@pytest.mark.parametrize("kind,config", CASES, ids=[f"{k}-{c}" for k, c in CASES])
+@pytest.mark.parametrize("size", [6, 70_000])   # the calling thread alone; a team
+def test_subnormal_slots_are_flushed_to_zero(kind, config, size):
+    """A gradient that stays 0 decays the slots into subnormals, on which arithmetic is
+    ~30x slower; the updates flush them to zero as TensorFlow does, and leave the calling
+    thread's floating-point mode as they found it."""
+    variable = Variable(np.ones(size, np.float32))
+    optimizer = CLASSES[kind](**config)
+    optimizer.build([variable])
+    counters, slots = optimizer.variables[:2], optimizer.variables[2:]
+    subnormal = np.float32(3e-39)
+    optimizer.set_weights(counters + [np.full(s.shape, subnormal, np.float32) for s in slots])
+    optimizer.apply([np.zeros(size, np.float32)], [variable])
+    for slot in optimizer.variables[2:]:
+        np.testing.assert_array_equal(slot, 0.0)
+    assert np.all(np.isfinite(variable.value))
+    assert subnormal * np.float32(0.5) > 0   # numpy in this thread still keeps subnormals
+
 def load_keras_case(case):
     data = np.load(os.path.join(FIXTURES, "optimizers.npz"))
     initial = [data["initial_0"], data["initial_1"]]
