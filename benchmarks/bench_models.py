@@ -184,6 +184,35 @@ def test_thread_scaling_pylayers(benchmark, name):
     benchmark.extra_info["ratio"] = float(np.median(timed[1]) / np.median(timed[budget]))
 
 
+LATE_WARMUP_EPOCHS = 50   # 1,000 steps
+
+
+@pytest.mark.parametrize("library", ["pylayers", "torch", "keras"])
+def test_train_epoch_after_1000_steps(benchmark, request, library):
+    """An epoch of the MLP 784-512-512-10 after 1,000 training steps. By then a unit
+    whose gradient stays 0 has decayed its Adam slots into subnormal numbers, on which
+    arithmetic is ~30x slower unless flushed to zero (TensorFlow flushes them)."""
+    name = "mlp_784_512_512_10"
+    benchmark.group = f"train_epoch_after_1000_steps:{name}"
+    x, y = data(name, BATCH * STEPS)
+    if library != "torch":
+        model = pylayers_model(name) if library == "pylayers" \
+            else keras_model(request.getfixturevalue("tf_keras"), name)
+
+        def epoch():
+            model.fit(x, y, batch_size=BATCH, verbose=0)
+    else:
+        _, torch_epoch = torch_training(name)
+        x_tensor, y_tensor = torch.from_numpy(x), torch.from_numpy(y)
+
+        def epoch():
+            torch_epoch(x_tensor, y_tensor)
+    for _ in range(LATE_WARMUP_EPOCHS):
+        epoch()
+    benchmark.extra_info["samples"] = len(x)
+    benchmark.pedantic(epoch, rounds=5)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_train_epoch_torch(benchmark, name):
     benchmark.group = f"train_epoch:{name}"
