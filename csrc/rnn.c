@@ -62,16 +62,17 @@ static const float *dy_at(const rnn_job *job, long t, long r0) {
     return job->dy ? job->dy + t * job->dy_step_stride + r0 * job->dy_row_stride : NULL;
 }
 
-/* The output gradient as the time loop reads it: dy_seq (B, T, U) copied time-major into
- * scratch when it holds T * B * U floats, so that a step reads one block instead of a
- * few lines per row (the rows of a step lie T * U floats apart), else dy_seq in place. */
+/* The output gradient as the time loop reads it: a time-major dy_seq (T, B, U) in place;
+ * a batch-major one (B, T, U) copied time-major into scratch when it holds T * B * U
+ * floats, so that a step reads one block instead of a few lines per row (the rows of a
+ * step lie T * U floats apart), else in place. */
 static void set_output_grad(const pl_ctx *ctx, rnn_job *job, const float *dy_seq,
-                            float *scratch, long scratch_floats) {
+                            int dy_time_major, float *scratch, long scratch_floats) {
     const long B = job->d.batch, T = job->d.steps, U = job->d.units;
     job->dy = dy_seq;
-    job->dy_row_stride = T * U;
-    job->dy_step_stride = U;
-    if (!dy_seq || scratch_floats < T * B * U) return;
+    job->dy_row_stride = dy_time_major ? U : T * U;
+    job->dy_step_stride = dy_time_major ? B * U : U;
+    if (!dy_seq || dy_time_major || scratch_floats < T * B * U) return;
     pl_rnn_to_time_major(ctx, B, T, U, dy_seq, scratch);
     job->dy = scratch;
     job->dy_row_stride = U;
@@ -335,7 +336,7 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                       const float *kernel, const float *recurrent,
                       const unsigned char *mask_tm, int act, int rec_act,
                       const float *gates, const float *act_c, const float *h,
-                      const float *c, const float *dy_seq, float *dh, float *dc,
+                      const float *c, const float *dy_seq, int dy_time_major, float *dh, float *dc,
                       float *dgates, float *dkernel, float *drecurrent, float *dbias,
                       float *dx_tm, float *work) {
     const long rows = d.steps * d.batch, U = d.units, G = 4 * U;
@@ -344,7 +345,7 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
     rnn_job job = {.d = d, .act = act, .rec_act = rec_act, .G = G, .recurrent = recurrent,
                    .mask_tm = mask_tm, .gates = (float *)gates, .act_c = (float *)act_c,
                    .h = (float *)h, .c = (float *)c, .dh = dh, .dc = dc, .dgates = dgates};
-    set_output_grad(ctx, &job, dy_seq, work, work_floats);
+    set_output_grad(ctx, &job, dy_seq, dy_time_major, work, work_floats);
     run_time_loop(ctx, &job, 1, G, lstm_backward_rows);
     weight_gradients(ctx, rows, d.inputs, U, G, x_tm, h, dgates, dkernel, drecurrent, dbias,
                      work, work_floats);
@@ -437,7 +438,8 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
                      const float *x_tm, const float *kernel, const float *recurrent,
                      const unsigned char *mask_tm, int act, int rec_act,
                      const float *gates, const float *aux, const float *h,
-                     const float *dy_seq, float *dh, float *dx_gates, float *drec_gates,
+                     const float *dy_seq, int dy_time_major,
+                     float *dh, float *dx_gates, float *drec_gates,
                      float *dkernel, float *drecurrent, float *dbias, float *dx_tm,
                      float *work) {
     const long rows = d.steps * d.batch, U = d.units, G = 3 * U;
@@ -446,7 +448,7 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
     rnn_job job = {.d = d, .act = act, .rec_act = rec_act, .G = G, .recurrent = recurrent,
                    .mask_tm = mask_tm, .gates = (float *)gates, .aux = (float *)aux,
                    .h = (float *)h, .dh = dh, .dgates = dx_gates, .drec = drec_gates};
-    set_output_grad(ctx, &job, dy_seq, work, work_floats);
+    set_output_grad(ctx, &job, dy_seq, dy_time_major, work, work_floats);
     run_time_loop(ctx, &job, 1, reset_after ? G : 2 * U,
                   reset_after ? gru_reset_after_backward_rows : gru_reset_before_backward_rows);
     if (reset_after) {
@@ -502,14 +504,15 @@ void pl_simple_rnn_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
 void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                             const float *kernel, const float *recurrent,
                             const unsigned char *mask_tm, int act, const float *h,
-                            const float *dy_seq, float *dh, float *dpre, float *dkernel,
+                            const float *dy_seq, int dy_time_major,
+                            float *dh, float *dpre, float *dkernel,
                             float *drecurrent, float *dbias, float *dx_tm, float *work) {
     const long rows = d.steps * d.batch, U = d.units;
     const long work_floats = work ? pl_rnn_grad_work_floats(d, U, 0) : 0;
     /* The job only reads the forward tape in a backward pass. */
     rnn_job job = {.d = d, .act = act, .G = U, .recurrent = recurrent, .mask_tm = mask_tm,
                    .h = (float *)h, .dh = dh, .dgates = dpre};
-    set_output_grad(ctx, &job, dy_seq, work, work_floats);
+    set_output_grad(ctx, &job, dy_seq, dy_time_major, work, work_floats);
     run_time_loop(ctx, &job, 1, U, simple_backward_rows);
     weight_gradients(ctx, rows, d.inputs, U, U, x_tm, h, dpre, dkernel, drecurrent, dbias,
                      work, work_floats);

@@ -10,13 +10,15 @@
  * skips that step and carries its state over (Keras masking), or NULL.
  * Activation codes: enum pl_act LINEAR, RELU, SIGMOID, TANH.
  * Weights are Keras' layouts: kernel (I, G), recurrent (U, G), gates in Keras order.
- * Backward: dy_seq is the gradient of every step's output h, batch-major (B, T, U),
- * or NULL when only the last state has a gradient. dh (B, U) enters holding the
+ * Backward: dy_seq is the gradient of every step's output h, batch-major (B, T, U), or
+ * time-major (T, B, U) when dy_time_major (as a stacked layer above hands it on), or
+ * NULL when only the last state has a gradient. dh (B, U) enters holding the
  * gradient of the final h and leaves holding that of h[0] (dc likewise).
  * dkernel, drecurrent, dbias are accumulated into (+=), each may be NULL (frozen
  * layer); dx_tm (T, B, I) is overwritten, or NULL to skip it. work is a workspace of
  * pl_rnn_grad_work_floats floats (reused from call to call, it saves page faults), or
- * NULL to allocate the weight gradients' operands when needed (and read dy_seq in place).
+ * NULL to allocate the weight gradients' operands when needed (and read a batch-major
+ * dy_seq in place).
  * Results do not depend on ctx->n_threads. */
 #ifndef PL_RNN_H
 #define PL_RNN_H
@@ -49,7 +51,7 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                       const float *kernel, const float *recurrent,
                       const unsigned char *mask_tm, int act, int rec_act,
                       const float *gates, const float *act_c, const float *h,
-                      const float *c, const float *dy_seq, float *dh, float *dc,
+                      const float *c, const float *dy_seq, int dy_time_major, float *dh, float *dc,
                       float *dgates, float *dkernel, float *drecurrent, float *dbias,
                       float *dx_tm, float *work);
 
@@ -67,7 +69,8 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
                      const float *x_tm, const float *kernel, const float *recurrent,
                      const unsigned char *mask_tm, int act, int rec_act,
                      const float *gates, const float *aux, const float *h,
-                     const float *dy_seq, float *dh, float *dx_gates, float *drec_gates,
+                     const float *dy_seq, int dy_time_major,
+                     float *dh, float *dx_gates, float *drec_gates,
                      float *dkernel, float *drecurrent, float *dbias, float *dx_tm,
                      float *work);
 
@@ -80,7 +83,8 @@ void pl_simple_rnn_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
 void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                             const float *kernel, const float *recurrent,
                             const unsigned char *mask_tm, int act, const float *h,
-                            const float *dy_seq, float *dh, float *dpre, float *dkernel,
+                            const float *dy_seq, int dy_time_major,
+                            float *dh, float *dpre, float *dkernel,
                             float *drecurrent, float *dbias, float *dx_tm, float *work);
 
 #endif

@@ -22,7 +22,8 @@ cdef extern from "rnn.h":
                           const float *kernel, const float *recurrent,
                           const unsigned char *mask_tm, int act, int rec_act,
                           const float *gates, const float *act_c, const float *h,
-                          const float *c, const float *dy_seq, float *dh, float *dc,
+                          const float *c, const float *dy_seq, int dy_time_major,
+                          float *dh, float *dc,
                           float *dgates, float *dkernel, float *drecurrent, float *dbias,
                           float *dx_tm, float *work) nogil
     void pl_gru_forward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
@@ -33,7 +34,7 @@ cdef extern from "rnn.h":
                          const float *x_tm, const float *kernel, const float *recurrent,
                          const unsigned char *mask_tm, int act, int rec_act,
                          const float *gates, const float *aux, const float *h,
-                         const float *dy_seq, float *dh, float *dx_gates,
+                         const float *dy_seq, int dy_time_major, float *dh, float *dx_gates,
                          float *drec_gates, float *dkernel, float *drecurrent,
                          float *dbias, float *dx_tm, float *work) nogil
     void pl_simple_rnn_forward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
@@ -43,7 +44,7 @@ cdef extern from "rnn.h":
     void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                                 const float *kernel, const float *recurrent,
                                 const unsigned char *mask_tm, int act, const float *h,
-                                const float *dy_seq, float *dh, float *dpre,
+                                const float *dy_seq, int dy_time_major, float *dh, float *dpre,
                                 float *dkernel, float *drecurrent, float *dbias,
                                 float *dx_tm, float *work) nogil
 
@@ -104,6 +105,29 @@ def _require(fn, name, array, shape, optional=False, output=False):
         raise ValueError(f"{fn}: {name} is read-only; the kernel writes it")
 
 
+def _time_major_view(seq):
+    """seq (B, T, F) as the (T, B, F) float32 array it is a view of, when it is a
+    time-major buffer seen batch-major (the outputs and input gradients these layers hand
+    to a stacked layer in training), else None."""
+    if isinstance(seq, np.ndarray) and seq.ndim == 3 and seq.dtype == np.float32:
+        view = seq.transpose(1, 0, 2)
+        if view.flags.c_contiguous and view.flags.aligned:
+            return view
+    return None
+
+
+def _require_sequence(fn, name, seq, shape=None):
+    """seq must be a (B, T, F) float32 array, C-contiguous or a time-major view
+    (_time_major_view); of `shape` when given."""
+    if _time_major_view(seq) is None:
+        if shape is None:
+            _require_rank(fn, name, seq, 3)
+        else:
+            _require(fn, name, seq, shape)
+    elif shape is not None and tuple(seq.shape) != tuple(shape):
+        raise ValueError(f"{fn}: {name} has shape {tuple(seq.shape)}; expected {tuple(shape)}")
+
+
 def _require_rank(fn, name, array, int ndim):
     """A float32 array of `ndim` axes (shape checked by the caller)."""
     if not isinstance(array, np.ndarray) or array.ndim != ndim:
@@ -140,13 +164,17 @@ def _mask_time_major(fn, mask, long B, long T):
 
 
 def _time_major_inputs(fn, x, mask, alloc):
-    """x (B, T, I) -> (T, B, I); mask (B, T) -> (T, B) uint8 (or None)."""
-    _require_rank(fn, "x", x, 3)
+    """x (B, T, I) -> (T, B, I), the array x views when it is a time-major view, else a
+    copy; mask (B, T) -> (T, B) uint8 (or None)."""
+    _require_sequence(fn, "x", x)
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{fn}: x must be (batch, time, features) with batch and time > 0; "
                          f"received shape {tuple(x.shape)}")
     cdef long B = x.shape[0], T = x.shape[1], F = x.shape[2]
     mask_tm = _mask_time_major(fn, mask, B, T)
+    x_tm = _time_major_view(x)
+    if x_tm is not None:
+        return x_tm, mask_tm
     x_tm = _buffer(alloc, "x_tm", (T, B, F))
     cdef float *src = ptr(x)
     cdef float *dst = ptr(x_tm)
@@ -228,7 +256,8 @@ def _check_tape_arrays(fn, tape, names, shapes):
 
 def _check_backward(fn, dy_seq, dh, long B, long T, long U, dkernel, drecurrent, dbias,
                     kernel, recurrent, bias):
-    _require(fn, "dy_seq", dy_seq, (B, T, U), optional=True)
+    if dy_seq is not None:
+        _require_sequence(fn, "dy_seq", dy_seq, (B, T, U))
     _require(fn, "dh", dh, (B, U), output=True)
     _require(fn, "dkernel", dkernel, kernel.shape, optional=True, output=True)
     _require(fn, "drecurrent", drecurrent, recurrent.shape, optional=True, output=True)
@@ -246,7 +275,14 @@ def _grad_work(alloc, pl_rnn_dims d, long G, int split):
 
 
 def _dx_batch_major(dx_tm, need_dx):
-    return to_batch_major(dx_tm) if need_dx else None
+    """dx (B, T, I) as a view of dx_tm: a stacked layer below reads it in place."""
+    return dx_tm.transpose(1, 0, 2) if need_dx else None
+
+
+def _output_grad(dy_seq):
+    """(the array the kernel reads, whether it is time-major) of dy_seq (or None)."""
+    dy_tm = _time_major_view(dy_seq)
+    return (dy_seq, 0) if dy_tm is None else (dy_tm, 1)
 
 
 def lstm_forward(x, kernel, recurrent, bias, mask, int act, int rec_act, h0, c0, alloc=None):
@@ -254,7 +290,7 @@ def lstm_forward(x, kernel, recurrent, bias, mask, int act, int rec_act, h0, c0,
     (T + 1, B, U) holding h0, c0 first."""
     fn = "lstm_forward"
     _check_codes(fn, act, rec_act)
-    _require_rank(fn, "x", x, 3)
+    _require_sequence(fn, "x", x)
     cdef long U = _check_weights(fn, kernel, recurrent, bias, x.shape[2], 4,
                                  lambda u: (4 * u,))
     _require(fn, "initial state h", h0, (x.shape[0], U))
@@ -308,7 +344,9 @@ def lstm_backward(tape, kernel, recurrent, bias, int act, int rec_act, dy_seq, d
     cdef float *p_a = ptr(act_c)
     cdef float *p_h = ptr(h)
     cdef float *p_c = ptr(c)
-    cdef float *p_dy = ptr(dy_seq)
+    dy_read, dy_time_major = _output_grad(dy_seq)
+    cdef float *p_dy = ptr(dy_read)
+    cdef int dy_tm = dy_time_major
     cdef float *p_dh = ptr(dh)
     cdef float *p_dc = ptr(dc)
     cdef float *p_dg = ptr(dgates)
@@ -319,7 +357,7 @@ def lstm_backward(tape, kernel, recurrent, bias, int act, int rec_act, dy_seq, d
     cdef float *p_w = ptr(work)
     with nogil:
         pl_lstm_backward(ctx(), d, p_x, p_k, p_r, p_m, act, rec_act, p_g, p_a, p_h, p_c,
-                         p_dy, p_dh, p_dc, p_dg, p_dk, p_dr, p_db, p_dx, p_w)
+                         p_dy, dy_tm, p_dh, p_dc, p_dg, p_dk, p_dr, p_db, p_dx, p_w)
     return _dx_batch_major(dx_tm, need_dx)
 
 
@@ -332,7 +370,7 @@ def gru_forward(x, kernel, recurrent, bias, mask, int act, int rec_act, bint res
     """x (B, T, I); returns the tape (x_tm, mask_tm, gates, aux, h), h (T + 1, B, U)."""
     fn = "gru_forward"
     _check_codes(fn, act, rec_act)
-    _require_rank(fn, "x", x, 3)
+    _require_sequence(fn, "x", x)
     cdef long U = _check_weights(fn, kernel, recurrent, bias, x.shape[2], 3,
                                  lambda u: _gru_bias_shape(u, reset_after))
     _require(fn, "initial state h", h0, (x.shape[0], U))
@@ -383,7 +421,9 @@ def gru_backward(tape, kernel, recurrent, bias, int act, int rec_act, bint reset
     cdef float *p_g = ptr(gates)
     cdef float *p_a = ptr(aux)
     cdef float *p_h = ptr(h)
-    cdef float *p_dy = ptr(dy_seq)
+    dy_read, dy_time_major = _output_grad(dy_seq)
+    cdef float *p_dy = ptr(dy_read)
+    cdef int dy_tm = dy_time_major
     cdef float *p_dh = ptr(dh)
     cdef float *p_dxg = ptr(dx_gates)
     cdef float *p_drg = ptr(drec_gates)
@@ -394,7 +434,7 @@ def gru_backward(tape, kernel, recurrent, bias, int act, int rec_act, bint reset
     cdef float *p_w = ptr(work)
     with nogil:
         pl_gru_backward(ctx(), d, reset_after, p_x, p_k, p_r, p_m, act, rec_act, p_g, p_a,
-                        p_h, p_dy, p_dh, p_dxg, p_drg, p_dk, p_dr, p_db, p_dx, p_w)
+                        p_h, p_dy, dy_tm, p_dh, p_dxg, p_drg, p_dk, p_dr, p_db, p_dx, p_w)
     return _dx_batch_major(dx_tm, need_dx)
 
 
@@ -402,7 +442,7 @@ def simple_rnn_forward(x, kernel, recurrent, bias, mask, int act, h0, alloc=None
     """x (B, T, I); returns the tape (x_tm, mask_tm, h), h (T + 1, B, U)."""
     fn = "simple_rnn_forward"
     _check_codes(fn, act)
-    _require_rank(fn, "x", x, 3)
+    _require_sequence(fn, "x", x)
     cdef long U = _check_weights(fn, kernel, recurrent, bias, x.shape[2], 1, lambda u: (u,))
     _require(fn, "initial state h", h0, (x.shape[0], U))
     x_tm, mask_tm = _time_major_inputs(fn, x, mask, alloc)
@@ -443,7 +483,9 @@ def simple_rnn_backward(tape, kernel, recurrent, bias, int act, dy_seq, dh, dker
     cdef float *p_r = ptr(recurrent)
     cdef unsigned char *p_m = mask_ptr(mask_tm)
     cdef float *p_h = ptr(h)
-    cdef float *p_dy = ptr(dy_seq)
+    dy_read, dy_time_major = _output_grad(dy_seq)
+    cdef float *p_dy = ptr(dy_read)
+    cdef int dy_tm = dy_time_major
     cdef float *p_dh = ptr(dh)
     cdef float *p_dp = ptr(dpre)
     cdef float *p_dk = ptr(dkernel)
@@ -452,7 +494,7 @@ def simple_rnn_backward(tape, kernel, recurrent, bias, int act, dy_seq, dh, dker
     cdef float *p_dx = ptr(dx_tm)
     cdef float *p_w = ptr(work)
     with nogil:
-        pl_simple_rnn_backward(ctx(), d, p_x, p_k, p_r, p_m, act, p_h, p_dy, p_dh, p_dp,
+        pl_simple_rnn_backward(ctx(), d, p_x, p_k, p_r, p_m, act, p_h, p_dy, dy_tm, p_dh, p_dp,
                                p_dk, p_dr, p_db, p_dx, p_w)
     return _dx_batch_major(dx_tm, need_dx)
 

@@ -245,7 +245,7 @@ class RNN(Layer):
 
     def _fused_forward(self, run_sequence, inputs, training, mask):
         self._step_losses = []
-        x = np.ascontiguousarray(inputs, dtype=np.float32)
+        x = _as_sequence(inputs)
         keep = None if mask is None else np.asarray(mask, dtype=bool)
         if self.go_backwards:
             x = np.ascontiguousarray(x[:, ::-1])
@@ -260,7 +260,9 @@ class RNN(Layer):
                                                self._initial_states(x.shape[0]),
                                                functools.partial(empty_buffer, self))
         zero_masked = self.zero_output_for_mask and keep is not None
-        if self.return_sequences:
+        if self.return_sequences and training and not zero_masked:
+            y = h_all[1:].transpose(1, 0, 2)   # no copy: a stacked layer reads it time-major
+        elif self.return_sequences:
             y = rnn_kernels.to_batch_major(h_all[1:])
             if zero_masked:
                 y *= keep[..., None]
@@ -278,7 +280,7 @@ class RNN(Layer):
                     d_final += d_state
             dy_seq = None
             if d_out is not None and self.return_sequences:
-                dy_seq = np.ascontiguousarray(d_out, dtype=np.float32)
+                dy_seq = _as_sequence(d_out)
                 if zero_masked:
                     dy_seq = dy_seq * keep[..., None]
             elif d_out is not None:
@@ -330,6 +332,15 @@ def _grad_buffers(cell):
         return None, None, None
     bias = grad_buffer(cell.bias) if cell.use_bias else None
     return grad_buffer(cell.kernel), grad_buffer(cell.recurrent_kernel), bias
+
+
+def _as_sequence(seq):
+    """seq (batch, time, features) as the kernels read it: a time-major view as it is
+    (the output or input gradient of a stacked layer in training), else C-contiguous
+    float32."""
+    if rnn_kernels._time_major_view(seq) is not None:
+        return seq
+    return np.ascontiguousarray(seq, dtype=np.float32)
 
 
 def _run_lstm(cell, x, keep, states, alloc):

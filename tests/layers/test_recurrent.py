@@ -372,6 +372,65 @@ def test_threads_and_kernel_paths_agree(factory, batch):
         keras.set_kernel_path(path)
 
 
+
+def _stack_step(stack, x, dy, handed_on):
+    """Outputs, input gradients and weight gradients of a training step through the
+    layers of `stack`, each given its neighbour's output (and gradient) as it is, or
+    (handed_on False) as a C-contiguous copy."""
+    hand = (lambda a: a) if handed_on else np.ascontiguousarray
+    outputs, backprops = [], []
+    for layer in stack:
+        for v in layer.trainable_weights:
+            v.grad = None
+        x, backprop = layer._train_forward(hand(x) if outputs else x, True)
+        outputs.append(x)
+        backprops.append(backprop)
+    grads = []
+    for backprop in reversed(backprops):
+        dy = backprop(hand(dy))
+        grads.append(dy)
+    return outputs + grads + [v.grad.copy() for layer in stack for v in layer.trainable_weights]
+
+
+def test_stacked_layers_hand_sequences_on_time_major_with_the_bits_of_copies():
+    """In training a layer returning sequences gives its time-major states seen
+    batch-major (no copy), the layer above reads them in place and hands its input
+    gradient back the same way: the same bits as batch-major copies."""
+    set_random_seed(4)
+    stack = [layers.LSTM(12, return_sequences=True), layers.GRU(9, return_sequences=True),
+             layers.SimpleRNN(7, return_sequences=True), layers.LSTM(5)]
+    x = rng.normal(size=(6, 11, 3)).astype(np.float32)
+    h = x
+    for layer in stack:
+        h = layer(h)
+    dy = rng.normal(size=(6, 5)).astype(np.float32)
+    handed = _stack_step(stack, x, dy, handed_on=True)
+    for y in handed[:3]:   # time-major buffers seen batch-major
+        assert y.transpose(1, 0, 2).flags.c_contiguous and not y.flags.c_contiguous
+    copied = _stack_step(stack, x, dy, handed_on=False)
+    for a, b in zip(handed, copied):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.asarray(stack[0](x)), handed[0])   # inference copies
+
+
+def test_rnn_backward_reads_a_time_major_output_gradient_without_a_pool():
+    """Without a work pool the kernel reads the output gradient where it lies, in either
+    layout: the same bits."""
+    from pylayers._kernels import rnn as rnn_kernels
+    args = _lstm_forward_args(batch=5, steps=7, inputs=4, units=6)
+    tape = rnn_kernels.lstm_forward(*args)
+    kernel, recurrent, bias = args[1:4]
+    dy_tm = rng.standard_normal((7, 5, 6)).astype(np.float32)
+    results = []
+    for dy in (dy_tm.transpose(1, 0, 2), np.ascontiguousarray(dy_tm.transpose(1, 0, 2))):
+        dh, dc = np.ones((5, 6), np.float32), np.ones((5, 6), np.float32)
+        grads = [np.zeros_like(kernel), np.zeros_like(recurrent), np.zeros_like(bias)]
+        dx = rnn_kernels.lstm_backward(tape, kernel, recurrent, bias, 3, 2, dy, dh, dc,
+                                       *grads, True)
+        results.append([dx, dh, dc] + grads)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
 # ---- stateful, initial state, dropout -------------------------------------------------
 
 def test_stateful_carries_states_until_reset():
