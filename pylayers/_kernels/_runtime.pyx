@@ -4,7 +4,7 @@ Every other wrapper cimports `ctx()` from here so that one setting reaches all
 extension modules."""
 import os
 
-from numpy import ndarray as _ndarray
+from numpy import float32 as _float32, ndarray as _ndarray
 
 cdef extern from "pl_ctx.h":
     int pl_detect_isa() nogil
@@ -73,6 +73,17 @@ def _threads_from_environment():
 set_num_threads(_threads_from_environment())
 set_kernel_path(os.environ.get("PYLAYERS_KERNEL", "auto"))
 
+
+
+def _time_major_view(seq):
+    """seq (B, T, F) as the (T, B, F) float32 array it is a view of, when it is a
+    time-major buffer seen batch-major (what recurrent layers hand on in training: their
+    output sequences and input gradients), else None."""
+    if isinstance(seq, _ndarray) and seq.ndim == 3 and seq.dtype == _float32:
+        view = seq.transpose(1, 0, 2)
+        if view.flags.c_contiguous and view.flags.aligned:
+            return view
+    return None
 
 cdef _check_aligned(function, values):
     """ValueError naming `function` when an array among values (or inside a tuple or list

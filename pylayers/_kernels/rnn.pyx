@@ -5,6 +5,7 @@ them (the tape); the matching backward takes them back. Work arrays come from
 checked here, before the GIL is released."""
 import numpy as np
 from pylayers._kernels._runtime cimport ctx, pl_ctx
+from pylayers._kernels._runtime import _time_major_view
 
 cdef extern from "rnn.h":
     ctypedef struct pl_rnn_dims:
@@ -103,17 +104,6 @@ def _require(fn, name, array, shape, optional=False, output=False):
         raise ValueError(f"{fn}: {name} has shape {tuple(array.shape)}; expected {tuple(shape)}")
     if output and not array.flags.writeable:
         raise ValueError(f"{fn}: {name} is read-only; the kernel writes it")
-
-
-def _time_major_view(seq):
-    """seq (B, T, F) as the (T, B, F) float32 array it is a view of, when it is a
-    time-major buffer seen batch-major (the outputs and input gradients these layers hand
-    to a stacked layer in training), else None."""
-    if isinstance(seq, np.ndarray) and seq.ndim == 3 and seq.dtype == np.float32:
-        view = seq.transpose(1, 0, 2)
-        if view.flags.c_contiguous and view.flags.aligned:
-            return view
-    return None
 
 
 def _require_sequence(fn, name, seq, shape=None):

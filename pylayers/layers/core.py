@@ -6,6 +6,7 @@ import numpy as np
 
 from pylayers import activations, ops
 from pylayers._kernels import dense as dense_kernels
+from pylayers._kernels._runtime import _time_major_view
 from pylayers.layers.buffers import empty_buffer
 from pylayers.layers.inference import InferenceStep, view_step
 from pylayers.layers.layer import Layer
@@ -34,6 +35,37 @@ def as_rows(x, width):
     if type(x) is np.ndarray and x.ndim == 2 and x.dtype == np.float32 and x.flags.c_contiguous:
         return x
     return np.ascontiguousarray(x, dtype=np.float32).reshape(-1, width)
+
+
+def rows_of(inputs, width):
+    """(rows, time_major): inputs (..., width) as C-contiguous float32 rows. A time-major
+    sequence seen batch-major (a recurrent layer's output in training) gives its rows in
+    (time, batch) order without a copy (time_major True); anything else as_rows."""
+    view = _time_major_view(inputs)
+    if view is not None:
+        return view.reshape(-1, width), True
+    return as_rows(inputs, width), False
+
+
+def rows_ordered(a, width, time_major):
+    """a (..., width) as rows in the order rows_of gave: (time, batch) when time_major,
+    copied into that order unless a is a time-major view itself."""
+    if not time_major:
+        return as_rows(a, width)
+    view = _time_major_view(a)
+    if view is None:
+        view = np.ascontiguousarray(np.asarray(a, dtype=np.float32).transpose(1, 0, 2))
+    return view.reshape(-1, width)
+
+
+def unrows(rows, shape, time_major):
+    """rows (n, width) back in the leading axes of shape: the rows themselves for 2-D,
+    a time-major view when time_major, else a reshape."""
+    if time_major:
+        return rows.reshape(shape[1], shape[0], rows.shape[1]).transpose(1, 0, 2)
+    if len(shape) == 2:
+        return rows
+    return rows.reshape(tuple(shape[:-1]) + (rows.shape[1],))
 
 
 def activation_backward_fn(activation, z):
@@ -108,28 +140,23 @@ class Dense(Layer):
         return self.activation(y)
 
     def _fused_forward(self, inputs):
-        """(x, y, code, alpha): inputs as rows x (rows, in), y (rows, units) = x @ kernel
-        + bias through the fused activation (code, alpha)."""
+        """(x, y, code, alpha, time_major): inputs as rows x (rows, in) (rows_of), y
+        (rows, units) = x @ kernel + bias through the fused activation (code, alpha)."""
         kernel = self.kernel.value
-        x = as_rows(inputs, kernel.shape[0])
+        x, time_major = rows_of(inputs, kernel.shape[0])
         y = empty_buffer(self, "y", (x.shape[0], self.units))
         code, alpha = self._fused or (LINEAR, 0.0)
         bias = self.bias.value if self.use_bias else None
         dense_kernels.dense_forward(x, kernel, bias, code, alpha, y)
-        return x, y, code, alpha
-
-    def _rows_like(self, inputs, x, y):
-        """y as the output of inputs: 2-D rows in, rows out; other ranks keep their
-        leading axes."""
-        return y if x is inputs else y.reshape(np.shape(inputs)[:-1] + (self.units,))
+        return x, y, code, alpha, time_major
 
     def _infer(self, inputs):
         if reference_mode_on():
             return super()._infer(inputs)
-        x, y, _, _ = self._fused_forward(inputs)
+        _, y, _, _, time_major = self._fused_forward(inputs)
         if self._fused is None:
             y = activation_backward_fn(self.activation, y)[0]
-        return self._rows_like(inputs, x, y)
+        return unrows(y, np.shape(inputs), time_major)
 
     def _inference_step(self, input_shape):
         if self._fused is None or len(input_shape) != 2:
@@ -147,13 +174,13 @@ class Dense(Layer):
         if reference_mode_on():
             return super()._forward(inputs, training)
         self._step_losses.clear()
-        x, y, code, alpha = self._fused_forward(inputs)
+        x, y, code, alpha, time_major = self._fused_forward(inputs)
         act_backward = None
         if self._fused is None:
             y, act_backward = activation_backward_fn(self.activation, y)
 
         def backprop(dy, need_dx=True, from_preactivation=False):
-            dy = as_rows(dy, self.units)
+            dy = rows_ordered(dy, self.units, time_major)
             dy_code = code
             if from_preactivation:
                 dy_code = LINEAR
@@ -168,8 +195,8 @@ class Dense(Layer):
                 self.kernel.gradient_written()
                 if self.use_bias:
                     self.bias.gradient_written()
-            return dx.reshape(np.shape(inputs)) if need_dx else None
-        return self._rows_like(inputs, x, y), backprop
+            return unrows(dx, np.shape(inputs), time_major) if need_dx else None
+        return unrows(y, np.shape(inputs), time_major), backprop
 
     def _gradient_targets(self):
         """(kernel gradient, bias gradient, accumulate) for the backward kernel: None for

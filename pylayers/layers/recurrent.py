@@ -15,6 +15,7 @@ import numpy as np
 
 from pylayers import ops
 from pylayers._kernels import rnn as rnn_kernels
+from pylayers._kernels._runtime import _time_major_view
 from pylayers.layers.buffers import empty_buffer
 from pylayers.layers.core import grad_buffer
 from pylayers.layers.layer import Layer
@@ -338,7 +339,7 @@ def _as_sequence(seq):
     """seq (batch, time, features) as the kernels read it: a time-major view as it is
     (the output or input gradient of a stacked layer in training), else C-contiguous
     float32."""
-    if rnn_kernels._time_major_view(seq) is not None:
+    if _time_major_view(seq) is not None:
         return seq
     return np.ascontiguousarray(seq, dtype=np.float32)
 

@@ -261,3 +261,39 @@ def test_dense_backward_overwrites_zeroed_gradients_and_adds_to_others():
     backprop(dy)
     np.testing.assert_allclose(dense.kernel.grad, expected_kernel, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(dense.bias.grad, 1 + expected_bias, rtol=1e-5, atol=1e-6)
+
+
+def _dense_step(layer, x, dy):
+    """(y, dx, kernel gradient, bias gradient) of one training step of layer on x."""
+    for v in layer.trainable_weights:
+        v.grad = None
+    y, backprop = layer._train_forward(x, True)
+    dx = backprop(dy)
+    return [y, dx] + [v.grad.copy() for v in layer.trainable_weights]
+
+
+@pytest.mark.parametrize("activation", ["relu", "softmax", "linear"])
+def test_dense_takes_a_time_major_sequence_in_place(activation):
+    """A recurrent layer's output in training is its time-major states seen batch-major:
+    Dense takes the rows in that order (no copy), gives its output and input gradient
+    back the same way, and computes what it computes on a batch-major copy."""
+    layer = layers.Dense(6, activation=activation)
+    x_tm = rng.standard_normal((9, 5, 4)).astype(np.float32)   # (time, batch, features)
+    x = x_tm.transpose(1, 0, 2)
+    dy = rng.standard_normal((5, 9, 6)).astype(np.float32)     # batch-major, from a loss
+    layer(x)
+    y, dx, dkernel, dbias = _dense_step(layer, x, dy)
+    assert not y.flags.c_contiguous and y.transpose(1, 0, 2).flags.c_contiguous
+    assert not dx.flags.c_contiguous and dx.transpose(1, 0, 2).flags.c_contiguous
+    copy = _dense_step(layer, np.ascontiguousarray(x), dy)
+    np.testing.assert_array_equal(y, copy[0])    # rows computed alone: the same bits
+    np.testing.assert_array_equal(dx, copy[1])
+    for got, want in zip((dkernel, dbias), copy[2:]):   # sums over rows in another order
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    kernel = layer.kernel.value.astype(np.float64)
+    if activation == "linear":   # against float64: dW = x^T dy, db = sum dy, dx = dy W^T
+        np.testing.assert_allclose(dkernel, np.einsum("btk,btn->kn", x64, dy64), rtol=1e-5,
+                                   atol=1e-5)
+        np.testing.assert_allclose(dbias, dy64.sum(axis=(0, 1)), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dx, dy64 @ kernel.T, rtol=1e-5, atol=1e-5)
