@@ -95,6 +95,16 @@ def check_layer_native_matches_reference(layer, x, training=False, seed=0, rtol=
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol * max(1, np.abs(b).max()))
 
 
+
+def layer_train_step(layer, x, dy):
+    """[output, input gradient, then each trainable weight's gradient] of one compiled
+    training step of layer on x with output gradient dy (gradients reset first)."""
+    for v in layer.trainable_weights:
+        v.grad = None
+    y, backprop = layer._train_forward(x, True)
+    dx = backprop(dy)
+    return [y, dx] + [v.grad.copy() for v in layer.trainable_weights]
+
 def check_op_gradients(op, *args, eps=1e-6, rtol=1e-5, atol=1e-7, seed=3):
     """Finite-difference check of op(*args) with respect to every float array argument."""
     rng = np.random.default_rng(seed)

@@ -11,7 +11,7 @@ import pytest
 import pylayers
 from pylayers import layers
 from pylayers.testing import (check_layer_gradients, check_layer_native_matches_reference,
-                              run_layer_test)
+                              layer_train_step, run_layer_test)
 
 rng = np.random.default_rng(0)
 
@@ -127,14 +127,6 @@ def runtime(threads=None, path=None):
         pylayers.set_kernel_path(saved[1])
 
 
-def forward_backward(layer, x, dy):
-    for v in layer.trainable_weights:
-        v.grad = None
-    y, backprop = layer._train_forward(x, True)
-    dx = backprop(dy)
-    return [y, dx] + [v.grad.copy() for v in layer.trainable_weights]
-
-
 def available_paths():
     paths = []
     with runtime():
@@ -180,7 +172,7 @@ def test_one_and_two_threads_agree_bitwise(cls, kwargs, shape):
     results = []
     for threads in (1, 2):
         with runtime(threads=threads):
-            results.append(forward_backward(layer, x, dy))
+            results.append(layer_train_step(layer, x, dy))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
 
@@ -191,7 +183,7 @@ def test_generic_and_avx2_paths_agree():
     x = normal(8, 10, 10, 5).astype(np.float32)
     dy = normal(8, 10, 10, 16).astype(np.float32)
     layer(x)
-    results = on_each_path(("generic", "avx2"), lambda: forward_backward(layer, x, dy))
+    results = on_each_path(("generic", "avx2"), lambda: layer_train_step(layer, x, dy))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
 
@@ -206,7 +198,7 @@ def test_avx512_path_gives_the_bits_of_avx2(make, shape):
     layer = make()
     x = normal(*shape).astype(np.float32)
     dy = normal(*layer(x).shape).astype(np.float32)
-    results = on_each_path(("avx2", "avx512"), lambda: forward_backward(layer, x, dy))
+    results = on_each_path(("avx2", "avx512"), lambda: layer_train_step(layer, x, dy))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
 
@@ -602,9 +594,9 @@ def test_implicit_backward_matches_im2col_and_the_reference(make, shape):
     x = normal(*shape).astype(np.float32)
     dy = normal(*layer(x).shape).astype(np.float32)
     with winograd(False):   # the stride-1 dx of 3x3 kernels: the Winograd tests' business
-        implicit = forward_backward(layer, x, dy)
+        implicit = layer_train_step(layer, x, dy)
         with direct_path(False):
-            general = forward_backward(layer, x, dy)
+            general = layer_train_step(layer, x, dy)
         for a, b in zip(implicit, general):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
         check_layer_native_matches_reference(layer, x, rtol=1e-4, atol=1e-5)
@@ -615,7 +607,7 @@ def test_implicit_backward_is_bitwise_the_same_on_one_and_two_threads(make, shap
     layer = make()
     x = normal(8 * shape[0], *shape[1:]).astype(np.float32)   # enough work for two threads
     dy = normal(*layer(x).shape).astype(np.float32)
-    assert_same_on_one_and_two_threads(lambda: forward_backward(layer, x, dy))
+    assert_same_on_one_and_two_threads(lambda: layer_train_step(layer, x, dy))
 
 
 def test_implicit_kernel_gradient_keeps_nan_from_gradients_next_to_padding():
@@ -626,9 +618,9 @@ def test_implicit_kernel_gradient_keeps_nan_from_gradients_next_to_padding():
     x = normal(2, 8, 8, 8).astype(np.float32)
     dy = normal(*layer(x).shape).astype(np.float32)
     dy[0, 0, 0, 5] = np.nan
-    kernel_grad = forward_backward(layer, x, dy)[2]
+    kernel_grad = layer_train_step(layer, x, dy)[2]
     with direct_path(False):
-        expected = forward_backward(layer, x, dy)[2]
+        expected = layer_train_step(layer, x, dy)[2]
     np.testing.assert_array_equal(np.isnan(kernel_grad), np.isnan(expected))
     assert np.isnan(kernel_grad[..., 5]).all() and not np.isnan(kernel_grad[..., 4]).any()
 
@@ -696,16 +688,16 @@ def test_winograd_data_gradient_matches_the_reference_and_leaves_non_finite_grad
     x = normal(16, 12, 12, 16).astype(np.float32)   # 144 tiles
     dy = normal(*layer(x).shape).astype(np.float32)
     with runtime(path="avx2"):
-        fast = forward_backward(layer, x, dy)[1]
+        fast = layer_train_step(layer, x, dy)[1]
         with winograd(False):
-            implicit = forward_backward(layer, x, dy)[1]
+            implicit = layer_train_step(layer, x, dy)[1]
     assert not np.array_equal(fast, implicit)
     assert_winograd_close(fast, implicit)
     with pylayers.ops.mode.reference_mode():
-        expected = forward_backward(layer, x.astype(np.float64), dy.astype(np.float64))[1]
+        expected = layer_train_step(layer, x.astype(np.float64), dy.astype(np.float64))[1]
     assert_winograd_close(fast, expected)
     dy[1, 4, 5, 7] = np.inf
     with winograd(False):
-        expected = forward_backward(layer, x, dy)[1]
+        expected = layer_train_step(layer, x, dy)[1]
     assert np.isinf(expected).any()
-    np.testing.assert_array_equal(forward_backward(layer, x, dy)[1], expected)
+    np.testing.assert_array_equal(layer_train_step(layer, x, dy)[1], expected)

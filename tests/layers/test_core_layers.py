@@ -6,7 +6,7 @@ import pytest
 import pylayers as keras
 from pylayers import layers
 from pylayers.testing import (check_layer_gradients, check_layer_native_matches_reference,
-                              run_layer_test)
+                              layer_train_step, run_layer_test)
 
 rng = np.random.default_rng(0)
 
@@ -263,15 +263,6 @@ def test_dense_backward_overwrites_zeroed_gradients_and_adds_to_others():
     np.testing.assert_allclose(dense.bias.grad, 1 + expected_bias, rtol=1e-5, atol=1e-6)
 
 
-def _dense_step(layer, x, dy):
-    """(y, dx, kernel gradient, bias gradient) of one training step of layer on x."""
-    for v in layer.trainable_weights:
-        v.grad = None
-    y, backprop = layer._train_forward(x, True)
-    dx = backprop(dy)
-    return [y, dx] + [v.grad.copy() for v in layer.trainable_weights]
-
-
 @pytest.mark.parametrize("activation", ["relu", "softmax", "linear"])
 def test_dense_takes_a_time_major_sequence_in_place(activation):
     """A recurrent layer's output in training is its time-major states seen batch-major:
@@ -282,10 +273,10 @@ def test_dense_takes_a_time_major_sequence_in_place(activation):
     x = x_tm.transpose(1, 0, 2)
     dy = rng.standard_normal((5, 9, 6)).astype(np.float32)     # batch-major, from a loss
     layer(x)
-    y, dx, dkernel, dbias = _dense_step(layer, x, dy)
+    y, dx, dkernel, dbias = layer_train_step(layer, x, dy)
     assert not y.flags.c_contiguous and y.transpose(1, 0, 2).flags.c_contiguous
     assert not dx.flags.c_contiguous and dx.transpose(1, 0, 2).flags.c_contiguous
-    copy = _dense_step(layer, np.ascontiguousarray(x), dy)
+    copy = layer_train_step(layer, np.ascontiguousarray(x), dy)
     np.testing.assert_array_equal(y, copy[0])    # rows computed alone: the same bits
     np.testing.assert_array_equal(dx, copy[1])
     for got, want in zip((dkernel, dbias), copy[2:]):   # sums over rows in another order
