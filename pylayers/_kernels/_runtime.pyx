@@ -74,7 +74,6 @@ set_num_threads(_threads_from_environment())
 set_kernel_path(os.environ.get("PYLAYERS_KERNEL", "auto"))
 
 
-
 def _time_major_view(seq):
     """seq (B, T, F) as the (T, B, F) float32 array it is a view of, when it is a
     time-major buffer seen batch-major (what recurrent layers hand on in training: their
@@ -84,6 +83,7 @@ def _time_major_view(seq):
         if view.flags.c_contiguous and view.flags.aligned:
             return view
     return None
+
 
 cdef _check_aligned(function, values):
     """ValueError naming `function` when an array among values (or inside a tuple or list
