@@ -1,4 +1,6 @@
 """Thin wrappers over csrc/dense.c and csrc/activations.c (float32, C-contiguous)."""
+from libc.stdlib cimport calloc, free
+
 from pylayers._kernels._runtime cimport ctx, pl_ctx, require_aligned
 
 cdef extern from "activations.h":
@@ -130,6 +132,144 @@ def act_backward(const float[:, ::1] y not None, const float[:, ::1] dy not None
         return
     with nogil:
         pl_act_backward(ctx(), m, n, &y[0, 0], &dy[0, 0], &dz[0, 0], act, alpha)
+
+
+cdef class DenseChain:
+    """The inference of consecutive Dense layers on inputs of `rows` rows, as one call
+    with no Python between the layers. links: (layer name, kernel Variable, bias
+    Variable or None, activation code, alpha) per layer; the outputs between layers are
+    the chain's own buffers. Each call reads the Variables' current arrays, and checks
+    an array only the first time it meets it."""
+    cdef readonly long rows
+    cdef int n_links
+    cdef long *widths           # n_links + 1: the input's features, then each layer's units
+    cdef int *acts
+    cdef float *alphas
+    cdef const float **weights  # per link: kernel, bias (NULL without)
+    cdef float **hidden         # n_links - 1 outputs between the layers
+    cdef list names, variables, seen, hidden_arrays
+
+    def __cinit__(self, list links, long rows, hidden_buffer):
+        n = len(links)
+        self.widths = <long *>calloc(n + 1, sizeof(long))
+        self.acts = <int *>calloc(n, sizeof(int))
+        self.alphas = <float *>calloc(n, sizeof(float))
+        self.weights = <const float **>calloc(2 * n, sizeof(float *))
+        self.hidden = <float **>calloc(n, sizeof(float *))
+        if not (self.widths and self.acts and self.alphas and self.weights and self.hidden):
+            raise MemoryError("DenseChain")
+
+    def __init__(self, list links, long rows, hidden_buffer):
+        """hidden_buffer(shape) gives an aligned float32 array for an output between
+        layers."""
+        if not links or rows <= 0:
+            raise ValueError(f"DenseChain: needs at least one layer and rows > 0; got "
+                             f"{len(links)} layers and {rows} rows")
+        self.rows, self.n_links = rows, len(links)
+        self.names, self.variables, self.hidden_arrays = [], [], []
+        self.seen = [None] * (2 * self.n_links)
+        for i, (name, kernel, bias, act, alpha) in enumerate(links):
+            _check_act(act)
+            k, n = kernel.value.shape
+            if i and k != self.widths[i]:
+                raise ValueError(f"DenseChain: layer '{name}' takes {k} features; the "
+                                 f"layer before it gives {self.widths[i]}")
+            self.widths[i], self.widths[i + 1] = k, n
+            self.acts[i], self.alphas[i] = act, alpha
+            self.names.append(name)
+            self.variables += [kernel, bias]
+        for i in range(self.n_links - 1):
+            self.hidden_arrays.append(hidden_buffer((rows, self.widths[i + 1])))
+            self.hidden[i] = _data_of(self.hidden_arrays[i], rows, self.widths[i + 1])
+
+    def __dealloc__(self):
+        free(self.widths)
+        free(self.acts)
+        free(self.alphas)
+        free(self.weights)
+        free(self.hidden)
+
+    @property
+    def output_shape(self):
+        return (self.rows, self.widths[self.n_links])
+
+    cdef int _read_weights(self) except -1:
+        """weights[] from the Variables' current arrays; a new array is checked first."""
+        cdef int slot
+        for slot in range(2 * self.n_links):
+            variable = self.variables[slot]
+            array = None if variable is None else variable.value
+            if array is self.seen[slot]:
+                continue
+            self.weights[slot] = _weights_of(array, self.names[slot // 2], slot % 2,
+                                             self.widths[slot // 2], self.widths[slot // 2 + 1])
+            self.seen[slot] = array
+        return 0
+
+    def run(self, x, out):
+        """out (rows, units of the last layer) = the layers applied in turn to x (rows,
+        features); returns out."""
+        cdef const float[:, ::1] x_view = x
+        cdef float[:, ::1] out_view = out
+        cdef long rows = self.rows, i
+        cdef int last = self.n_links - 1
+        if x_view.shape[0] != rows or x_view.shape[1] != self.widths[0]:
+            raise ValueError(f"Dense layer '{self.names[0]}': input of shape "
+                             f"{(x_view.shape[0], x_view.shape[1])}; this chain takes "
+                             f"{(rows, self.widths[0])}")
+        if out_view.shape[0] != rows or out_view.shape[1] != self.widths[last + 1]:
+            raise ValueError(f"Dense layer '{self.names[last]}': output of shape "
+                             f"{(out_view.shape[0], out_view.shape[1])}; expected "
+                             f"{(rows, self.widths[last + 1])}")
+        require_aligned("DenseChain", "x", &x_view[0, 0], sizeof(float))
+        require_aligned("DenseChain", "out", &out_view[0, 0], sizeof(float))
+        self._read_weights()
+        cdef const float *layer_in = &x_view[0, 0]
+        cdef float *layer_out
+        with nogil:
+            for i in range(last + 1):
+                layer_out = &out_view[0, 0] if i == last else self.hidden[i]
+                pl_dense_forward(ctx(), rows, self.widths[i + 1], self.widths[i], layer_in,
+                                 self.weights[2 * i], self.weights[2 * i + 1], self.acts[i],
+                                 self.alphas[i], layer_out)
+                layer_in = layer_out
+        return out
+
+
+cdef float *_data_of(array, long rows, long cols) except NULL:
+    cdef float[:, ::1] view = array
+    if view.shape[0] != rows or view.shape[1] != cols:
+        raise ValueError(f"DenseChain: buffer of shape {(view.shape[0], view.shape[1])}; "
+                         f"expected {(rows, cols)}")
+    require_aligned("DenseChain", "buffer", &view[0, 0], sizeof(float))
+    return &view[0, 0]
+
+
+cdef const float *_weights_of(array, str layer, int is_bias, long k, long n) except? NULL:
+    """The data of a Dense layer's kernel (k, n) or bias (n), or NULL for no bias; a
+    ValueError naming the layer when the array is not one the kernels read as it is."""
+    cdef const float[:, ::1] kernel
+    cdef const float[::1] bias
+    what, expected = ("bias", (n,)) if is_bias else ("kernel", (k, n))
+    if array is None:
+        if not is_bias:
+            raise ValueError(f"Dense layer '{layer}': no kernel")
+        return NULL
+    if getattr(array, "shape", None) != expected or getattr(array, "dtype", None) != "float32":
+        raise ValueError(f"Dense layer '{layer}': {what} of shape "
+                         f"{getattr(array, 'shape', None)} and dtype "
+                         f"{getattr(array, 'dtype', None)}; expected float32 {expected}")
+    try:
+        if is_bias:
+            bias = array
+            require_aligned("DenseChain", what, &bias[0], sizeof(float))
+            return &bias[0]
+        kernel = array
+        require_aligned("DenseChain", what, &kernel[0, 0], sizeof(float))
+        return &kernel[0, 0]
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"Dense layer '{layer}': {what} not readable in place "
+                         f"({error})") from None
 
 
 from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402

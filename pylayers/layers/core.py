@@ -162,13 +162,8 @@ class Dense(Layer):
         if self._fused is None or len(input_shape) != 2:
             return None   # other ranks: _infer
         code, alpha = self._fused
-
-        def run(x, out):   # x (rows, in) -> out (rows, units)
-            dense_kernels.dense_forward(x, self.kernel.value,
-                                        self.bias.value if self.use_bias else None, code,
-                                        alpha, out)
-            return out
-        return InferenceStep(run, (input_shape[0], self.units))
+        link = (self.name, self.kernel, self.bias if self.use_bias else None, code, alpha)
+        return InferenceStep(None, (input_shape[0], self.units), dense_link=link)
 
     def _forward(self, inputs, training=False):
         if reference_mode_on():

@@ -3,20 +3,26 @@ shape. Each layer that can offers a step: a call into its kernel with the geomet
 worked out and the output buffer allocated when the plan is made, reading the weights
 at call time. A layer without one runs its own `_infer`. A predict call then does no
 shape arithmetic, no buffer lookups and no backprop bookkeeping."""
+import itertools
 import threading
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
+from pylayers._kernels.dense import DenseChain
 from pylayers.layers.buffers import aligned_empty
 
 
 class InferenceStep(NamedTuple):
     """run(x, out) -> y for C-contiguous float32 x of the shape the step was made for;
-    out is a float32 array of output_shape when `writes`, else None (y a view of x)."""
-    run: Callable
+    out is a float32 array of output_shape when `writes`, else None (y a view of x).
+    A Dense layer's step is a dense_link instead, (name, kernel Variable, bias Variable
+    or None, activation code, alpha), with run None: the plan joins consecutive links
+    into one DenseChain call."""
+    run: Optional[Callable]
     output_shape: tuple
     writes: bool = True
+    dense_link: Optional[tuple] = None
 
 
 def view_step(output_shape):
@@ -42,6 +48,7 @@ def make_plan(layers, input_shape):
         shape = step.output_shape if step else tuple(layer.compute_output_shape(shape))
         if any(d is None for d in shape):
             return None
+    steps = _chain_dense_links(steps)
     last_writer = max((i for i, (_, s) in enumerate(steps) if s and s.writes), default=-1)
     calls = []
     for i, (layer, step) in enumerate(steps):
@@ -56,6 +63,24 @@ def make_plan(layers, input_shape):
             calls.append((step.run, aligned_empty(step.output_shape), None))
     only_views_after = all(s is not None and not s.writes for _, s in steps[last_writer + 1:])
     return InferencePlan(calls, output_is_new=last_writer >= 0 and only_views_after)
+
+
+def _chain_dense_links(steps):
+    """(layer, step) pairs with each run of consecutive dense links made one DenseChain
+    step, paired with the run's first layer."""
+    def is_link(pair):
+        return pair[1] is not None and pair[1].dense_link is not None
+
+    joined = []
+    for links, run in itertools.groupby(steps, key=is_link):
+        run = list(run)
+        if not links:
+            joined += run
+            continue
+        rows = run[0][1].output_shape[0]
+        chain = DenseChain([step.dense_link for _, step in run], rows, aligned_empty)
+        joined.append((run[0][0], InferenceStep(chain.run, chain.output_shape)))
+    return joined
 
 
 class InferencePlan:

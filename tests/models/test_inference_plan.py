@@ -31,7 +31,14 @@ def mlp():
             layers.Dense(4, activation="sigmoid")]
 
 
-MODELS = {"cnn": cnn, "mixed": mixed, "mlp": mlp}
+def deep_mlp():
+    """Four Dense layers in a row, one without a bias: one DenseChain call."""
+    return [layers.InputLayer(shape=(30,)), layers.Dense(24, activation="relu"),
+            layers.Dense(16, activation="tanh", use_bias=False), layers.Dense(12),
+            layers.Dense(4, activation="softmax")]
+
+
+MODELS = {"cnn": cnn, "mixed": mixed, "mlp": mlp, "deep_mlp": deep_mlp}
 
 
 def built(name):
@@ -81,6 +88,37 @@ def test_the_plan_reads_the_weights_of_the_moment():
     np.testing.assert_array_equal(after_assign, layer_by_layer(model, x))
     model.fit(x, np.zeros((2, 5), np.float32), epochs=2, verbose=0)
     np.testing.assert_array_equal(model.predict(x, verbose=0), layer_by_layer(model, x))
+
+
+def test_consecutive_dense_layers_run_as_one_call():
+    model = built("deep_mlp")
+    x = inputs(model, 3)
+    model.predict(x, verbose=0)
+    assert len(model._plans[x.shape]._calls) == 1
+    model = built("mixed")   # Dense, PReLU, ..., Dense, LeakyReLU, Dense: no two in a row
+    model.predict(inputs(model, 3), verbose=0)
+    assert len(model._plans[(3, 16, 3)]._calls) == len(model.layers)
+
+
+def test_a_weight_replaced_by_a_new_array_is_read_and_checked():
+    model = built("deep_mlp")
+    x = inputs(model, 3)
+    model.predict(x, verbose=0)
+    dense = model.layers[2]
+    dense.kernel.value = dense.kernel.value * 2.0   # another array, not assigned in place
+    np.testing.assert_array_equal(model.predict(x, verbose=0), layer_by_layer(model, x))
+    good = dense.kernel.value
+    for bad, found in ((np.ones((12, 16), np.float32), r"shape \(12, 16\) and dtype float32"),
+                       (good.astype(np.float64), r"shape \(16, 12\) and dtype float64"),
+                       (np.asfortranarray(good), "not readable in place")):
+        dense.kernel.value = bad
+        with pytest.raises(ValueError, match=f"Dense layer '{dense.name}': kernel .*{found}"):
+            model.predict(x, verbose=0)
+    dense.kernel.value = good
+    last = model.layers[-1]
+    last.bias.value = last.bias.value[:3]
+    with pytest.raises(ValueError, match=f"Dense layer '{last.name}': bias of shape \\(3,\\)"):
+        model.predict(x, verbose=0)
 
 
 def test_no_output_shares_memory_with_the_plan_or_another_output():
