@@ -209,10 +209,20 @@ cdef class DenseChain:
     def run(self, x, out):
         """out (rows, units of the last layer) = the layers applied in turn to x (rows,
         features); returns out."""
-        cdef const float[:, ::1] x_view = x
-        cdef float[:, ::1] out_view = out
+        cdef const float[:, ::1] x_view
+        cdef float[:, ::1] out_view
         cdef long rows = self.rows, i
         cdef int last = self.n_links - 1
+        try:
+            x_view = x
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"Dense layer '{self.names[0]}': the input is not a "
+                             f"C-contiguous float32 matrix ({error})") from None
+        try:
+            out_view = out
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"Dense layer '{self.names[last]}': the output is not a "
+                             f"writable C-contiguous float32 matrix ({error})") from None
         if x_view.shape[0] != rows or x_view.shape[1] != self.widths[0]:
             raise ValueError(f"Dense layer '{self.names[0]}': input of shape "
                              f"{(x_view.shape[0], x_view.shape[1])}; this chain takes "
@@ -221,8 +231,9 @@ cdef class DenseChain:
             raise ValueError(f"Dense layer '{self.names[last]}': output of shape "
                              f"{(out_view.shape[0], out_view.shape[1])}; expected "
                              f"{(rows, self.widths[last + 1])}")
-        require_aligned("DenseChain", "x", &x_view[0, 0], sizeof(float))
-        require_aligned("DenseChain", "out", &out_view[0, 0], sizeof(float))
+        if <size_t>&x_view[0, 0] % sizeof(float) or <size_t>&out_view[0, 0] % sizeof(float):
+            raise ValueError(f"Dense layers '{self.names[0]}' to '{self.names[last]}': the "
+                             "input or output data is not aligned; pass aligned copies")
         self._read_weights()
         cdef const float *layer_in = &x_view[0, 0]
         cdef float *layer_out

@@ -9,6 +9,8 @@ import pytest
 
 import pylayers as keras
 from pylayers import layers
+from pylayers._kernels.dense import DenseChain
+from pylayers.layers.buffers import aligned_empty
 from pylayers.ops import reference_mode
 
 
@@ -226,3 +228,32 @@ def test_bad_batch_sizes_are_refused_on_the_fast_path_too(batch_size):
     model.predict(x, verbose=0)   # a plan for this shape
     with pytest.raises(ValueError, match="batch_size"):
         model.predict(x, batch_size=batch_size, verbose=0)
+
+
+def test_a_dense_chain_refuses_bad_arrays_by_layer_before_writing():
+    model = built("deep_mlp")
+    dense = model.layers
+    links = [(layer.name, layer.kernel, layer.bias if layer.use_bias else None, *layer._fused)
+             for layer in dense]
+    chain = DenseChain(links, 3, aligned_empty)
+    x, out = inputs(model, 3), np.full((3, 4), 7.0, np.float32)
+    np.testing.assert_array_equal(chain.run(x, out), layer_by_layer(model, x))
+    first, last = dense[0].name, dense[-1].name
+    unaligned = np.frombuffer(np.zeros(3 * 30 * 4 + 1, np.uint8)[1:].data,
+                              np.float32).reshape(3, 30)
+    bad_calls = [(x[:2], out, f"'{first}': input of shape \\(2, 30\\); this chain takes "
+                              "\\(3, 30\\)"),
+                 (x.astype(np.float64), out, f"'{first}': the input is not a C-contiguous float32"),
+                 (np.asfortranarray(x), out, f"'{first}': the input is not a C-contiguous"),
+                 (x, out[:, :3], f"'{last}': the output is not a writable C-contiguous"),
+                 (x, np.zeros((3, 5), np.float32), f"'{last}': output of shape \\(3, 5\\)"),
+                 (unaligned, out, f"'{first}' to '{last}': the input or output data is "
+                                  "not aligned")]
+    out[...] = 7.0
+    for bad_x, bad_out, message in bad_calls:
+        with pytest.raises(ValueError, match=message):
+            chain.run(bad_x, bad_out)
+    assert np.all(out == 7.0)
+    with pytest.raises(ValueError, match=f"layer '{dense[2].name}' takes 16 features; the "
+                                         "layer before it gives 24"):
+        DenseChain([links[0], links[2]], 3, aligned_empty)
