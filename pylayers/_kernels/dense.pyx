@@ -150,7 +150,7 @@ cdef class DenseChain:
     cdef list names, variables, seen, hidden_arrays
 
     def __cinit__(self, list links, long rows, hidden_buffer):
-        n = len(links)
+        n = max(len(links), 1)   # __init__ refuses an empty chain by name
         self.widths = <long *>calloc(n + 1, sizeof(long))
         self.acts = <int *>calloc(n, sizeof(int))
         self.alphas = <float *>calloc(n, sizeof(float))

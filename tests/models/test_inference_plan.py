@@ -257,3 +257,6 @@ def test_a_dense_chain_refuses_bad_arrays_by_layer_before_writing():
     with pytest.raises(ValueError, match=f"layer '{dense[2].name}' takes 16 features; the "
                                          "layer before it gives 24"):
         DenseChain([links[0], links[2]], 3, aligned_empty)
+    for no_links, rows in (([], 3), (links, 0)):
+        with pytest.raises(ValueError, match="DenseChain: needs at least one layer and rows > 0"):
+            DenseChain(no_links, rows, aligned_empty)
