@@ -4,6 +4,7 @@ from libc.stdlib cimport calloc, free
 from pylayers._kernels._runtime cimport ctx, pl_ctx, require_aligned
 
 cdef extern from "activations.h":
+    int PL_ACT_LINEAR
     void pl_bias_act_forward(const pl_ctx *ctx, long m, long n, float *y,
                              const float *bias, int act, float alpha) nogil
     void pl_act_backward(const pl_ctx *ctx, long m, long n, const float *y,
@@ -245,6 +246,111 @@ cdef class DenseChain:
                                  self.alphas[i], layer_out)
                 layer_in = layer_out
         return out
+
+
+cdef class DenseTrainChain(DenseChain):
+    """DenseChain for training: `run` keeps every layer's output (the chain's buffers
+    and `out`), and `backward` takes the layers' gradients in one call, in the order and
+    with the arguments of the layers' own backward calls. dz and input gradients
+    between the layers are the chain's buffers."""
+    cdef float **dz             # per link: its activation gradient
+    cdef float **dx             # per link from the second: its input gradient
+    cdef list grad_buffers
+
+    def __cinit__(self, list links, long rows, hidden_buffer):
+        n = max(len(links), 1)
+        self.dz = <float **>calloc(n, sizeof(float *))
+        self.dx = <float **>calloc(n, sizeof(float *))
+        if not (self.dz and self.dx):
+            raise MemoryError("DenseTrainChain")
+
+    def __init__(self, list links, long rows, hidden_buffer):
+        super().__init__(links, rows, hidden_buffer)
+        self.grad_buffers = []
+        for i in range(self.n_links):
+            dz = hidden_buffer((rows, self.widths[i + 1]))
+            self.dz[i] = _data_of(dz, rows, self.widths[i + 1])
+            self.grad_buffers.append(dz)
+            if i:
+                dx = hidden_buffer((rows, self.widths[i]))
+                self.dx[i] = _data_of(dx, rows, self.widths[i])
+                self.grad_buffers.append(dx)
+
+    def __dealloc__(self):
+        free(self.dz)
+        free(self.dx)
+
+    def backward(self, x, out, dy, list targets, bint from_preactivation, dx):
+        """The backward of the layers whose forward `run(x, out)` was last: dy (rows,
+        units of the last layer) the gradient of out (of the last layer's
+        pre-activation when from_preactivation); targets per layer (kernel gradient,
+        bias gradient, accumulate) as Dense._gradient_targets gives them (None: frozen);
+        dx (rows, features) the input gradient, or None."""
+        cdef int last = self.n_links - 1, i
+        cdef const float[:, ::1] x_view = x, y_view = out, dy_view = dy
+        cdef float[:, ::1] dx_view = dx
+        cdef float[:, ::1] dw_view
+        cdef float[::1] db_view
+        cdef long rows = self.rows
+        if len(targets) != self.n_links:
+            raise ValueError(f"DenseTrainChain: {len(targets)} gradient targets for "
+                             f"{self.n_links} layers")
+        if x_view.shape[0] != rows or x_view.shape[1] != self.widths[0] or \
+                y_view.shape[0] != rows or y_view.shape[1] != self.widths[last + 1] or \
+                dy_view.shape[0] != rows or dy_view.shape[1] != self.widths[last + 1] or \
+                (dx is not None and (dx_view.shape[0] != rows or
+                                     dx_view.shape[1] != self.widths[0])):
+            raise ValueError(f"Dense layers '{self.names[0]}' to '{self.names[last]}': "
+                             "backward arrays of other shapes than the forward's")
+        cdef float **dw = <float **>calloc(2 * self.n_links, sizeof(float *))
+        cdef int *accumulate = <int *>calloc(self.n_links, sizeof(int))
+        if not (dw and accumulate):
+            free(dw)
+            free(accumulate)
+            raise MemoryError("DenseTrainChain")
+        try:
+            self._read_weights()
+            held = []   # the gradient views, held while C writes them
+            for i in range(self.n_links):
+                kernel_grad, bias_grad, adds = targets[i]
+                accumulate[i] = adds
+                if kernel_grad is not None:
+                    dw_view = kernel_grad
+                    _check(f"Dense layer '{self.names[i]}': kernel gradient", dw_view,
+                           self.widths[i], self.widths[i + 1])
+                    dw[2 * i] = &dw_view[0, 0]
+                    held.append(dw_view)
+                if bias_grad is not None:
+                    db_view = bias_grad
+                    _check_1d(f"Dense layer '{self.names[i]}': bias gradient", db_view,
+                              self.widths[i + 1])
+                    dw[2 * i + 1] = &db_view[0]
+                    held.append(db_view)
+            for i in range(2 * self.n_links):
+                require_aligned("DenseTrainChain", "a gradient", dw[i], sizeof(float))
+            require_aligned("DenseTrainChain", "dy", &dy_view[0, 0], sizeof(float))
+            if dx is not None:
+                require_aligned("DenseTrainChain", "dx", &dx_view[0, 0], sizeof(float))
+            with nogil:
+                self._backward(&x_view[0, 0], &y_view[0, 0], &dy_view[0, 0],
+                               &dx_view[0, 0] if dx is not None else NULL, dw, accumulate,
+                               from_preactivation)
+        finally:
+            free(dw)
+            free(accumulate)
+
+    cdef void _backward(self, const float *x, const float *out, const float *dy, float *dx,
+                        float **dw, const int *accumulate, bint from_preactivation) noexcept nogil:
+        cdef int last = self.n_links - 1, i, act
+        cdef const float *layer_dy = dy
+        for i in range(last, -1, -1):
+            act = PL_ACT_LINEAR if i == last and from_preactivation else self.acts[i]
+            pl_dense_backward(ctx(), self.rows, self.widths[i + 1], self.widths[i],
+                              x if i == 0 else self.hidden[i - 1],
+                              self.weights[2 * i], out if i == last else self.hidden[i],
+                              layer_dy, act, self.alphas[i], self.dz[i], dw[2 * i],
+                              dw[2 * i + 1], accumulate[i], dx if i == 0 else self.dx[i])
+            layer_dy = self.dx[i]
 
 
 cdef float *_data_of(array, long rows, long cols) except NULL:

@@ -186,10 +186,7 @@ class Dense(Layer):
             dw, dbias, accumulate = self._gradient_targets()
             dense_kernels.dense_backward(x, self.kernel.value, y, dy, dy_code, alpha, dz,
                                          dw, dbias, dx, accumulate)
-            if not accumulate:
-                self.kernel.gradient_written()
-                if self.use_bias:
-                    self.bias.gradient_written()
+            self._gradients_written(accumulate)
             return unrows(dx, np.shape(inputs), time_major) if need_dx else None
         return unrows(y, np.shape(inputs), time_major), backprop
 
@@ -203,6 +200,14 @@ class Dense(Layer):
         accumulate = any(add for _, add in targets)
         arrays = [grad_buffer(v) for v in variables] if accumulate else [a for a, _ in targets]
         return arrays[0], (arrays[1] if self.use_bias else None), accumulate
+
+    def _gradients_written(self, accumulate):
+        """After a backward kernel wrote the gradients of _gradient_targets (accumulate
+        False: overwrote them whole)."""
+        if not accumulate:
+            self.kernel.gradient_written()
+            if self.use_bias:
+                self.bias.gradient_written()
 
     def get_config(self):
         config = super().get_config()

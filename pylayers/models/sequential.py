@@ -1,9 +1,11 @@
 """Sequential: a plain stack of layers; training runs them as a flat list of fused
-forward calls and, in reverse, their backprops; inference runs a compiled plan per input
-shape (pylayers.layers.inference)."""
+forward calls and, in reverse, their backprops (consecutive Dense layers as one chain,
+pylayers.layers.dense_runs); inference runs a compiled plan per input shape
+(pylayers.layers.inference)."""
 import numpy as np
 
 from pylayers import config
+from pylayers.layers.dense_runs import dense_run_forward, dense_run_length
 from pylayers.layers.fusion import conv_pool_forward, conv_pool_fusable
 from pylayers.layers.inference import make_plan
 from pylayers.layers.input_layer import InputLayer
@@ -183,7 +185,11 @@ class Sequential(Model):
         x, backprops, i, stack = xs[0], [], 0, self._stack
         while i < len(stack):   # backprops: (index of the first layer, its backprop)
             layer, first = stack[i], i
-            if training and i + 1 < len(stack) and \
+            run = dense_run_length(stack, i, x, mask) if training else 0
+            if run:
+                y, backprop = dense_run_forward(stack[i:i + run], x)
+                i += run - 1
+            elif training and i + 1 < len(stack) and \
                     conv_pool_fusable(layer, stack[i + 1], np.shape(x), mask):
                 y, backprop = conv_pool_forward(layer, stack[i + 1], x)
                 i += 1
