@@ -1,6 +1,6 @@
 """Thin wrappers over csrc/conv.c: N-d grouped convolution forward, data and kernel
 gradients (float32, C-contiguous arrays passed flattened)."""
-from pylayers._kernels._runtime cimport ctx, pl_ctx
+from pylayers._kernels._runtime cimport ctx, pl_ctx, require_aligned
 
 cdef extern from "conv.h":
     ctypedef struct pl_conv_geom:
@@ -76,6 +76,10 @@ def conv_forward(tuple geom not None, const float[::1] x not None, const float[:
     cdef int status = 0
     if g.batch == 0:
         return
+    require_aligned("conv_forward", "x", &x[0], sizeof(float))
+    require_aligned("conv_forward", "w", &w[0], sizeof(float))
+    require_aligned("conv_forward", "bias", bias_ptr, sizeof(float))
+    require_aligned("conv_forward", "y", &y[0], sizeof(float))
     with nogil:
         status = pl_conv_forward(ctx(), &g, &x[0], &w[0], bias_ptr, act, alpha, &y[0])
     _status(status)
@@ -89,6 +93,9 @@ def conv_backward_data(tuple geom not None, const float[::1] dy not None,
     cdef int status = 0
     if g.batch == 0:
         return
+    require_aligned("conv_backward_data", "dy", &dy[0], sizeof(float))
+    require_aligned("conv_backward_data", "w", &w[0], sizeof(float))
+    require_aligned("conv_backward_data", "dx", &dx[0], sizeof(float))
     with nogil:
         status = pl_conv_backward_data(ctx(), &g, &dy[0], &w[0], &dx[0])
     _status(status)
@@ -102,6 +109,9 @@ def conv_backward_weight(tuple geom not None, const float[::1] x not None,
     cdef int status = 0
     if g.batch == 0:
         return
+    require_aligned("conv_backward_weight", "x", &x[0], sizeof(float))
+    require_aligned("conv_backward_weight", "dy", &dy[0], sizeof(float))
+    require_aligned("conv_backward_weight", "dw", &dw[0], sizeof(float))
     with nogil:
         status = pl_conv_backward_weight(ctx(), &g, &x[0], &dy[0], &dw[0])
     _status(status)
@@ -118,6 +128,10 @@ def bias_act_backward(const float[:, ::1] y not None, const float[:, ::1] dy not
     cdef float *dbias_ptr = NULL if dbias is None else &dbias[0]
     if rows == 0 or cout == 0:
         return
+    require_aligned("bias_act_backward", "y", &y[0, 0], sizeof(float))
+    require_aligned("bias_act_backward", "dy", &dy[0, 0], sizeof(float))
+    require_aligned("bias_act_backward", "dz", &dz[0, 0], sizeof(float))
+    require_aligned("bias_act_backward", "dbias", dbias_ptr, sizeof(float))
     with nogil:
         pl_conv_bias_act_backward(ctx(), rows, cout, &y[0, 0], &dy[0, 0], act, alpha, &dz[0, 0],
                                   dbias_ptr)
@@ -139,6 +153,11 @@ def conv_backward_weight_fused(tuple geom not None, const float[::1] x not None,
     cdef int status = 0
     if g.batch == 0:
         return bool(pl_conv_weight_fusable(&g, act))
+    require_aligned("conv_backward_weight_fused", "x", &x[0], sizeof(float))
+    require_aligned("conv_backward_weight_fused", "y", &y[0], sizeof(float))
+    require_aligned("conv_backward_weight_fused", "dy", &dy[0], sizeof(float))
+    require_aligned("conv_backward_weight_fused", "dw", &dw[0], sizeof(float))
+    require_aligned("conv_backward_weight_fused", "dbias", dbias_ptr, sizeof(float))
     with nogil:
         status = pl_conv_backward_weight_fused(ctx(), &g, &x[0], &y[0], &dy[0], act, &dw[0],
                                                dbias_ptr)
@@ -159,4 +178,7 @@ def set_winograd(bint enabled):
 
 
 from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
-_refuse_unaligned(globals())
+# the functions with arrays check each pointer themselves (require_aligned), which costs
+# less than the wrapper on calls made once per chunk of a training step
+_refuse_unaligned(globals(), exempt=("conv_forward", "conv_backward_data", "conv_backward_weight",
+                                     "bias_act_backward", "conv_backward_weight_fused"))

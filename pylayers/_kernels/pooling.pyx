@@ -1,6 +1,6 @@
 """Thin wrappers over csrc/pool.c: max and average pooling over 1-3 spatial axes
 (float32, C-contiguous arrays passed flattened)."""
-from pylayers._kernels._runtime cimport ctx, pl_ctx
+from pylayers._kernels._runtime cimport ctx, pl_ctx, require_aligned
 
 cdef extern from "pool.h":
     ctypedef struct pl_pool_geom:
@@ -49,6 +49,9 @@ def max_pool_forward(tuple geom not None, const float[::1] x not None, float[::1
     if y.shape[0] == 0:
         return
     cdef int *argmax_ptr = &argmax[0] if argmax is not None else NULL
+    require_aligned("max_pool_forward", "x", &x[0], sizeof(float))
+    require_aligned("max_pool_forward", "y", &y[0], sizeof(float))
+    require_aligned("max_pool_forward", "argmax", argmax_ptr, sizeof(int))
     with nogil:
         pl_max_pool_forward(ctx(), &g, &x[0], &y[0], argmax_ptr)
 
@@ -64,6 +67,9 @@ def max_pool_backward(tuple geom not None, const float[::1] dy not None,
     cdef long bad
     if dy.shape[0] == 0:
         return
+    require_aligned("max_pool_backward", "dy", &dy[0], sizeof(float))
+    require_aligned("max_pool_backward", "argmax", &argmax[0], sizeof(int))
+    require_aligned("max_pool_backward", "dx", &dx[0], sizeof(float))
     with nogil:
         bad = pl_max_pool_backward(ctx(), &g, &dy[0], &argmax[0], &dx[0])
     if bad >= 0:
@@ -75,6 +81,8 @@ def avg_pool_forward(tuple geom not None, const float[::1] x not None, float[::1
     cdef pl_pool_geom g = make_geom(geom, x.shape[0], y.shape[0])
     if y.shape[0] == 0:
         return
+    require_aligned("avg_pool_forward", "x", &x[0], sizeof(float))
+    require_aligned("avg_pool_forward", "y", &y[0], sizeof(float))
     with nogil:
         pl_avg_pool_forward(ctx(), &g, &x[0], &y[0])
 
@@ -84,9 +92,14 @@ def avg_pool_backward(tuple geom not None, const float[::1] dy not None,
     cdef pl_pool_geom g = make_geom(geom, dx.shape[0], dy.shape[0])
     if dy.shape[0] == 0:
         return
+    require_aligned("avg_pool_backward", "dy", &dy[0], sizeof(float))
+    require_aligned("avg_pool_backward", "dx", &dx[0], sizeof(float))
     with nogil:
         pl_avg_pool_backward(ctx(), &g, &dy[0], &dx[0])
 
 
 from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
-_refuse_unaligned(globals())
+# every function checks each pointer itself (require_aligned), which costs less than the
+# wrapper on calls made once per chunk of a training step
+_refuse_unaligned(globals(), exempt=("max_pool_forward", "max_pool_backward",
+                                     "avg_pool_forward", "avg_pool_backward"))
