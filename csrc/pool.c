@@ -1,6 +1,9 @@
 /* Pooling kernels (see pool.h): one pass over each window, channels innermost. */
 #include <limits.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 #include "pool.h"
 #include "activations.h"
 
@@ -98,13 +101,51 @@ static void max_line_avx2(const pl_pool_geom *g, const float *x_image, const lon
                           const long hi[2], float *y_line, int *arg_line) {
     max_line_body(g, x_image, lo, hi, y_line, arg_line);
 }
+
+/* max_line_body for channels a multiple of 8: each 8 channels of an output position
+ * stay in registers over the window, visited in max_line_body's order with keep_max's
+ * comparisons (a larger value or a NaN takes over), so maxima and argmax are the same. */
+__attribute__((target("avx2")))
+static void max_line_blocks_avx2(const pl_pool_geom *g, const float *x_image, const long lo[2],
+                                 const long hi[2], float *y_line, int *arg_line) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    long c_n = g->channels;
+    for (long o2 = 0; o2 < g->out_size[2]; o2++) {
+        long lo2, hi2;
+        axis_range(g, 2, o2, &lo2, &hi2);
+        int first = (int)input_offset(g, lo[0], lo[1], lo2);
+        for (long c0 = 0; c0 < c_n; c0 += 8) {
+            __m256 best = _mm256_loadu_ps(x_image + first + c0);   // (8 channels)
+            __m256 arg = _mm256_castsi256_ps(
+                _mm256_add_epi32(_mm256_set1_epi32(first + (int)c0), lanes));
+            for (long i0 = lo[0]; i0 < hi[0]; i0++)
+                for (long i1 = lo[1]; i1 < hi[1]; i1++)
+                    for (long i2 = lo2; i2 < hi2; i2++) {
+                        int offset = (int)input_offset(g, i0, i1, i2);
+                        if (offset == first) continue;
+                        __m256 v = _mm256_loadu_ps(x_image + offset + c0);
+                        __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ),
+                                                   _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+                        __m256 here = _mm256_castsi256_ps(
+                            _mm256_add_epi32(_mm256_set1_epi32(offset + (int)c0), lanes));
+                        best = _mm256_blendv_ps(best, v, take);
+                        arg = _mm256_blendv_ps(arg, here, take);
+                    }
+            _mm256_storeu_ps(y_line + o2 * c_n + c0, best);
+            if (arg_line)
+                _mm256_storeu_si256((__m256i *)(arg_line + o2 * c_n + c0),
+                                    _mm256_castps_si256(arg));
+        }
+    }
+}
 #endif
 
-static max_line_fn max_line_for(int isa) {
+static max_line_fn max_line_for(int isa, long channels) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (isa >= PL_ISA_AVX2) return max_line_avx2;
+    if (isa >= PL_ISA_AVX2) return channels % 8 == 0 ? max_line_blocks_avx2 : max_line_avx2;
 #endif
     (void)isa;
+    (void)channels;
     return max_line_generic;
 }
 
@@ -112,7 +153,7 @@ void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *
                          float *y, int *argmax) {
     long lines_per_image = g->out_size[0] * g->out_size[1];
     long in_image = prod3(g->in_size) * g->channels, line = g->out_size[2] * g->channels;
-    max_line_fn max_line = max_line_for(ctx->isa);
+    max_line_fn max_line = max_line_for(ctx->isa, g->channels);
     int nt = pl_elementwise_threads(ctx, g->batch * prod3(g->out_size) * g->channels *
                                              prod3(g->window));
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)

@@ -97,6 +97,34 @@ def test_max_pool_propagates_nan_wherever_it_sits_in_the_window(kernel_path):
         assert np.all(np.isnan(got[0, ::2]))
 
 
+@pytest.mark.parametrize("make, shape", [
+    (lambda: layers.MaxPooling1D(3, strides=2, padding="same"), (3, 11, 8)),
+    (lambda: layers.MaxPooling2D(2), (2, 9, 7, 24)),
+    (lambda: layers.MaxPooling2D(3, strides=1, padding="same"), (2, 6, 5, 16)),
+    (lambda: layers.MaxPooling3D(2, padding="same"), (1, 5, 4, 3, 8))])
+def test_max_pool_in_blocks_of_8_channels_gives_the_generic_maxima_and_argmax(make, shape):
+    """Channels a multiple of 8 run the AVX2 path in registers: the same maxima and
+    argmax as the generic kernel, with ties (the first in the window wins) and NaNs."""
+    from pylayers._kernels import pooling as pool_kernels
+    layer = make()
+    x = np.round(rng.standard_normal(shape) * 2).astype(np.float32)   # many ties
+    x.flat[rng.choice(x.size, 5, replace=False)] = np.nan
+    geometry, out_shape = layer._geometry(shape)
+    results = {}
+    saved = pylayers.get_kernel_path()
+    try:
+        for path in ("generic", "auto"):
+            pylayers.set_kernel_path(path)
+            y = np.empty(int(np.prod(out_shape)), np.float32)
+            argmax = np.empty(y.size, np.intc)
+            pool_kernels.max_pool_forward(geometry, x.reshape(-1), y, argmax)
+            results[path] = (y, argmax)
+    finally:
+        pylayers.set_kernel_path(saved)
+    np.testing.assert_array_equal(results["auto"][0], results["generic"][0])
+    np.testing.assert_array_equal(results["auto"][1], results["generic"][1])
+
+
 @pytest.mark.parametrize("cls", [layers.MaxPooling2D, layers.AveragePooling2D])
 def test_one_and_two_threads_agree_bitwise(cls):
     layer = cls(3, strides=2, padding="same")
