@@ -545,3 +545,41 @@ def test_fused_adam_refuses_an_unaligned_array_inside_its_list():
         kernels.adam_update_all(params, 1e-3, 0.9, 0.999, 1e-7)
     for got, want in zip(params, untouched):
         np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_a_step_like_the_last_reuses_its_checked_updates_and_sees_every_change():
+    """apply keeps a step's checked updates for the next step with the very same arrays:
+    each step still gives the float64 result, and a value replaced by a new array, a new
+    clipvalue, a gradient array of another shape or a constraint added in between all
+    take effect."""
+    rng = np.random.default_rng(11)
+    variables = [Variable(rng.standard_normal((4, 3)), name="w"),
+                 Variable(rng.standard_normal(3), name="b")]
+    grads = [rng.standard_normal((4, 3)).astype(np.float32),
+             rng.standard_normal(3).astype(np.float32)]
+    opt = optimizers.SGD(learning_rate=0.1)
+
+    def step_expect(clip=None):
+        expected = [v.value.astype(np.float64) - 0.1 * (np.clip(g, -clip, clip) if clip else g)
+                    for v, g in zip(variables, grads)]
+        opt.apply(grads, variables)
+        return expected
+
+    for _ in range(2):   # the second step reuses the first's updates
+        for v, want in zip(variables, step_expect()):
+            np.testing.assert_allclose(v.value, want, rtol=1e-6)
+    assert opt._kept_updates is not None
+    old = variables[0].value
+    variables[0].value = old * 2.0   # another array
+    for v, want in zip(variables, step_expect()):
+        np.testing.assert_allclose(v.value, want, rtol=1e-6)
+    np.testing.assert_array_equal(old * 2.0 - 0.1 * grads[0], variables[0].value)
+    opt.clipvalue = 0.05
+    for v, want in zip(variables, step_expect(clip=0.05)):
+        np.testing.assert_allclose(v.value, want, rtol=1e-6)
+    variables[1].constraint = lambda w: np.zeros_like(w)
+    opt.apply(grads, variables)
+    np.testing.assert_array_equal(variables[1].value, 0.0)
+    grads[1] = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match="gradient for variable 'b' has shape \\(4,\\)"):
+        opt.apply(grads, variables)

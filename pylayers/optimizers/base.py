@@ -13,6 +13,7 @@ by Ctrl-C: a SIGINT arriving meanwhile is delivered when the step is complete, s
 interrupted fit leaves the weights of its last completed step, never half-updated."""
 import contextlib
 import math
+import operator
 import re
 import signal
 import threading
@@ -75,6 +76,9 @@ def _check_optional_positive(owner, argument, value):
                          f"None. Received: {argument}={value!r}")
 
 
+_VALUE = operator.attrgetter("value")
+
+
 class Optimizer:
     """Base of SGD, Adam, AdamW, RMSprop, Adagrad. Subclasses define `_slot_groups()`
     (the names of their per-variable state, in Keras' creation order) and
@@ -107,6 +111,7 @@ class Optimizer:
         self._slot_order = []
         self._excluded_ids = set()
         self._excluded_pattern = None
+        self._kept_updates = None
         self.built = False
 
     @staticmethod
@@ -265,10 +270,31 @@ class Optimizer:
         if not grads:
             return
         variables = self._variables_for(grads, trainable_variables)
+        learning_rate = self.learning_rate
+        updates, stepped = self._step_updates(grads, variables, learning_rate)
+        with _sigint_deferred():
+            self._update_all(updates, learning_rate)
+            for variable in stepped:
+                if variable.constraint is not None:
+                    variable.value[...] = variable.constraint(variable.value)
+            self._iterations += 1
+
+    def _step_updates(self, grads, variables, learning_rate):
+        """(updates (index, flat value, flat gradient, prep) for _update_all, the
+        variables they step), every gradient checked first. Kept and handed out again
+        while a step passes the very same gradient arrays for the same variables holding
+        the same arrays, with the same clipvalue: nothing the checks and the preps read
+        can have changed then. Steps with weight decay or clipping by norm (their preps
+        read the learning rate, the exclusions or the gradients' values) are not kept."""
+        kept = self._kept_updates
+        if kept is not None and kept[0] == self.clipvalue and len(grads) == len(kept[1]) \
+                and all(map(operator.is_, grads, kept[1])) \
+                and all(map(operator.is_, variables, kept[2])) \
+                and all(map(operator.is_, map(_VALUE, variables), kept[3])):
+            return kept[4], kept[2]
         pairs = self._checked_pairs(grads, variables)
         self.build(variables)
         self._check_known(variables)
-        learning_rate = self.learning_rate
         scales = self._gradient_scales([g for g, _ in pairs])
         updates = []
         for (grad, variable), scale in zip(pairs, scales):
@@ -276,12 +302,12 @@ class Optimizer:
             prep = {"grad_scale": scale, "clip_value": self.clipvalue or 0.0, "decay": decay}
             updates.append((self._variable_index[id(variable)], variable.value.reshape(-1),
                             grad.reshape(-1), prep))
-        with _sigint_deferred():
-            self._update_all(updates, learning_rate)
-            for _, variable in pairs:
-                if variable.constraint is not None:
-                    variable.value[...] = variable.constraint(variable.value)
-            self._iterations += 1
+        as_given = len(pairs) == len(grads) and all(map(operator.is_, (g for g, _ in pairs),
+                                                        grads))
+        keep = as_given and not (self.weight_decay or self.clipnorm or self.global_clipnorm)
+        self._kept_updates = (self.clipvalue, grads, list(variables),
+                              list(map(_VALUE, variables)), updates) if keep else None
+        return updates, [variable for _, variable in pairs]
 
     def _variables_for(self, grads, trainable_variables):
         if trainable_variables is None:
