@@ -36,6 +36,8 @@ def dense_run_length(stack, first, x, mask):
 def dense_run_forward(layers, x):
     """(y, backprop) of the Dense layers in turn on x (rows, features), as one layer's
     `_forward` gives them: backprop(dy, need_dx, from_preactivation) -> dx or None."""
+    for layer in layers:   # as Dense._forward: no penalty left from an earlier step
+        layer._step_losses.clear()
     chain = _chain(layers, len(x))
     last = layers[-1]
     y = empty_buffer(last, "y", chain.output_shape)

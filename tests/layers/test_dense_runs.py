@@ -145,3 +145,17 @@ def test_a_chain_backward_refuses_arrays_of_other_shapes_by_layer():
     with pytest.raises(ValueError, match="backward arrays of other shapes than the forward's"):
         chain.backward(x, y, dy[:4], targets, False, None)
     assert backprop(dy).shape == x.shape
+
+
+def test_a_penalty_removed_after_a_step_leaves_nothing_behind_in_a_chain():
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([layers.InputLayer(shape=(6,)),
+                              layers.Dense(5, activity_regularizer=regularizers.L2(1.0)),
+                              layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = data(6, 8)
+    model.fit(x, y % 3, batch_size=8, verbose=0)   # layer by layer, with the penalty
+    assert model.layers[0]._step_losses
+    model.layers[0].activity_regularizer = None
+    model.fit(x, y % 3, batch_size=8, verbose=0)   # now chained
+    assert chained_layers(model) == 1 and model.layers[0]._step_losses == []
