@@ -255,13 +255,17 @@ cdef class DenseTrainChain(DenseChain):
     between the layers are the chain's buffers."""
     cdef float **dz             # per link: its activation gradient
     cdef float **dx             # per link from the second: its input gradient
+    cdef float **grads          # per link: kernel gradient, bias gradient (NULL: none)
+    cdef int *accumulate        # per link: add to its gradients (else overwrite them)
     cdef list grad_buffers
 
     def __cinit__(self, list links, long rows, hidden_buffer):
         n = max(len(links), 1)
         self.dz = <float **>calloc(n, sizeof(float *))
         self.dx = <float **>calloc(n, sizeof(float *))
-        if not (self.dz and self.dx):
+        self.grads = <float **>calloc(2 * n, sizeof(float *))
+        self.accumulate = <int *>calloc(n, sizeof(int))
+        if not (self.dz and self.dx and self.grads and self.accumulate):
             raise MemoryError("DenseTrainChain")
 
     def __init__(self, list links, long rows, hidden_buffer):
@@ -279,6 +283,8 @@ cdef class DenseTrainChain(DenseChain):
     def __dealloc__(self):
         free(self.dz)
         free(self.dx)
+        free(self.grads)
+        free(self.accumulate)
 
     def backward(self, x, out, dy, list targets, bint from_preactivation, dx):
         """The backward of the layers whose forward `run(x, out)` was last: dy (rows,
@@ -302,45 +308,35 @@ cdef class DenseTrainChain(DenseChain):
                                      dx_view.shape[1] != self.widths[0])):
             raise ValueError(f"Dense layers '{self.names[0]}' to '{self.names[last]}': "
                              "backward arrays of other shapes than the forward's")
-        cdef float **dw = <float **>calloc(2 * self.n_links, sizeof(float *))
-        cdef int *accumulate = <int *>calloc(self.n_links, sizeof(int))
-        if not (dw and accumulate):
-            free(dw)
-            free(accumulate)
-            raise MemoryError("DenseTrainChain")
-        try:
-            self._read_weights()
-            held = []   # the gradient views, held while C writes them
-            for i in range(self.n_links):
-                kernel_grad, bias_grad, adds = targets[i]
-                accumulate[i] = adds
-                if kernel_grad is not None:
-                    dw_view = kernel_grad
-                    _check(f"Dense layer '{self.names[i]}': kernel gradient", dw_view,
-                           self.widths[i], self.widths[i + 1])
-                    dw[2 * i] = &dw_view[0, 0]
-                    held.append(dw_view)
-                if bias_grad is not None:
-                    db_view = bias_grad
-                    _check_1d(f"Dense layer '{self.names[i]}': bias gradient", db_view,
-                              self.widths[i + 1])
-                    dw[2 * i + 1] = &db_view[0]
-                    held.append(db_view)
-            for i in range(2 * self.n_links):
-                require_aligned("DenseTrainChain", "a gradient", dw[i], sizeof(float))
-            require_aligned("DenseTrainChain", "dy", &dy_view[0, 0], sizeof(float))
-            if dx is not None:
-                require_aligned("DenseTrainChain", "dx", &dx_view[0, 0], sizeof(float))
-            with nogil:
-                self._backward(&x_view[0, 0], &y_view[0, 0], &dy_view[0, 0],
-                               &dx_view[0, 0] if dx is not None else NULL, dw, accumulate,
-                               from_preactivation)
-        finally:
-            free(dw)
-            free(accumulate)
+        self._read_weights()
+        held = []   # the gradient views, held while C writes them
+        for i in range(self.n_links):
+            kernel_grad, bias_grad, adds = targets[i]
+            self.accumulate[i] = adds
+            self.grads[2 * i] = self.grads[2 * i + 1] = NULL
+            if kernel_grad is not None:
+                dw_view = kernel_grad
+                _check(f"Dense layer '{self.names[i]}': kernel gradient", dw_view,
+                       self.widths[i], self.widths[i + 1])
+                self.grads[2 * i] = &dw_view[0, 0]
+                held.append(dw_view)
+            if bias_grad is not None:
+                db_view = bias_grad
+                _check_1d(f"Dense layer '{self.names[i]}': bias gradient", db_view,
+                          self.widths[i + 1])
+                self.grads[2 * i + 1] = &db_view[0]
+                held.append(db_view)
+        for i in range(2 * self.n_links):
+            require_aligned("DenseTrainChain", "a gradient", self.grads[i], sizeof(float))
+        require_aligned("DenseTrainChain", "dy", &dy_view[0, 0], sizeof(float))
+        if dx is not None:
+            require_aligned("DenseTrainChain", "dx", &dx_view[0, 0], sizeof(float))
+        with nogil:
+            self._backward(&x_view[0, 0], &y_view[0, 0], &dy_view[0, 0],
+                           &dx_view[0, 0] if dx is not None else NULL, from_preactivation)
 
     cdef void _backward(self, const float *x, const float *out, const float *dy, float *dx,
-                        float **dw, const int *accumulate, bint from_preactivation) noexcept nogil:
+                        bint from_preactivation) noexcept nogil:
         cdef int last = self.n_links - 1, i, act
         cdef const float *layer_dy = dy
         for i in range(last, -1, -1):
@@ -348,8 +344,9 @@ cdef class DenseTrainChain(DenseChain):
             pl_dense_backward(ctx(), self.rows, self.widths[i + 1], self.widths[i],
                               x if i == 0 else self.hidden[i - 1],
                               self.weights[2 * i], out if i == last else self.hidden[i],
-                              layer_dy, act, self.alphas[i], self.dz[i], dw[2 * i],
-                              dw[2 * i + 1], accumulate[i], dx if i == 0 else self.dx[i])
+                              layer_dy, act, self.alphas[i], self.dz[i], self.grads[2 * i],
+                              self.grads[2 * i + 1], self.accumulate[i],
+                              dx if i == 0 else self.dx[i])
             layer_dy = self.dx[i]
 
 

@@ -18,6 +18,7 @@ import re
 import signal
 import threading
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -77,6 +78,15 @@ def _check_optional_positive(owner, argument, value):
 
 
 _VALUE = operator.attrgetter("value")
+
+
+class _KeptUpdates(NamedTuple):
+    """A step's checked updates (Optimizer._step_updates) and what they were made from."""
+    clipvalue: object
+    grads: list
+    variables: list
+    values: list
+    updates: list
 
 
 class Optimizer:
@@ -287,11 +297,12 @@ class Optimizer:
         can have changed then. Steps with weight decay or clipping by norm (their preps
         read the learning rate, the exclusions or the gradients' values) are not kept."""
         kept = self._kept_updates
-        if kept is not None and kept[0] == self.clipvalue and len(grads) == len(kept[1]) \
-                and all(map(operator.is_, grads, kept[1])) \
-                and all(map(operator.is_, variables, kept[2])) \
-                and all(map(operator.is_, map(_VALUE, variables), kept[3])):
-            return kept[4], kept[2]
+        if kept is not None and kept.clipvalue == self.clipvalue \
+                and len(grads) == len(kept.grads) \
+                and all(map(operator.is_, grads, kept.grads)) \
+                and all(map(operator.is_, variables, kept.variables)) \
+                and all(map(operator.is_, map(_VALUE, variables), kept.values)):
+            return kept.updates, kept.variables
         pairs = self._checked_pairs(grads, variables)
         self.build(variables)
         self._check_known(variables)
@@ -305,8 +316,8 @@ class Optimizer:
         as_given = len(pairs) == len(grads) and all(map(operator.is_, (g for g, _ in pairs),
                                                         grads))
         keep = as_given and not (self.weight_decay or self.clipnorm or self.global_clipnorm)
-        self._kept_updates = (self.clipvalue, grads, list(variables),
-                              list(map(_VALUE, variables)), updates) if keep else None
+        self._kept_updates = _KeptUpdates(self.clipvalue, grads, list(variables),
+                                          list(map(_VALUE, variables)), updates) if keep else None
         return updates, [variable for _, variable in pairs]
 
     def _variables_for(self, grads, trainable_variables):
