@@ -64,12 +64,14 @@ void keep_max(long c_n, const float *restrict src, int offset, float *restrict b
 }
 
 /* One output line of an image: positions (o0, o1, 0..out_size[2]) of y_line (out_size[2],
- * channels), over input rows [lo0, hi0) x [lo1, hi1); arg_line likewise, or NULL. */
-typedef void (*max_line_fn)(const pl_pool_geom *g, const float *x_image, const long lo[2],
-                            const long hi[2], float *y_line, int *arg_line);
+ * channels), over input rows [lo0, hi0) x [lo1, hi1); arg_line likewise, or NULL.  The
+ * image's element at offset i is read at x_part[i - skip] (x_part holds the image from
+ * offset skip on); argmax offsets count from the image's start. */
+typedef void (*max_line_fn)(const pl_pool_geom *g, const float *x_part, long skip,
+                            const long lo[2], const long hi[2], float *y_line, int *arg_line);
 
 static inline __attribute__((always_inline))
-void max_line_body(const pl_pool_geom *g, const float *x_image, const long lo[2],
+void max_line_body(const pl_pool_geom *g, const float *x_part, long skip, const long lo[2],
                    const long hi[2], float *y_line, int *arg_line) {
     long c_n = g->channels;
     for (long o2 = 0; o2 < g->out_size[2]; o2++) {
@@ -78,64 +80,84 @@ void max_line_body(const pl_pool_geom *g, const float *x_image, const long lo[2]
         float *best = y_line + o2 * c_n;     // (channels)
         int *arg = arg_line ? arg_line + o2 * c_n : NULL;
         int first = (int)input_offset(g, lo[0], lo[1], lo2);
-        memcpy(best, x_image + first, c_n * sizeof(float));
+        memcpy(best, x_part + (first - skip), c_n * sizeof(float));
         if (arg)
             for (long c = 0; c < c_n; c++) arg[c] = first + (int)c;
         for (long i0 = lo[0]; i0 < hi[0]; i0++)
             for (long i1 = lo[1]; i1 < hi[1]; i1++)
                 for (long i2 = lo2; i2 < hi2; i2++) {
                     int offset = (int)input_offset(g, i0, i1, i2);
-                    if (offset != first) keep_max(c_n, x_image + offset, offset, best, arg);
+                    if (offset != first)
+                        keep_max(c_n, x_part + (offset - skip), offset, best, arg);
                 }
     }
 }
 
-static void max_line_generic(const pl_pool_geom *g, const float *x_image, const long lo[2],
-                             const long hi[2], float *y_line, int *arg_line) {
-    max_line_body(g, x_image, lo, hi, y_line, arg_line);
+static void max_line_generic(const pl_pool_geom *g, const float *x_part, long skip,
+                             const long lo[2], const long hi[2], float *y_line, int *arg_line) {
+    max_line_body(g, x_part, skip, lo, hi, y_line, arg_line);
 }
 
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx2")))
-static void max_line_avx2(const pl_pool_geom *g, const float *x_image, const long lo[2],
-                          const long hi[2], float *y_line, int *arg_line) {
-    max_line_body(g, x_image, lo, hi, y_line, arg_line);
+static void max_line_avx2(const pl_pool_geom *g, const float *x_part, long skip,
+                          const long lo[2], const long hi[2], float *y_line, int *arg_line) {
+    max_line_body(g, x_part, skip, lo, hi, y_line, arg_line);
 }
 
-/* max_line_body for channels a multiple of 8: each 8 channels of an output position
- * stay in registers over the window, visited in max_line_body's order with keep_max's
- * comparisons (a larger value or a NaN takes over), so maxima and argmax are the same. */
-__attribute__((target("avx2")))
-static void max_line_blocks_avx2(const pl_pool_geom *g, const float *x_image, const long lo[2],
-                                 const long hi[2], float *y_line, int *arg_line) {
+/* The maxima and argmax of `blocks` blocks of 8 channels from c0 of output position o2,
+ * each block's max and argmax in registers over the window, visited in max_line_body's
+ * order with keep_max's comparisons (a larger value or a NaN takes over), so maxima and
+ * argmax are the same.  The blocks are independent chains, so their compares and
+ * blends overlap. */
+static inline __attribute__((always_inline, target("avx2")))
+void max_blocks_avx2(int blocks, const pl_pool_geom *g, const float *x_part, long skip,
+                     const long lo[2], const long hi[2], long lo2, long hi2, long c0,
+                     float *y_pos, int *arg_pos) {
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int first = (int)input_offset(g, lo[0], lo[1], lo2) + (int)c0;
+    __m256 best[4], arg[4];
+    for (int b = 0; b < blocks; b++) {
+        best[b] = _mm256_loadu_ps(x_part + (first - skip) + 8 * b);   // (8 channels)
+        arg[b] = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_set1_epi32(first + 8 * b), lanes));
+    }
+    for (long i0 = lo[0]; i0 < hi[0]; i0++)
+        for (long i1 = lo[1]; i1 < hi[1]; i1++)
+            for (long i2 = lo2; i2 < hi2; i2++) {
+                int offset = (int)input_offset(g, i0, i1, i2) + (int)c0;
+                if (offset == first) continue;
+                for (int b = 0; b < blocks; b++) {
+                    __m256 v = _mm256_loadu_ps(x_part + (offset - skip) + 8 * b);
+                    __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best[b], _CMP_GT_OQ),
+                                               _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+                    __m256 here = _mm256_castsi256_ps(
+                        _mm256_add_epi32(_mm256_set1_epi32(offset + 8 * b), lanes));
+                    best[b] = _mm256_blendv_ps(best[b], v, take);
+                    arg[b] = _mm256_blendv_ps(arg[b], here, take);
+                }
+            }
+    for (int b = 0; b < blocks; b++) {
+        _mm256_storeu_ps(y_pos + c0 + 8 * b, best[b]);
+        if (arg_pos)
+            _mm256_storeu_si256((__m256i *)(arg_pos + c0 + 8 * b), _mm256_castps_si256(arg[b]));
+    }
+}
+
+/* max_line_body for channels a multiple of 8: four blocks of 8 at a time, then one. */
+__attribute__((target("avx2")))
+static void max_line_blocks_avx2(const pl_pool_geom *g, const float *x_part, long skip,
+                                 const long lo[2], const long hi[2], float *y_line,
+                                 int *arg_line) {
     long c_n = g->channels;
     for (long o2 = 0; o2 < g->out_size[2]; o2++) {
-        long lo2, hi2;
+        long lo2, hi2, c0 = 0;
         axis_range(g, 2, o2, &lo2, &hi2);
-        int first = (int)input_offset(g, lo[0], lo[1], lo2);
-        for (long c0 = 0; c0 < c_n; c0 += 8) {
-            __m256 best = _mm256_loadu_ps(x_image + first + c0);   // (8 channels)
-            __m256 arg = _mm256_castsi256_ps(
-                _mm256_add_epi32(_mm256_set1_epi32(first + (int)c0), lanes));
-            for (long i0 = lo[0]; i0 < hi[0]; i0++)
-                for (long i1 = lo[1]; i1 < hi[1]; i1++)
-                    for (long i2 = lo2; i2 < hi2; i2++) {
-                        int offset = (int)input_offset(g, i0, i1, i2);
-                        if (offset == first) continue;
-                        __m256 v = _mm256_loadu_ps(x_image + offset + c0);
-                        __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ),
-                                                   _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-                        __m256 here = _mm256_castsi256_ps(
-                            _mm256_add_epi32(_mm256_set1_epi32(offset + (int)c0), lanes));
-                        best = _mm256_blendv_ps(best, v, take);
-                        arg = _mm256_blendv_ps(arg, here, take);
-                    }
-            _mm256_storeu_ps(y_line + o2 * c_n + c0, best);
-            if (arg_line)
-                _mm256_storeu_si256((__m256i *)(arg_line + o2 * c_n + c0),
-                                    _mm256_castps_si256(arg));
-        }
+        float *y_pos = y_line + o2 * c_n;
+        int *arg_pos = arg_line ? arg_line + o2 * c_n : NULL;
+        for (; c0 + 32 <= c_n; c0 += 32)
+            max_blocks_avx2(4, g, x_part, skip, lo, hi, lo2, hi2, c0, y_pos, arg_pos);
+        for (; c0 < c_n; c0 += 8)
+            max_blocks_avx2(1, g, x_part, skip, lo, hi, lo2, hi2, c0, y_pos, arg_pos);
     }
 }
 #endif
@@ -149,6 +171,12 @@ static max_line_fn max_line_for(int isa, long channels) {
     return max_line_generic;
 }
 
+/* The input rows [lo, hi) (axes 0 and 1) of output line o01 (flat (o0, o1)). */
+static void line_rows(const pl_pool_geom *g, long o01, long lo[2], long hi[2]) {
+    axis_range(g, 0, o01 / g->out_size[1], &lo[0], &hi[0]);
+    axis_range(g, 1, o01 % g->out_size[1], &lo[1], &hi[1]);
+}
+
 void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
                          float *y, int *argmax) {
     long lines_per_image = g->out_size[0] * g->out_size[1];
@@ -158,12 +186,18 @@ void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *
                                              prod3(g->window));
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long l = 0; l < g->batch * lines_per_image; l++) {
-        long image = l / lines_per_image, o01 = l % lines_per_image, lo[2], hi[2];
-        axis_range(g, 0, o01 / g->out_size[1], &lo[0], &hi[0]);
-        axis_range(g, 1, o01 % g->out_size[1], &lo[1], &hi[1]);
-        max_line(g, x + image * in_image, lo, hi, y + l * line,
+        long lo[2], hi[2];
+        line_rows(g, l % lines_per_image, lo, hi);
+        max_line(g, x + l / lines_per_image * in_image, 0, lo, hi, y + l * line,
                  argmax ? argmax + l * line : NULL);
     }
+}
+
+void pl_max_pool_line(const pl_ctx *ctx, const pl_pool_geom *g, long o01, const float *x_part,
+                      long skip, float *y_line, int *arg_line) {
+    long lo[2], hi[2];
+    line_rows(g, o01, lo, hi);
+    max_line_for(ctx->isa, g->channels)(g, x_part, skip, lo, hi, y_line, arg_line);
 }
 
 /* Position in `index` (n entries) of the first entry outside [0, bound), or LONG_MAX. */

@@ -24,6 +24,13 @@ int pl_pool_geom_valid(const pl_pool_geom *g);
 void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
                          float *y, int *argmax);
 
+/* Output line o01 (the flat (o0, o1) index) of one image, as pl_max_pool_forward writes
+ * it: maxima into y_line (out_size[2], channels), argmax into arg_line (or NULL), counted
+ * from the image's start.  The image's element at offset i is read at x_part[i - skip]:
+ * x_part need only hold the input rows this line's windows cover. */
+void pl_max_pool_line(const pl_ctx *ctx, const pl_pool_geom *g, long o01, const float *x_part,
+                      long skip, float *y_line, int *arg_line);
+
 /* dx (overwritten) = dy routed to the argmax positions. Returns -1, or the position of
  * the first argmax entry outside its image, in which case dx is left untouched. */
 long pl_max_pool_backward(const pl_ctx *ctx, const pl_pool_geom *g, const float *dy,

@@ -101,10 +101,13 @@ def test_max_pool_propagates_nan_wherever_it_sits_in_the_window(kernel_path):
     (lambda: layers.MaxPooling1D(3, strides=2, padding="same"), (3, 11, 8)),
     (lambda: layers.MaxPooling2D(2), (2, 9, 7, 24)),
     (lambda: layers.MaxPooling2D(3, strides=1, padding="same"), (2, 6, 5, 16)),
-    (lambda: layers.MaxPooling3D(2, padding="same"), (1, 5, 4, 3, 8))])
+    (lambda: layers.MaxPooling3D(2, padding="same"), (1, 5, 4, 3, 8)),
+    (lambda: layers.MaxPooling2D(2), (2, 7, 6, 32)),                       # four blocks at once
+    (lambda: layers.MaxPooling2D(3, strides=2, padding="same"), (2, 7, 7, 72))])   # then one
 def test_max_pool_in_blocks_of_8_channels_gives_the_generic_maxima_and_argmax(make, shape):
-    """Channels a multiple of 8 run the AVX2 path in registers: the same maxima and
-    argmax as the generic kernel, with ties (the first in the window wins) and NaNs."""
+    """Channels a multiple of 8 run the AVX2 path in registers, four blocks of 8 at a
+    time where 32 remain: the same maxima and argmax as the generic kernel, with ties
+    (the first in the window wins) and NaNs."""
     from pylayers._kernels import pooling as pool_kernels
     layer = make()
     x = np.round(rng.standard_normal(shape) * 2).astype(np.float32)   # many ties
