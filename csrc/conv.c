@@ -19,6 +19,7 @@
 #include "conv.h"
 #include "conv_direct.h"
 #include "conv_winograd.h"
+#include "pool.h"
 #include "activations.h"
 #include "gemm.h"
 #include "gemm_kernels.h"
@@ -435,8 +436,20 @@ static void forward_part(const pl_conv_direct *kernels, long cout, const line_ta
                               cout, bias, relu, y_line + lt->begin * cout);
 }
 
-/* y (n, out..., cout) = act(conv(x, w) + bias), one output line per task: the inner
- * positions straight from x, the edges of a padded line through gathered patches. */
+/* y_line (L, cout) = act(conv(x, w) + bias) of output line `line` (the flat (image, o0,
+ * o1) index): the inner positions straight from x, the edges of a padded line through
+ * gathered patches. */
+static void direct_line(const pl_conv_direct *kernels, const pl_conv_geom *g,
+                        const conv_plan *p, long line, const float *x, const float *w,
+                        const float *bias, int relu, float *y_line) {
+    float patches[DIRECT_LINE_FLOATS];   // the two edges' patch rows
+    line_taps parts[3];
+    line_parts(g, p, line, x, patches, parts);
+    for (int part = 0; part < 3; part++)
+        forward_part(kernels, g->out_channels, &parts[part], w, bias, relu, y_line);
+}
+
+/* y (n, out..., cout) = act(conv(x, w) + bias), one output line per task. */
 static void direct_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv_plan *p,
                            const float *x, const float *w, const float *bias, int act,
                            float alpha, float *y) {
@@ -446,14 +459,8 @@ static void direct_forward(const pl_ctx *ctx, const pl_conv_geom *g, const conv_
     const long cout = g->out_channels;
     int nt = product_threads(ctx, lines * L * p->k_all * cout);
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-    for (long line = 0; line < lines; line++) {
-        float patches[DIRECT_LINE_FLOATS];   // the two edges' patch rows
-        float *y_line = y + line * L * cout;
-        line_taps parts[3];
-        line_parts(g, p, line, x, patches, parts);
-        for (int part = 0; part < 3; part++)
-            forward_part(kernels, cout, &parts[part], w, bias, relu, y_line);
-    }
+    for (long line = 0; line < lines; line++)
+        direct_line(kernels, g, p, line, x, w, bias, relu, y + line * L * cout);
     if (!fused) pl_bias_act_forward(ctx, lines * L, cout, y, NULL, act, alpha);
 }
 
@@ -463,6 +470,29 @@ static void weight_part(const pl_conv_direct *kernels, long cout, const line_tap
     if (lt->end > lt->begin)
         kernels->weight_rows(lt->end - lt->begin, lt->taps, lt->src, lt->step, lt->row,
                              cout, dz_line + lt->begin * cout, acc);
+}
+
+/* acc (k_all, cout) += the patches of output line `line` ^T @ dz_line (L, cout). */
+static void direct_weight_line(const pl_conv_direct *kernels, const pl_conv_geom *g,
+                               const conv_plan *p, long line, const float *x,
+                               const float *dz_line, float *acc) {
+    float patches[DIRECT_LINE_FLOATS];   // the two edges' patch rows
+    line_taps parts[3];
+    line_parts(g, p, line, x, patches, parts);
+    for (int part = 0; part < 3; part++)
+        weight_part(kernels, g->out_channels, &parts[part], dz_line, acc);
+}
+
+/* dw (k_all, cout) += the sum in block order of the blocks' partials (k_all + 1, cout)
+ * and dbias (unless NULL) += that of their last rows. */
+static void add_block_partials(const conv_plan *p, long cout, long blocks, float *partials,
+                               float *dw, float *dbias) {
+    const long part = (p->k_all + 1) * cout;
+    for (long b = 1; b < blocks; b++)
+        for (long i = 0; i < part; i++) partials[i] += partials[b * part + i];
+    for (long i = 0; i < p->k_all * cout; i++) dw[i] += partials[i];
+    if (dbias)
+        for (long c = 0; c < cout; c++) dbias[c] += partials[p->k_all * cout + c];
 }
 
 /* dw (k_all, cout) += x-patches^T @ dz and dbias += colsum dz (unless NULL), with
@@ -483,7 +513,7 @@ static int direct_weight(const pl_ctx *ctx, const pl_conv_geom *g, const conv_pl
     if (nt > blocks) nt = (int)blocks;
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
     for (long b = 0; b < blocks; b++) {
-        float patches[DIRECT_LINE_FLOATS], dz[DIRECT_LINE_FLOATS];   // edge patches, (L, cout)
+        float dz[DIRECT_LINE_FLOATS];   // (L, cout)
         float *acc = partials + b * part;
         long image_end = (b + 1) * DIRECT_IMAGE_BLOCK;
         if (image_end > g->batch) image_end = g->batch;
@@ -492,17 +522,10 @@ static int direct_weight(const pl_ctx *ctx, const pl_conv_geom *g, const conv_pl
             kernels->output_gradient(L * cout, relu ? y + line * L * cout : 0,
                                      dy + line * L * cout, relu, dz);
             if (dbias) kernels->column_sums(L, cout, dz, acc + p->k_all * cout);
-            line_taps parts[3];
-            line_parts(g, p, line, x, patches, parts);
-            for (int part = 0; part < 3; part++)
-                weight_part(kernels, cout, &parts[part], dz, acc);
+            direct_weight_line(kernels, g, p, line, x, dz, acc);
         }
     }
-    for (long b = 1; b < blocks; b++)
-        for (long i = 0; i < part; i++) partials[i] += partials[b * part + i];
-    for (long i = 0; i < p->k_all * cout; i++) dw[i] += partials[i];
-    if (dbias)
-        for (long c = 0; c < cout; c++) dbias[c] += partials[p->k_all * cout + c];
+    add_block_partials(p, cout, blocks, partials, dw, dbias);
     free(partials);
     return 0;
 }
@@ -518,6 +541,116 @@ int pl_conv_backward_weight_fused(const pl_ctx *ctx, const pl_conv_geom *g, cons
     if (!pl_conv_weight_fusable(g, act)) return 1;
     conv_plan p = make_plan(g);
     return direct_weight(ctx, g, &p, x, y, dy, act == PL_ACT_RELU, dw, dbias);
+}
+
+/* ---- direct convolution then max pooling (pl_conv_max_pool_*) ---------------------- */
+
+/* Floats of one pooled line's window rows, a buffer on each thread's stack. */
+#define POOLED_ROWS_FLOATS (4 * DIRECT_LINE_FLOATS)
+
+/* The pooled lines' windows are whole rows of output lines: window 1 along axis 0,
+ * windows meeting edge to edge (stride = window, no padding) along all axes. */
+int pl_conv_max_pool_fusable(const pl_conv_geom *g, const pl_pool_geom *pg, int act) {
+    conv_plan p = make_plan(g);
+    if (!direct_applies(g, &p) || (act != PL_ACT_RELU && act != PL_ACT_LINEAR)) return 0;
+    if (!pl_pool_geom_valid(pg) || pg->batch != g->batch || pg->channels != g->out_channels ||
+        pg->window[0] != 1 || pg->window[1] * g->out_size[2] * g->out_channels > POOLED_ROWS_FLOATS)
+        return 0;
+    for (int a = 0; a < 3; a++)
+        if (pg->in_size[a] != g->out_size[a] || pg->pad[a] != 0 ||
+            pg->stride[a] != pg->window[a] || pg->out_size[a] != pg->in_size[a] / pg->window[a])
+            return 0;
+    return 1;
+}
+
+/* The first output line (in its image) of the window rows of pooled line o01. */
+static long window_first_line(const pl_conv_geom *g, const pl_pool_geom *pg, long o01) {
+    return o01 / pg->out_size[1] * g->out_size[1] + o01 % pg->out_size[1] * pg->window[1];
+}
+
+int pl_conv_max_pool_forward(const pl_ctx *ctx, const pl_conv_geom *g, const pl_pool_geom *pg,
+                             const float *x, const float *w, const float *bias, int act,
+                             float *y, int *argmax) {
+    if (!pl_conv_max_pool_fusable(g, pg, act)) return 1;
+    const conv_plan p = make_plan(g);
+    const pl_conv_direct *kernels = direct_kernels(ctx);
+    const long line_floats = g->out_size[2] * g->out_channels, rows = pg->window[1];
+    const long image_lines = g->out_size[0] * g->out_size[1];
+    const long pooled_lines = pg->out_size[0] * pg->out_size[1];
+    const long pooled_floats = pg->out_size[2] * pg->channels;   // of a pooled line
+    const int relu = act == PL_ACT_RELU;
+    int nt = product_threads(ctx, g->batch * p.out_spatial * p.k_all * g->out_channels);
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long task = 0; task < g->batch * pooled_lines; task++) {
+        float z[POOLED_ROWS_FLOATS];   // (rows, L, cout): the window rows
+        long image = task / pooled_lines, o01 = task % pooled_lines;
+        long first = window_first_line(g, pg, o01);
+        for (long r = 0; r < rows; r++)
+            direct_line(kernels, g, &p, image * image_lines + first + r, x, w, bias, relu,
+                        z + r * line_floats);
+        pl_max_pool_line(ctx, pg, o01, z, first * line_floats, y + task * pooled_floats,
+                         argmax + task * pooled_floats);
+    }
+    return 0;
+}
+
+/* acc (k_all + 1, cout) += the kernel and bias gradients from one image's pooled
+ * gradient: its output lines in order, each the pooled gradient through relu' routed to
+ * where argmax names (zero on lines no window covers). */
+static void pooled_image_weight(const pl_conv_direct *kernels, const pl_conv_geom *g,
+                                const pl_pool_geom *pg, const conv_plan *p, long image,
+                                const float *x, const float *y, const float *dy,
+                                const int *argmax, int relu, int with_bias, float *acc) {
+    const long L = g->out_size[2], cout = g->out_channels, line_floats = L * cout;
+    const long image_lines = g->out_size[0] * g->out_size[1];
+    const long pooled_floats = pg->out_size[2] * pg->channels;
+    const long covered = pg->out_size[2] * pg->window[2];   // positions of a line in windows
+    float dz[DIRECT_LINE_FLOATS], dzp[DIRECT_LINE_FLOATS];   // (L, cout), a pooled line
+    for (long o0 = 0; o0 < g->out_size[0]; o0++) {
+        for (long o1 = 0; o1 < pg->out_size[1]; o1++) {
+            long o01 = o0 * pg->out_size[1] + o1, first = window_first_line(g, pg, o01);
+            long at = (image * pg->out_size[0] * pg->out_size[1] + o01) * pooled_floats;
+            kernels->output_gradient(pooled_floats, relu ? y + at : 0, dy + at, relu, dzp);
+            if (with_bias)
+                kernels->column_sums(pg->out_size[2], cout, dzp, acc + p->k_all * cout);
+            for (long r = first; r < first + pg->window[1]; r++) {
+                kernels->unpool_line(L, covered, pg->window[2], cout, r * line_floats,
+                                     argmax + at, dzp, dz);
+                direct_weight_line(kernels, g, p, image * image_lines + r, x, dz, acc);
+            }
+        }
+        memset(dz, 0, line_floats * sizeof(float));
+        for (long o1 = pg->out_size[1] * pg->window[1]; o1 < g->out_size[1]; o1++)   // uncovered
+            direct_weight_line(kernels, g, p, image * image_lines + o0 * g->out_size[1] + o1,
+                               x, dz, acc);
+    }
+}
+
+int pl_conv_max_pool_backward_weight(const pl_ctx *ctx, const pl_conv_geom *g,
+                                     const pl_pool_geom *pg, const float *x, const float *y,
+                                     const float *dy, const int *argmax, int act, float *dw,
+                                     float *dbias) {
+    if (!pl_conv_max_pool_fusable(g, pg, act)) return 1;
+    const conv_plan p = make_plan(g);
+    const pl_conv_direct *kernels = direct_kernels(ctx);
+    const long cout = g->out_channels;
+    const long blocks = (g->batch + DIRECT_IMAGE_BLOCK - 1) / DIRECT_IMAGE_BLOCK;
+    const long part = (p.k_all + 1) * cout;   // acc (k_all, cout), then dbias (cout)
+    float *partials = calloc((size_t)(blocks * part), sizeof(float));
+    if (!partials) return -1;
+    int nt = product_threads(ctx, g->batch * p.out_spatial * p.k_all * cout);
+    if (nt > blocks) nt = (int)blocks;
+    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+    for (long b = 0; b < blocks; b++) {
+        long image_end = (b + 1) * DIRECT_IMAGE_BLOCK;
+        if (image_end > g->batch) image_end = g->batch;
+        for (long image = b * DIRECT_IMAGE_BLOCK; image < image_end; image++)
+            pooled_image_weight(kernels, g, pg, &p, image, x, y, dy, argmax,
+                                act == PL_ACT_RELU, dbias != NULL, partials + b * part);
+    }
+    add_block_partials(&p, cout, blocks, partials, dw, dbias);
+    free(partials);
+    return 0;
 }
 
 /* ---- implicit GEMM path ------------------------------------------------------------ */

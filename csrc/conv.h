@@ -14,6 +14,7 @@
 #ifndef PL_CONV_H
 #define PL_CONV_H
 #include "pl_ctx.h"
+#include "pool.h"
 
 typedef struct {
     long batch;
@@ -49,6 +50,30 @@ int pl_conv_weight_fusable(const pl_conv_geom *g, int act);
 int pl_conv_backward_weight_fused(const pl_ctx *ctx, const pl_conv_geom *g, const float *x,
                                   const float *y, const float *dy, int act, float *dw,
                                   float *dbias);
+
+/* Convolution, relu or linear, then max pooling, without the convolution's output ever
+ * written whole: each pooled line's window rows are convolved into a thread's scratch
+ * and pooled there.  pl_conv_max_pool_fusable says whether a pair is taken: the direct
+ * path's geometries (see pl_conv_weight_fusable) and pooling (geometry pg, pool.h, over
+ * the convolution's output) by windows meeting edge to edge without padding, of one
+ * output line along axis 0, a window's rows of at most 16384 floats.  Outputs and argmax
+ * have the bits of pl_conv_forward then pl_max_pool_forward.  The forward returns 0, or
+ * 1 when the pair is not taken (nothing written). */
+int pl_conv_max_pool_fusable(const pl_conv_geom *g, const pl_pool_geom *pg, int act);
+int pl_conv_max_pool_forward(const pl_ctx *ctx, const pl_conv_geom *g, const pl_pool_geom *pg,
+                             const float *x, const float *w, const float *bias, int act,
+                             float *y, int *argmax);
+
+/* dw += the kernel gradient and dbias (may be NULL) += the bias gradient of such a pair
+ * for the pooled gradient dy, given the pooled output y and argmax as the forward wrote
+ * them: dy * act'(y) goes to the output position each argmax entry names, if it is one
+ * of its window's (an entry naming another goes nowhere).  Images are summed in fixed
+ * blocks, so the bits are the same on any thread count.  Returns 0, 1 when the pair is
+ * not taken, -1 when memory is unavailable (nothing written either way). */
+int pl_conv_max_pool_backward_weight(const pl_ctx *ctx, const pl_conv_geom *g,
+                                     const pl_pool_geom *pg, const float *x, const float *y,
+                                     const float *dy, const int *argmax, int act, float *dw,
+                                     float *dbias);
 
 /* Tests: 0 sends every geometry through im2col + GEMM, 1 (the default) lets small
  * ones take the direct path. */

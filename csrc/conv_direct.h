@@ -29,6 +29,12 @@ typedef struct {
                             float *dz);
     /* sums (cout) += the column sums of dz (n, cout), rows in order. */
     void (*column_sums)(long n, long cout, const float *dz, float *sums);
+    /* dz (n, cout) = one output line's gradient under max pooling by windows of
+     * `window` positions along the line: position l < covered (and its channel c) takes
+     * the pooled gradient dzp[l / window][c] where arg[l / window][c] names it, that is
+     * equals at + l * cout + c, and zero elsewhere. */
+    void (*unpool_line)(long n, long covered, long window, long cout, long at,
+                        const int *arg, const float *dzp, float *dz);
 } pl_conv_direct;
 
 extern const pl_conv_direct pl_conv_direct_generic;

@@ -74,5 +74,5 @@ static void weight_block(long n, long taps, const float *const *src, long step,
 #include "conv_direct_body.h"
 #else
 #include "conv_direct.h"
-const pl_conv_direct pl_conv_direct_avx2 = {0, 0, 0, 0};   /* never selected off x86 */
+const pl_conv_direct pl_conv_direct_avx2 = {0, 0, 0, 0, 0};   /* never selected off x86 */
 #endif

@@ -80,4 +80,22 @@ static void column_sums(long n, long cout, const float *dz, float *sums) {
         for (long c = 0; c < cout; c++) sums[c] += dz[l * cout + c];
 }
 
-const pl_conv_direct DIRECT_TABLE = {forward_rows, weight_rows, output_gradient, column_sums};
+DIRECT_TARGET
+static void unpool_line(long n, long covered, long window, long cout, long at, const int *arg,
+                        const float *dzp, float *dz) {
+    for (long l = 0; l < n; l++) {
+        float *dz_row = dz + l * cout;
+        if (l >= covered) {
+            for (long c = 0; c < cout; c++) dz_row[c] = 0.0f;
+            continue;
+        }
+        const int *arg_row = arg + l / window * cout;
+        const float *dzp_row = dzp + l / window * cout;
+        const int here = (int)(at + l * cout);
+        for (long c = 0; c < cout; c++)
+            dz_row[c] = arg_row[c] == here + (int)c ? dzp_row[c] : 0.0f;
+    }
+}
+
+const pl_conv_direct DIRECT_TABLE = {forward_rows, weight_rows, output_gradient, column_sums,
+                                     unpool_line};

@@ -1,6 +1,7 @@
 """Thin wrappers over csrc/conv.c: N-d grouped convolution forward, data and kernel
 gradients (float32, C-contiguous arrays passed flattened)."""
 from pylayers._kernels._runtime cimport ctx, pl_ctx, require_aligned
+from pylayers._kernels.pooling cimport make_geom as make_pool_geom, pl_pool_geom
 
 cdef extern from "conv.h":
     ctypedef struct pl_conv_geom:
@@ -26,6 +27,14 @@ cdef extern from "conv.h":
     int pl_conv_backward_weight_fused(const pl_ctx *ctx, const pl_conv_geom *g,
                                       const float *x, const float *y, const float *dy,
                                       int act, float *dw, float *dbias) nogil
+    int pl_conv_max_pool_fusable(const pl_conv_geom *g, const pl_pool_geom *pg, int act)
+    int pl_conv_max_pool_forward(const pl_ctx *ctx, const pl_conv_geom *g,
+                                 const pl_pool_geom *pg, const float *x, const float *w,
+                                 const float *bias, int act, float *y, int *argmax) nogil
+    int pl_conv_max_pool_backward_weight(const pl_ctx *ctx, const pl_conv_geom *g,
+                                         const pl_pool_geom *pg, const float *x,
+                                         const float *y, const float *dy, const int *argmax,
+                                         int act, float *dw, float *dbias) nogil
     void pl_conv_set_direct(int enabled)
     void pl_conv_set_winograd(int enabled)
     int pl_conv_weight_fusable(const pl_conv_geom *g, int act)
@@ -167,6 +176,94 @@ def conv_backward_weight_fused(tuple geom not None, const float[::1] x not None,
     return True
 
 
+cdef pl_pool_geom conv_pool_geom(pl_conv_geom *g, tuple pool_geom, long pooled_size) except *:
+    """The pooling geometry over the convolution g's output, checked against pooled_size
+    (-1: whatever its own output size)."""
+    if pooled_size < 0:
+        batch, channels, _, out_size, _, _, _ = pool_geom
+        pooled_size = batch * channels * out_size[0] * out_size[1] * out_size[2]
+    return make_pool_geom(pool_geom, g.batch * volume(g.out_size) * g.out_channels, pooled_size)
+
+
+def conv_max_pool_fusable(tuple conv_geom not None, tuple pool_geom not None, int act):
+    """Whether conv_max_pool_forward and _backward_weight take max pooling (pool_geom, a
+    pooling geometry tuple over the convolution's output) after the convolution with
+    activation act (see conv.h)."""
+    cdef pl_conv_geom g = make_geom(conv_geom)
+    cdef pl_pool_geom pg = conv_pool_geom(&g, pool_geom, -1)
+    return bool(pl_conv_max_pool_fusable(&g, &pg, act))
+
+
+cdef check_pooled(pl_conv_geom *g, x, w, bias, y, argmax):
+    _check_size("x", x, g.batch * volume(g.in_size) * g.in_channels)
+    _check_size("w", w, volume(g.kernel) * (g.in_channels // g.groups) * g.out_channels)
+    if bias is not None:
+        _check_size("bias", bias, g.out_channels)
+    _check_size("argmax", argmax, y.shape[0])
+
+
+def conv_max_pool_forward(tuple conv_geom not None, tuple pool_geom not None,
+                          const float[::1] x not None, const float[::1] w not None,
+                          const float[::1] bias, int act, float[::1] y not None,
+                          int[::1] argmax not None):
+    """y = max pooling (pool_geom) of act(conv(x, w) + bias), argmax = where each maximum
+    came from: the bits of conv_forward then max_pool_forward, without writing the
+    convolution's output. Returns False, having written nothing, when
+    conv_max_pool_fusable does not take the pair."""
+    cdef pl_conv_geom g = make_geom(conv_geom)
+    cdef pl_pool_geom pg = conv_pool_geom(&g, pool_geom, y.shape[0])
+    check_pooled(&g, x, w, bias, y, argmax)
+    cdef const float *bias_ptr = NULL if bias is None else &bias[0]
+    cdef int status = 0
+    if not pl_conv_max_pool_fusable(&g, &pg, act):
+        return False
+    if g.batch == 0:
+        return True
+    require_aligned("conv_max_pool_forward", "x", &x[0], sizeof(float))
+    require_aligned("conv_max_pool_forward", "w", &w[0], sizeof(float))
+    require_aligned("conv_max_pool_forward", "bias", bias_ptr, sizeof(float))
+    require_aligned("conv_max_pool_forward", "y", &y[0], sizeof(float))
+    require_aligned("conv_max_pool_forward", "argmax", &argmax[0], sizeof(int))
+    with nogil:
+        status = pl_conv_max_pool_forward(ctx(), &g, &pg, &x[0], &w[0], bias_ptr, act, &y[0],
+                                          &argmax[0])
+    _status(status)
+    return True
+
+
+def conv_max_pool_backward_weight(tuple conv_geom not None, tuple pool_geom not None,
+                                  const float[::1] x not None, const float[::1] y not None,
+                                  const float[::1] dy not None, const int[::1] argmax not None,
+                                  int act, float[::1] dw not None, float[::1] dbias):
+    """dw += the kernel gradient, dbias += the bias gradient (None skips) of the pair
+    conv_max_pool_forward ran, for its pooled gradient dy, given the pooled output y and
+    argmax it wrote (an entry naming a position outside its window routes nothing).
+    Returns False, having written nothing, when conv_max_pool_fusable does not take the
+    pair."""
+    cdef pl_conv_geom g = make_geom(conv_geom)
+    cdef pl_pool_geom pg = conv_pool_geom(&g, pool_geom, y.shape[0])
+    check_pooled(&g, x, dw, dbias, y, argmax)
+    _check_size("dy", dy, y.shape[0])
+    cdef float *dbias_ptr = NULL if dbias is None else &dbias[0]
+    cdef int status = 0
+    if not pl_conv_max_pool_fusable(&g, &pg, act):
+        return False
+    if g.batch == 0:
+        return True
+    cdef str name = "conv_max_pool_backward_weight"
+    require_aligned(name, "x", &x[0], sizeof(float))
+    require_aligned(name, "y", &y[0], sizeof(float))
+    require_aligned(name, "dy", &dy[0], sizeof(float))
+    require_aligned(name, "argmax", &argmax[0], sizeof(int))
+    require_aligned(name, "dw", &dw[0], sizeof(float))
+    require_aligned(name, "dbias", dbias_ptr, sizeof(float))
+    with nogil:
+        status = pl_conv_max_pool_backward_weight(ctx(), &g, &pg, &x[0], &y[0], &dy[0],
+                                                  &argmax[0], act, &dw[0], dbias_ptr)
+    _status(status)
+    return True
+
+
 def set_direct_path(bint enabled):
     """Tests: False sends every convolution through im2col + GEMM."""
     pl_conv_set_direct(enabled)
@@ -181,4 +278,5 @@ from pylayers._kernels._runtime import _refuse_unaligned  # noqa: E402
 # the functions with arrays check each pointer themselves (require_aligned), which costs
 # less than the wrapper on calls made once per chunk of a training step
 _refuse_unaligned(globals(), exempt=("conv_forward", "conv_backward_data", "conv_backward_weight",
-                                     "bias_act_backward", "conv_backward_weight_fused"))
+                                     "bias_act_backward", "conv_backward_weight_fused",
+                                     "conv_max_pool_forward", "conv_max_pool_backward_weight"))

@@ -3,13 +3,6 @@
 from pylayers._kernels._runtime cimport ctx, pl_ctx, require_aligned
 
 cdef extern from "pool.h":
-    ctypedef struct pl_pool_geom:
-        long batch, channels
-        long in_size[3]
-        long out_size[3]
-        long window[3]
-        long stride[3]
-        long pad[3]
     int pl_pool_geom_valid(const pl_pool_geom *g) nogil
     void pl_max_pool_forward(const pl_ctx *ctx, const pl_pool_geom *g, const float *x,
                              float *y, int *argmax) nogil
@@ -22,7 +15,8 @@ cdef extern from "pool.h":
 
 
 cdef pl_pool_geom make_geom(tuple geom, long x_size, long y_size) except *:
-    """geom = (batch, channels, in_size, out_size, window, stride, pad), sizes 3-tuples."""
+    """geom = (batch, channels, in_size, out_size, window, stride, pad), sizes 3-tuples,
+    checked, and against x_size and y_size, the elements of the input and output."""
     cdef pl_pool_geom g
     batch, channels, in_size, out_size, window, stride, pad = geom
     g.batch, g.channels = batch, channels

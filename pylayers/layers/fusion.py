@@ -1,12 +1,19 @@
-"""Training a convolution followed by max pooling in chunks of images, so that the
-convolution's output (four times the pooled output under 2x2 pooling) never goes
-through memory whole. Per chunk, the forward convolves into one reused buffer and pools
-it, keeping the pooled output and where each maximum came from. The backward takes
-relu' from the pooled output (relu(z) at the maximum is the pooled value), routes the
-pooled gradient back to a chunk of the convolution's output gradient, and takes the
-kernel gradient (and the input gradient, when wanted) from that chunk. Each output and
-gradient is the same whatever the thread count; the kernel gradient is summed chunk by
-chunk, in order."""
+"""Training a convolution followed by max pooling so that the convolution's output (four
+times the pooled output under 2x2 pooling) never goes through memory whole.
+
+Where the C pair takes the layers (`conv_max_pool_fusable`: a direct-path convolution,
+pooling windows meeting edge to edge), each thread convolves one pooled line's window
+rows into its own scratch and pools them there, and the kernel gradient routes the
+pooled gradient back line by line in the same way: one call each way for the batch.
+Otherwise, and for the input gradient, the batch goes in chunks of images: the forward
+convolves a chunk into one reused buffer and pools it; the backward routes the pooled
+gradient back to a chunk of the convolution's output gradient and takes the gradients
+from that chunk.
+
+Either way the forward keeps the pooled output and where each maximum came from, and
+the backward takes relu' from the pooled output (relu(z) at the maximum is the pooled
+value). Each output and gradient is the same whatever the thread count; the kernel
+gradient is summed in fixed blocks of images, in order."""
 import math
 from typing import NamedTuple
 
@@ -59,10 +66,12 @@ def chunk_images(conv_shape):
 
 
 class _Layout(NamedTuple):
-    """One input shape's fused pass: the output shapes and the chunks, each (its images,
-    its pooled outputs in the flat argmax, conv geometry, pool geometry)."""
+    """One input shape's fused pass: the output shapes, the (conv, pool) geometries of
+    the whole batch when the C pair takes them (else None), and the chunks, each (its
+    images, its pooled outputs in the flat argmax, conv geometry, pool geometry)."""
     conv_shape: tuple
     y_shape: tuple
+    whole: tuple
     chunks: list
 
 
@@ -73,13 +82,17 @@ def _layout(conv, pool, x_shape):
         y_shape = tuple(pool.compute_output_shape(conv_shape))
         spec, size, per_image = conv._spec(x_shape), chunk_images(conv_shape), \
             math.prod(y_shape[1:])
+        whole = (spec.kernel_geometry(x_shape[0], x_shape[-1], conv.filters),
+                 pool._geometry(conv_shape)[0])
+        if not conv_kernels.conv_max_pool_fusable(*whole, conv._fused[0]):
+            whole = None
         chunks = []
         for start in range(0, x_shape[0], size):
             stop = min(start + size, x_shape[0])
             chunks.append((slice(start, stop), slice(start * per_image, stop * per_image),
                            spec.kernel_geometry(stop - start, x_shape[-1], conv.filters),
                            pool._geometry((stop - start,) + conv_shape[1:])[0]))
-        return _Layout(conv_shape, y_shape, chunks)
+        return _Layout(conv_shape, y_shape, whole, chunks)
     return remembered(conv, "pool_chunks", x_shape, compute)
 
 
@@ -91,33 +104,45 @@ def conv_pool_forward(conv, pool, inputs):
     layout = _layout(conv, pool, x.shape)
     y = empty_buffer(pool, "y", layout.y_shape)
     argmax = empty_buffer(pool, "argmax", (math.prod(layout.y_shape),), np.intc)
-    chunk_size = layout.chunks[0][0].stop
-    z = empty_buffer(conv, "chunk", (chunk_size,) + layout.conv_shape[1:])   # a chunk's output
     code, alpha = conv._fused
     kernel = as_float32(conv.kernel.value).reshape(-1)
     bias = conv.bias.value if conv.use_bias else None
-    for images, outputs, conv_geometry, pool_geometry in layout.chunks:
-        z_chunk = z[:images.stop - images.start].reshape(-1)
-        conv_kernels.conv_forward(conv_geometry, x[images].reshape(-1), kernel, bias, code,
-                                  alpha, z_chunk)
-        pool_kernels.max_pool_forward(pool_geometry, z_chunk, y[images].reshape(-1),
-                                      argmax[outputs])
+    if layout.whole is not None:
+        conv_kernels.conv_max_pool_forward(*layout.whole, x.reshape(-1), kernel, bias, code,
+                                           y.reshape(-1), argmax)
+    else:
+        z = _chunk_buffer(conv, layout)
+        for images, outputs, conv_geometry, pool_geometry in layout.chunks:
+            z_chunk = z[:images.stop - images.start].reshape(-1)
+            conv_kernels.conv_forward(conv_geometry, x[images].reshape(-1), kernel, bias, code,
+                                      alpha, z_chunk)
+            pool_kernels.max_pool_forward(pool_geometry, z_chunk, y[images].reshape(-1),
+                                          argmax[outputs])
 
     def backprop(dy, need_dx=True):
+        dy = as_float32(dy)
         train = conv.trainable
+        kernel_grad = grad_buffer(conv.kernel).reshape(-1) if train else None
+        bias_grad = grad_buffer(conv.bias) if train and conv.use_bias else None
+        weights_done = train and layout.whole is not None
+        if weights_done:
+            conv_kernels.conv_max_pool_backward_weight(
+                *layout.whole, x.reshape(-1), y.reshape(-1), dy.reshape(-1), argmax, code,
+                kernel_grad, bias_grad)
+        if not need_dx and (weights_done or not train):
+            return None
         width = conv.filters
         dz_pooled = empty_buffer(pool, "dz", layout.y_shape)   # dy through relu' (or as is)
-        conv_kernels.bias_act_backward(
-            y.reshape(-1, width), as_float32(dy).reshape(-1, width), code, alpha,
-            dz_pooled.reshape(-1, width),
-            grad_buffer(conv.bias) if train and conv.use_bias else None)
+        conv_kernels.bias_act_backward(y.reshape(-1, width), dy.reshape(-1, width), code, alpha,
+                                       dz_pooled.reshape(-1, width),
+                                       None if weights_done else bias_grad)
         dx = empty_buffer(conv, "dx", x.shape) if need_dx else None
-        kernel_grad = grad_buffer(conv.kernel).reshape(-1) if train else None
+        z = _chunk_buffer(conv, layout)
         for images, outputs, conv_geometry, pool_geometry in layout.chunks:
             dz_chunk = z[:images.stop - images.start].reshape(-1)
             pool_kernels.max_pool_backward(pool_geometry, dz_pooled[images].reshape(-1),
                                            argmax[outputs], dz_chunk)
-            if train:
+            if train and not weights_done:
                 conv_kernels.conv_backward_weight(conv_geometry, x[images].reshape(-1),
                                                   dz_chunk, kernel_grad)
             if need_dx:
@@ -125,3 +150,9 @@ def conv_pool_forward(conv, pool, inputs):
                                                 dx[images].reshape(-1))
         return dx
     return y, backprop
+
+
+def _chunk_buffer(conv, layout):
+    """The reused buffer of one chunk's convolution output (or output gradient)."""
+    chunk_size = layout.chunks[0][0].stop
+    return empty_buffer(conv, "chunk", (chunk_size,) + layout.conv_shape[1:])

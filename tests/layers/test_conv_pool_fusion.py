@@ -2,12 +2,18 @@
 (pylayers.layers.fusion): the same outputs as the two layers one after the other, the same
 gradients to float rounding, the same bits on any thread count, and the two layers run
 apart wherever the fused path does not apply."""
+import math
+
 import numpy as np
 import pytest
 
 import pylayers as keras
 from pylayers import layers, regularizers
+from pylayers._kernels import conv as conv_kernels
+from pylayers._kernels import pooling as pool_kernels
+from pylayers._kernels.dense import ACTIVATION_CODES
 from pylayers.layers import fusion
+from pylayers.layers.fusion import RELU
 
 rng = np.random.default_rng(0)
 
@@ -162,3 +168,183 @@ def test_small_outputs_and_subclasses_run_apart(monkeypatch):
         assert fusion.conv_pool_fusable(conv, pool, (4, 9, 9, 2), None) == (conv.__class__
                                                                             is layers.Conv2D)
         monkeypatch.setattr(fusion, "MIN_FUSED_BYTES", 8 << 20)
+
+
+# ---- the C pair: conv_max_pool_forward and conv_max_pool_backward_weight ----------------
+
+# name -> (batch, in_size, kernel, stride, pad, cin, cout, pool window); 1-D and 2-D
+# geometries pass size 1 for the unused leading axes
+C_PAIRS = {
+    "cnn_like": (5, (1, 12, 12), (1, 3, 3), (1, 1, 1), (0, 0, 0), 1, 32, (1, 2, 2)),
+    "uncovered_line_and_column": (4, (1, 11, 13), (1, 3, 3), (1, 1, 1), (0, 0, 0), 2, 8,
+                                  (1, 2, 2)),
+    "one_d_remainder": (3, (1, 1, 30), (1, 1, 5), (1, 1, 1), (0, 0, 0), 3, 6, (1, 1, 3)),
+    "strided_padded_narrow": (9, (1, 12, 12), (1, 3, 3), (1, 2, 2), (0, 1, 1), 3, 5,
+                              (1, 3, 2)),
+    "three_d": (2, (4, 6, 6), (2, 3, 3), (1, 1, 1), (0, 0, 0), 1, 16, (1, 2, 2)),
+}
+
+
+def c_pair(name):
+    """(conv geometry, pool geometry) tuples of C_PAIRS[name]."""
+    batch, in_size, kernel, stride, pad, cin, cout, window = C_PAIRS[name]
+    out = tuple((i + 2 * p - k) // s + 1 for i, p, k, s in zip(in_size, pad, kernel, stride))
+    conv_geometry = (batch, in_size, out, kernel, stride, (1, 1, 1), pad, cin, cout, 1)
+    pooled = tuple(o // w for o, w in zip(out, window))
+    return conv_geometry, (batch, cout, out, pooled, window, window, (0, 0, 0))
+
+
+def c_pair_arrays(name, seed=0):
+    """x (with a NaN, an infinity and a run of equal values), kernel, bias."""
+    (batch, in_size, _, kernel, *_), _ = c_pair(name)
+    cin, cout = C_PAIRS[name][5:7]
+    gen = np.random.default_rng(seed)
+    x = gen.standard_normal(batch * math.prod(in_size) * cin).astype(np.float32)
+    x[[3, 50]] = [np.nan, np.inf]
+    x[100:140] = 0.5
+    w = (gen.standard_normal(math.prod(kernel) * cin * cout) * 0.3).astype(np.float32)
+    return x, w, (gen.standard_normal(cout) * 0.1).astype(np.float32)
+
+
+def conv_then_pool(conv_geometry, pool_geometry, x, w, bias, act):
+    """The two kernels one after the other: (pooled, argmax, the convolution's output)."""
+    z = np.empty(conv_geometry[0] * math.prod(conv_geometry[2]) * conv_geometry[8], np.float32)
+    conv_kernels.conv_forward(conv_geometry, x, w, bias, act, 0.0, z)
+    y = np.empty(pool_geometry[0] * math.prod(pool_geometry[3]) * pool_geometry[1], np.float32)
+    argmax = np.empty(y.size, np.intc)
+    pool_kernels.max_pool_forward(pool_geometry, z, y, argmax)
+    return y, argmax, z
+
+
+@pytest.mark.parametrize("name", C_PAIRS)
+@pytest.mark.parametrize("act", [RELU, fusion.LINEAR])
+def test_the_c_pair_gives_the_bits_of_conv_then_pool(name, act, restore_threads):
+    conv_geometry, pool_geometry = c_pair(name)
+    x, w, bias = c_pair_arrays(name)
+    expected_y, expected_argmax, _ = conv_then_pool(conv_geometry, pool_geometry, x, w, bias, act)
+    assert np.isnan(expected_y).any() or name != "cnn_like"
+    for threads in (1, 2, 3):
+        keras.set_num_threads(threads)
+        y = np.full(expected_y.size, 7.0, np.float32)
+        argmax = np.full(y.size, -1, np.intc)
+        assert conv_kernels.conv_max_pool_forward(conv_geometry, pool_geometry, x, w, bias, act,
+                                                  y, argmax)
+        np.testing.assert_array_equal(y, expected_y)
+        np.testing.assert_array_equal(argmax, expected_argmax)
+
+
+def kernel_gradient_float64(conv_geometry, x, dz):
+    """float64 sum over images and output positions of each tap's inputs times dz."""
+    batch, in_size, out, kernel, stride, _, pad, cin, cout, _ = conv_geometry
+    xp = np.pad(x.astype(np.float64).reshape((batch,) + in_size + (cin,)),
+                [(0, 0)] + [(p, p) for p in pad] + [(0, 0)])
+    dz = dz.astype(np.float64).reshape((batch,) + out + (cout,))
+    grad = np.zeros(kernel + (cin, cout))
+    for tap in np.ndindex(*kernel):
+        window = tuple(slice(t, t + s * (o - 1) + 1, s) for t, s, o in zip(tap, stride, out))
+        grad[tap] = np.einsum("nabci,nabcj->ij", xp[(slice(None),) + window], dz)
+    return grad.reshape(-1)
+
+
+@pytest.mark.parametrize("name", C_PAIRS)
+def test_the_c_pair_kernel_gradient_is_float64_exact_and_the_same_on_any_thread_count(
+        name, restore_threads):
+    conv_geometry, pool_geometry = c_pair(name)
+    x, w, bias = c_pair_arrays(name)
+    x[~np.isfinite(x)] = 1.0
+    y, argmax, z = conv_then_pool(conv_geometry, pool_geometry, x, w, bias, RELU)
+    dy = np.random.default_rng(1).standard_normal(y.size).astype(np.float32)
+    dz_pooled = dy * (y > 0)
+    dz = np.zeros(z.size, np.float32)
+    pool_kernels.max_pool_backward(pool_geometry, dz_pooled, argmax, dz)
+    expected_kernel = 0.5 + kernel_gradient_float64(conv_geometry, x, dz)
+    expected_bias = 0.25 + dz_pooled.reshape(-1, conv_geometry[8]).astype(np.float64).sum(0)
+    results = []
+    for threads in (1, 2, 3):
+        keras.set_num_threads(threads)
+        dw, dbias = np.full(w.size, 0.5, np.float32), np.full(bias.size, 0.25, np.float32)
+        assert conv_kernels.conv_max_pool_backward_weight(conv_geometry, pool_geometry, x, y, dy,
+                                                          argmax, RELU, dw, dbias)
+        np.testing.assert_allclose(dw, expected_kernel, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(dbias, expected_bias, rtol=1e-5, atol=1e-4)
+        results.append((dw, dbias))
+    for dw, dbias in results[1:]:
+        np.testing.assert_array_equal(dw, results[0][0])
+        np.testing.assert_array_equal(dbias, results[0][1])
+
+
+def test_an_argmax_entry_naming_a_position_outside_its_window_routes_nothing():
+    conv_geometry, pool_geometry = c_pair("uncovered_line_and_column")
+    x, w, bias = c_pair_arrays("uncovered_line_and_column")
+    x[~np.isfinite(x)] = 1.0
+    y, argmax, _ = conv_then_pool(conv_geometry, pool_geometry, x, w, bias, fusion.LINEAR)
+    dy = np.zeros(y.size, np.float32)
+    dy[0] = 1.0
+    far = argmax.copy()
+    far[0] = argmax[-1]   # a position of the last image's last window
+    for entries, routed in ((argmax, True), (far, False)):
+        dw = np.zeros(w.size, np.float32)
+        conv_kernels.conv_max_pool_backward_weight(conv_geometry, pool_geometry, x, y, dy,
+                                                   entries, fusion.LINEAR, dw, None)
+        assert np.any(dw) == routed
+
+
+@pytest.mark.parametrize("change", ["overlapping", "padded", "window_along_axis_0",
+                                    "sigmoid", "many_taps"])
+def test_pairs_the_c_pair_does_not_take_are_refused_with_nothing_written(change):
+    conv_geometry, pool_geometry = c_pair("cnn_like")
+    act = RELU
+    batch, cout, out, pooled, window, stride, pad = pool_geometry
+    if change == "overlapping":
+        pool_geometry = (batch, cout, out, (1, 9, 9), window, (1, 1, 1), pad)
+    elif change == "padded":
+        pool_geometry = (batch, cout, out, pooled, window, stride, (0, 1, 1))
+    elif change == "window_along_axis_0":
+        conv_geometry, pool_geometry = c_pair("three_d")
+        batch, cout, out, _, _, _, pad = pool_geometry
+        pool_geometry = (batch, cout, out, (1, 2, 2), (2, 2, 2), (2, 2, 2), pad)
+    elif change == "sigmoid":
+        act = ACTIVATION_CODES["sigmoid"]
+    elif change == "many_taps":   # 3 x 3 x 4 = 36 taps times channels: not the direct path
+        conv_geometry = conv_geometry[:7] + (4,) + conv_geometry[8:]
+    x = np.ones(conv_geometry[0] * math.prod(conv_geometry[1]) * conv_geometry[7], np.float32)
+    w = np.ones(math.prod(conv_geometry[3]) * conv_geometry[7] * conv_geometry[8], np.float32)
+    y = np.full(pool_geometry[0] * math.prod(pool_geometry[3]) * pool_geometry[1], 7.0,
+                np.float32)
+    argmax = np.zeros(y.size, np.intc)
+    assert not conv_kernels.conv_max_pool_fusable(conv_geometry, pool_geometry, act)
+    assert not conv_kernels.conv_max_pool_forward(conv_geometry, pool_geometry, x, w, None, act,
+                                                  y, argmax)
+    dw = np.zeros(w.size, np.float32)
+    assert not conv_kernels.conv_max_pool_backward_weight(conv_geometry, pool_geometry, x, y, y,
+                                                          argmax, act, dw, None)
+    assert np.all(y == 7.0) and not np.any(argmax) and not np.any(dw)
+
+
+def test_bad_sizes_are_refused_by_name_before_anything_is_written():
+    conv_geometry, pool_geometry = c_pair("cnn_like")
+    x, w, bias = c_pair_arrays("cnn_like")
+    y = np.full(pool_geometry[0] * math.prod(pool_geometry[3]) * 32, 7.0, np.float32)
+    argmax = np.zeros(y.size, np.intc)
+    with pytest.raises(ValueError, match="bias"):
+        conv_kernels.conv_max_pool_forward(conv_geometry, pool_geometry, x, w, bias[:-1], RELU,
+                                           y, argmax)
+    with pytest.raises(ValueError, match="argmax"):
+        conv_kernels.conv_max_pool_forward(conv_geometry, pool_geometry, x, w, bias, RELU, y,
+                                           argmax[:-1])
+    with pytest.raises(ValueError, match="pooling"):
+        conv_kernels.conv_max_pool_forward(conv_geometry, pool_geometry, x, w, bias, RELU, y[:-1],
+                                           argmax[:-1])
+    assert np.all(y == 7.0)
+
+
+@pytest.mark.parametrize("case, takes", [("2d_relu_remainder", True), ("1d_relu", True),
+                                         ("2d_strided_no_bias", True), ("2d_linear_same", True),
+                                         ("2d_overlapping_windows", False), ("3d_relu", False)])
+def test_which_model_pairs_take_the_c_pair(case, takes, fused_everywhere):
+    x, dy = data(case)
+    model = model_for(case)
+    step(model, x, dy)
+    layouts = [layer._remembered["pool_chunks"][1] for layer in model.layers
+               if "pool_chunks" in getattr(layer, "_remembered", {})]
+    assert layouts and all((layout.whole is not None) == takes for layout in layouts)

@@ -368,6 +368,85 @@ def conv_args(kind):
     return build
 
 
+def conv_pool_geometry(rng, geom):
+    """Max pooling over conv geometry geom's output: mostly windows meeting edge to edge
+    (of one line along axis 0, as conv_max_pool_* take them), else overlapping ones."""
+    out_size = geom[2]
+    window = (1,) + tuple(int(rng.integers(1, min(3, size) + 1)) for size in out_size[1:])
+    stride = window if rng.integers(4) else (1, 1, 1)
+    pooled = tuple((o - w) // s + 1 for o, w, s in zip(out_size, window, stride))
+    return (geom[0], geom[8], out_size, pooled, window, stride, (0, 0, 0))
+
+
+def _conv_pool_takes(geom, pool, act):
+    """csrc/conv.c pl_conv_max_pool_fusable."""
+    _, _, in_size, out_size, window, stride, pad = pool
+    return (_direct_path_takes(geom, act) and window[0] == 1 and stride == window
+            and max(pad) == 0 and all(o == i // w for o, i, w in zip(out_size, in_size, window))
+            and window[1] * geom[2][2] * geom[8] <= 16384)
+
+
+def _conv_output_size(geom):
+    return geom[0] * int(np.prod(geom[2])) * geom[8]
+
+
+def conv_max_pool_forward_reference(geom, pool, x, w, bias, act, y, argmax):
+    z = conv_forward_reference(geom, x, w, bias, act, 0.0, np.zeros(_conv_output_size(geom)))
+    pooled = max_pool_forward_reference(pool, z[6][0], y, argmax)
+    if not _conv_pool_takes(geom, pool, act):
+        return {"return": False}
+    return {6: pooled[2], 7: pooled[3], "return": True}
+
+
+def conv_max_pool_backward_weight_reference(geom, pool, x, y, dy, argmax, act, dw, dbias):
+    """The pooled gradient through act' goes to the position its argmax entry names when
+    that is one of its window's, and the kernel gradient is taken from there."""
+    _conv_parts(geom, x, dw)
+    taps, batch, channels = _pool_parts(pool, _conv_output_size(geom), y.size)
+    if not y.shape == dy.shape == argmax.shape or \
+            (dbias is not None and dbias.shape != (channels,)):
+        raise ValueError("shape")
+    if not _conv_pool_takes(geom, pool, act):
+        return {"return": False}
+    dzp = ACTIVATIONS[act][1](y, dy).reshape(batch, taps.shape[0], channels)
+    named = argmax.reshape(dzp.shape)
+    dz = np.zeros((batch, int(np.prod(pool[2])) * channels))
+    for t in range(taps.shape[1]):   # windows meet edge to edge: each position once
+        position = taps[:, t][:, None] * channels + np.arange(channels)
+        dz[:, position] += np.where(named == position, dzp, 0.0)
+    expected = {7: conv_backward_weight_reference(geom, x, dz.reshape(-1), dw)[3],
+                "return": True}
+    if dbias is not None:
+        expected[8] = dbias + dzp.sum(axis=(0, 1))
+    return expected
+
+
+def window_argmax(rng, pool):
+    """An argmax naming, for each pooled entry, a random position of its window."""
+    batch, channels, in_size, out_size, window, stride, pad = pool
+    taps = _taps(in_size, out_size, window, stride, (1, 1, 1), pad)
+    pick = rng.integers(taps.shape[1], size=(batch, taps.shape[0], channels))
+    chosen = taps[np.arange(taps.shape[0])[None, :, None], pick]   # (batch, pooled, channels)
+    return (chosen * channels + np.arange(channels)).astype(np.intc).reshape(-1)
+
+
+def conv_pool_args(backward):
+    def build(rng, m, n, k, case):
+        geom = conv_geometry(rng, m, n, k)
+        pool = conv_pool_geometry(rng, geom)
+        batch, in_size, _, kernel, _, _, _, cin, cout, groups = geom
+        x = f32(rng, batch * int(np.prod(in_size)) * cin)
+        w = f32(rng, int(np.prod(kernel)) * (cin // groups) * cout)
+        y = f32(rng, batch * int(np.prod(pool[3])) * cout)
+        bias, act, argmax = f32(rng, cout) if m % 2 else None, case["act"] % 2, \
+            window_argmax(rng, pool)
+        if not backward:
+            return [geom, pool, x, w, bias, act, y, argmax]
+        y_out = ACTIVATIONS[act][0](y).astype(np.float32)
+        return [geom, pool, x, y_out, f32(rng, y.size), argmax, act, w, bias]
+    return build
+
+
 def bias_act_backward_reference(y, dy, act, alpha, dz, dbias):
     if not y.shape == dy.shape == dz.shape or y.ndim != 2:
         raise ValueError("shape")
@@ -903,6 +982,16 @@ ENTRIES.update({
     "conv.conv_backward_weight_fused": (conv_args("weight_fused"),
                                         conv_backward_weight_fused_reference,
                                         conv.conv_backward_weight_fused),
+    "conv.conv_max_pool_fusable": (
+        lambda rng, m, n, k, case: [geom := conv_geometry(rng, m, n, k),
+                                    conv_pool_geometry(rng, geom), case["act"]],
+        lambda geom, pool, act: {"return": _conv_pool_takes(geom, pool, act)},
+        conv.conv_max_pool_fusable),
+    "conv.conv_max_pool_forward": (conv_pool_args(False), conv_max_pool_forward_reference,
+                                   conv.conv_max_pool_forward),
+    "conv.conv_max_pool_backward_weight": (conv_pool_args(True),
+                                           conv_max_pool_backward_weight_reference,
+                                           conv.conv_max_pool_backward_weight),
     "conv.bias_act_backward": (lambda rng, m, n, k, case: [
         ACTIVATIONS[case["act"]][0](f32(rng, m, n)).astype(np.float32), f32(rng, m, n),
         case["act"], 0.0, f32(rng, m, n), f32(rng, n) if k % 2 else None],
