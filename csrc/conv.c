@@ -319,6 +319,9 @@ static int direct_applies(const pl_conv_geom *g, const conv_plan *p) {
 }
 
 static const pl_conv_direct *direct_kernels(const pl_ctx *ctx) {
+#ifdef PL_HAVE_X86_KERNELS
+    if (ctx->isa >= PL_ISA_AVX512) return &pl_conv_direct_avx512;
+#endif
     return ctx->isa >= PL_ISA_AVX2 ? &pl_conv_direct_avx2 : &pl_conv_direct_generic;
 }
 

@@ -39,5 +39,6 @@ typedef struct {
 
 extern const pl_conv_direct pl_conv_direct_generic;
 extern const pl_conv_direct pl_conv_direct_avx2;
+extern const pl_conv_direct pl_conv_direct_avx512;
 
 #endif

@@ -1,12 +1,14 @@
 /* The direct convolution kernels of conv_direct.h, written once. Each
  * conv_direct_<isa>.c defines DIRECT_TARGET (a function attribute selecting the
  * instruction set, possibly empty), DIRECT_TABLE (its table's name), MADD(a, b, c)
- * (a * b + c, fused where the instruction set has FMA) and two block kernels for
+ * (a * b + c, fused where the instruction set has FMA), optionally DIRECT_GROUP
+ * (output positions per forward block, 2 unless defined) and two block kernels for
  * PL_DIRECT_COUT_BLOCK output channels, then includes this file:
  *
- *   forward_block(pair, taps, src, step, first, row, w, cout, acc): acc (pair,
- *       BLOCK) = rows first, first + 1 (pair 1 or 2) of P @ w[row][:, :BLOCK],
- *       summed in tap order from zero (w already offset to the block's column);
+ *   forward_block(count, taps, src, step, first, row, w, cout, acc): acc (count,
+ *       BLOCK) = rows first .. first + count - 1 (count 1 .. DIRECT_GROUP) of
+ *       P @ w[row][:, :BLOCK], summed in tap order from zero (w already offset to the
+ *       block's column);
  *   weight_block(n, taps, src, step, row, cout, dz, acc): acc[row[j]][:BLOCK] +=
  *       sum over l in order of src[j][l * step] * dz[l][:BLOCK].
  *
@@ -15,6 +17,9 @@
 #include "conv_direct.h"
 
 #define BLOCK PL_DIRECT_COUT_BLOCK
+#ifndef DIRECT_GROUP
+#define DIRECT_GROUP 2
+#endif
 
 /* y_block (width) = act(acc [+ bias]) */
 DIRECT_TARGET
@@ -30,13 +35,13 @@ DIRECT_TARGET
 static void forward_rows(long n, long taps, const float *const *src, long step,
                          const long *row, const float *w, long cout, const float *bias,
                          int relu, float *y) {
-    float acc[2 * BLOCK];
+    float acc[DIRECT_GROUP * BLOCK];
     long c0 = 0;
     for (; c0 + BLOCK <= cout; c0 += BLOCK)
-        for (long l = 0; l < n; l += 2) {
-            long pair = n - l < 2 ? 1 : 2;
-            forward_block(pair, taps, src, step, l, row, w + c0, cout, acc);
-            for (long r = 0; r < pair; r++)
+        for (long l = 0; l < n; l += DIRECT_GROUP) {
+            long count = n - l < DIRECT_GROUP ? n - l : DIRECT_GROUP;
+            forward_block(count, taps, src, step, l, row, w + c0, cout, acc);
+            for (long r = 0; r < count; r++)
                 finish(BLOCK, acc + r * BLOCK, bias ? bias + c0 : 0, relu,
                        y + (l + r) * cout + c0);
         }

@@ -192,9 +192,14 @@ def test_generic_and_avx2_paths_agree():
 @pytest.mark.parametrize("make, shape", [
     (lambda: layers.Conv2D(16, 3, padding="same", activation="tanh"), (8, 10, 10, 5)),
     (lambda: layers.Conv2D(40, 5, strides=2), (4, 17, 15, 9)),
-    (lambda: layers.Conv1D(33, 4, padding="causal"), (6, 30, 70))])
+    (lambda: layers.Conv1D(33, 4, padding="causal"), (6, 30, 70)),
+    # the direct path (few taps times channels): positions four at a time, remainders
+    (lambda: layers.Conv2D(32, 3, activation="relu"), (5, 12, 11, 1)),
+    (lambda: layers.Conv1D(40, 5, padding="same"), (3, 23, 3)),
+    (lambda: layers.Conv2D(64, 3, strides=2, padding="same"), (2, 9, 10, 3))])
 def test_avx512_path_gives_the_bits_of_avx2(make, shape):
-    """The AVX-512 GEMM tile sums in the AVX2 tile's order: forward and gradients bitwise."""
+    """The AVX-512 GEMM tile and direct kernels sum in the AVX2 ones' order: forward and
+    gradients bitwise."""
     layer = make()
     x = normal(*shape).astype(np.float32)
     dy = normal(*layer(x).shape).astype(np.float32)
