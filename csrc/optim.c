@@ -28,7 +28,7 @@
 
 #define PL_OPTIM_BLOCK 1024L
 /* Below this many elements an update stays on one thread (fork cost dominates). */
-#define PL_OPTIM_PARALLEL_MIN 65536L
+#define PL_OPTIM_PARALLEL_MIN 32768L
 
 static int threads_for(const pl_ctx *ctx, long n) {
     return (n >= PL_OPTIM_PARALLEL_MIN && ctx->n_threads > 1) ? ctx->n_threads : 1;
