@@ -556,8 +556,9 @@ int pl_conv_backward_weight_fused(const pl_ctx *ctx, const pl_conv_geom *g, cons
 int pl_conv_max_pool_fusable(const pl_conv_geom *g, const pl_pool_geom *pg, int act) {
     conv_plan p = make_plan(g);
     if (!direct_applies(g, &p) || (act != PL_ACT_RELU && act != PL_ACT_LINEAR)) return 0;
-    if (!pl_pool_geom_valid(pg) || pg->batch != g->batch || pg->channels != g->out_channels ||
-        pg->window[0] != 1 || pg->window[1] * g->out_size[2] * g->out_channels > POOLED_ROWS_FLOATS)
+    if (!pl_pool_geom_valid(pg) || pg->batch != g->batch || pg->channels != g->out_channels)
+        return 0;
+    if (pg->window[0] != 1 || pg->window[1] * g->out_size[2] * g->out_channels > POOLED_ROWS_FLOATS)
         return 0;
     for (int a = 0; a < 3; a++)
         if (pg->in_size[a] != g->out_size[a] || pg->pad[a] != 0 ||
