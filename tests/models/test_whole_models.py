@@ -8,6 +8,7 @@ import pytest
 
 import pylayers as keras
 from pylayers import layers
+from pylayers.layers import fusion
 
 
 def cnn():
@@ -48,7 +49,11 @@ def resident_bytes():
         return int(f.read().split()[1]) * 4096
 
 
-def test_two_hundred_predict_and_fit_calls_do_not_grow_memory():
+@pytest.mark.parametrize("conv_pool_in_one_call", [False, True])
+def test_two_hundred_predict_and_fit_calls_do_not_grow_memory(conv_pool_in_one_call,
+                                                              monkeypatch):
+    if conv_pool_in_one_call:   # the convolution and pooling train through their C pair
+        monkeypatch.setattr(fusion, "MIN_FUSED_BYTES", 0)
     model = keras.Sequential([layers.InputLayer(shape=(12, 12, 1)),   # the CNN, smaller
                               layers.Conv2D(8, (3, 3), activation="relu"),
                               layers.MaxPooling2D((2, 2)), layers.Flatten(),
@@ -65,6 +70,8 @@ def test_two_hundred_predict_and_fit_calls_do_not_grow_memory():
         model.predict(x[:1], verbose=0)
     gc.collect()
     growth = resident_bytes() - before
+    assert conv_pool_in_one_call == any("pool_chunks" in getattr(layer, "_remembered", {})
+                                        for layer in model.layers)
     assert growth < 8 * 2 ** 20, f"RSS grew by {growth / 2 ** 20:.1f} MiB over 200 fit+predict calls"
 
 
