@@ -74,8 +74,11 @@ static const pl_gemm_arch avx512_arch = {
  * between cores of one shared copy.  Larger blocks are packed once and shared. */
 #define PRIVATE_B_MAX_FLOATS (1L << 18)
 /* A thread that multiplies a block of op(A) by at most this many columns reads it in
- * place: packing it would cost about as much as the few micro-panels that reuse it. */
-#define A_IN_PLACE_MAX_COLS 128
+ * place: packing would cost about as much as the few micro-panels that reuse it, and
+ * two threads splitting a layer's 512 columns would each pack all of A, half of it from
+ * the other core's cache (MLP 784-512-512-10 training step, two threads: forward 633 ->
+ * 590 us; 512 would slow the one-thread weight gradients, whose A is transposed). */
+#define A_IN_PLACE_MAX_COLS 256
 
 /* The kernels for products of n columns on the isa path.  Products of at most 16
  * columns take the AVX2 tile on the AVX-512 path too: a 32-column tile would compute

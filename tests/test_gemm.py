@@ -401,12 +401,12 @@ def test_column_split_threads_own_their_packed_panels_across_column_blocks(kerne
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("narrow", [64, 50, 128])
+@pytest.mark.parametrize("narrow", [64, 50, 128, 256])
 def test_narrow_products_read_a_in_place_with_the_bits_of_packed_a(kernel_path, threads,
                                                                    trans_a, narrow):
-    """A product of at most 128 columns per thread reads op(A) in place, a wide one packs
-    it (gemm.c): the same sums in the same order, so the narrow product is bitwise the
-    first columns of the wide one.  m = 301 leaves a short row panel; n = 50 a short
+    """A product of at most 256 columns per thread reads op(A) in place, a wide one (600
+    columns, 300 a thread on two) packs it (gemm.c): the same sums in the same order, so
+    the narrow product is bitwise the first columns of the wide one.  m = 301 leaves a short row panel; n = 50 a short
     column panel; k = 700 three depth blocks."""
     m, k = 301, 700
     rng = np.random.default_rng(15)
