@@ -215,10 +215,8 @@ def conv_max_pool_forward(tuple conv_geom not None, tuple pool_geom not None,
     check_pooled(&g, x, w, bias, y, argmax)
     cdef const float *bias_ptr = NULL if bias is None else &bias[0]
     cdef int status = 0
-    if not pl_conv_max_pool_fusable(&g, &pg, act):
-        return False
     if g.batch == 0:
-        return True
+        return bool(pl_conv_max_pool_fusable(&g, &pg, act))
     require_aligned("conv_max_pool_forward", "x", &x[0], sizeof(float))
     require_aligned("conv_max_pool_forward", "w", &w[0], sizeof(float))
     require_aligned("conv_max_pool_forward", "bias", bias_ptr, sizeof(float))
@@ -227,6 +225,8 @@ def conv_max_pool_forward(tuple conv_geom not None, tuple pool_geom not None,
     with nogil:
         status = pl_conv_max_pool_forward(ctx(), &g, &pg, &x[0], &w[0], bias_ptr, act, &y[0],
                                           &argmax[0])
+    if status == 1:
+        return False
     _status(status)
     return True
 
@@ -246,10 +246,8 @@ def conv_max_pool_backward_weight(tuple conv_geom not None, tuple pool_geom not 
     _check_size("dy", dy, y.shape[0])
     cdef float *dbias_ptr = NULL if dbias is None else &dbias[0]
     cdef int status = 0
-    if not pl_conv_max_pool_fusable(&g, &pg, act):
-        return False
     if g.batch == 0:
-        return True
+        return bool(pl_conv_max_pool_fusable(&g, &pg, act))
     cdef str name = "conv_max_pool_backward_weight"
     require_aligned(name, "x", &x[0], sizeof(float))
     require_aligned(name, "y", &y[0], sizeof(float))
@@ -260,6 +258,8 @@ def conv_max_pool_backward_weight(tuple conv_geom not None, tuple pool_geom not 
     with nogil:
         status = pl_conv_max_pool_backward_weight(ctx(), &g, &pg, &x[0], &y[0], &dy[0],
                                                   &argmax[0], act, &dw[0], dbias_ptr)
+    if status == 1:
+        return False
     _status(status)
     return True
 
