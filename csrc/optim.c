@@ -132,32 +132,55 @@ static void adam_block(long len, float *w, const float *g, float *m, float *v, f
     }
 }
 
-/* The parameters' blocks are numbered across all of them, in order; the team shares
- * that range, so a thread's blocks may span several parameters. */
+/* A parameter of at least this many blocks is split among the team by itself, in
+ * contiguous parts: a weight gradient's GEMM threads each write one contiguous half of
+ * its rows, so each thread then steps the rows its own core wrote. */
+#define ADAM_OWN_SPLIT_MIN_BLOCKS 64L
+
+static void adam_blocks(const pl_adam_param *q, long b_begin, long b_end, adam_f a) {
+    const prep_f p = prep_float(q->prep);
+    for (long b = b_begin; b < b_end; b++) {
+        long o = b * PL_OPTIM_BLOCK;
+        adam_block(block_length(q->n, b), q->w + o, q->g + o, q->m + o, q->v + o,
+                   q->vhat != NULL ? q->vhat + o : NULL, a, p);
+    }
+}
+
+static int split_alone(const pl_adam_param *q) {
+    return n_blocks(q->n) >= ADAM_OWN_SPLIT_MIN_BLOCKS;
+}
+
+/* Each large parameter's blocks are shared by the team; the smaller parameters' blocks
+ * are numbered across all of them, in order, and that range is shared, so a thread's
+ * blocks may span several of them. */
 void pl_adam_update_all(const pl_ctx *ctx, long count, const pl_adam_param *params,
                         double alpha, double beta_1, double beta_2, double epsilon) {
     const adam_f a = {(float)alpha, (float)(1.0 - beta_1), (float)(1.0 - beta_2),
                       (float)epsilon};
-    long elements = 0, blocks = 0;
+    long elements = 0, small_blocks = 0;
     for (long i = 0; i < count; i++) {
         elements += params[i].n;
-        blocks += n_blocks(params[i].n);
+        if (!split_alone(&params[i])) small_blocks += n_blocks(params[i].n);
     }
     int nt = threads_for(ctx, elements);
     #pragma omp parallel num_threads(nt) if(nt > 1)
     {
         unsigned fp_mode = pl_flush_subnormals();
-        long begin, end, first = 0;   // first: the number of the parameter's first block
-        pl_team_share(blocks, &begin, &end);
-        for (long i = 0; i < count && first < end; first += n_blocks(params[i].n), i++) {
+        long begin, end, first = 0;   // first: the number of a small parameter's first block
+        pl_team_share(small_blocks, &begin, &end);
+        for (long i = 0; i < count; i++) {
             const pl_adam_param *q = &params[i];
-            const prep_f p = prep_float(q->prep);
-            long b_end = n_blocks(q->n) < end - first ? n_blocks(q->n) : end - first;
-            for (long b = begin > first ? begin - first : 0; b < b_end; b++) {
-                long o = b * PL_OPTIM_BLOCK;
-                adam_block(block_length(q->n, b), q->w + o, q->g + o, q->m + o, q->v + o,
-                           q->vhat != NULL ? q->vhat + o : NULL, a, p);
+            long blocks = n_blocks(q->n);
+            if (split_alone(q)) {
+                long own_begin, own_end;
+                pl_team_share(blocks, &own_begin, &own_end);
+                adam_blocks(q, own_begin, own_end, a);
+                continue;
             }
+            long b_begin = begin > first ? begin - first : 0;
+            long b_end = blocks < end - first ? blocks : end - first;
+            adam_blocks(q, b_begin, b_end, a);
+            first += blocks;
         }
         pl_restore_fp_mode(fp_mode);
     }

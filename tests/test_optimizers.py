@@ -492,12 +492,15 @@ def copied(params):
 
 @pytest.mark.parametrize("amsgrad", [False, True])
 def test_fused_adam_gives_each_variable_the_bits_of_its_own_update(amsgrad):
-    """adam_update_all shares the 1024-element blocks of all variables between the
-    threads (a thread's share spans variables: sizes around the block and the parallel
-    threshold, an empty one); every element comes out as one adam_update per variable
-    computes it, at 1, 2 and 3 threads."""
+    """adam_update_all shares each large variable's 1024-element blocks between the
+    threads (64 blocks and more: 70,000 and 65,536 elements) and the smaller ones'
+    blocks together (a thread's share spans variables: sizes around the block and the
+    parallel threshold, an empty one, small ones between and after the large ones);
+    every element comes out as one adam_update per variable computes it, at 1, 2 and 3
+    threads."""
     from pylayers._kernels import optim as kernels
-    params = adam_params(np.random.default_rng(5), [1, 1023, 0, 1025, 70000, 3, 40000], amsgrad)
+    params = adam_params(np.random.default_rng(5), [1, 1023, 0, 1025, 70000, 3, 40000, 65536, 2049],
+                          amsgrad)
     hyper = (1e-3, 0.9, 0.999, 1e-7)
     before = pylayers.get_num_threads()
     try:
