@@ -586,3 +586,40 @@ def test_a_step_like_the_last_reuses_its_checked_updates_and_sees_every_change()
     grads[1] = np.zeros(4, np.float32)
     with pytest.raises(ValueError, match="gradient for variable 'b' has shape \\(4,\\)"):
         opt.apply(grads, variables)
+
+
+def test_adam_steps_the_arrays_of_each_step_through_its_kept_call():
+    """Adam converts its C call's arguments once and keeps them while the base class hands
+    out the same checked updates. Against an Adam that converts them afresh every step:
+    the same bits over steps with the same arrays, after a variable's value is replaced
+    by a new array (the new one is stepped, the old one left alone) and after a gradient
+    array is replaced."""
+    rng = np.random.default_rng(12)
+    shapes = [(300, 70), (70,)]
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    pairs = []
+    for _ in range(2):
+        variables = [Variable(v.copy(), name=f"v{i}") for i, v in enumerate(values)]
+        pairs.append((optimizers.Adam(learning_rate=0.01), variables))
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+
+    def step():
+        for kept, (opt, variables) in zip((True, False), pairs):
+            if not kept:
+                opt._kept_updates = None   # checked and converted afresh
+            opt.apply(grads, variables)
+        for a, b in zip(pairs[0][1], pairs[1][1]):
+            np.testing.assert_array_equal(a.value, b.value)
+
+    step()
+    step()
+    assert pairs[0][0]._kept_updates is not None
+    old = pairs[0][1][0].value
+    for _, variables in pairs:
+        variables[0].value = variables[0].value * 0.5
+    before = old.copy()
+    step()
+    np.testing.assert_array_equal(old, before)
+    grads[0] = grads[0] * -2.0
+    step()
+    step()

@@ -92,32 +92,48 @@ def adam_update_all(list params not None, double alpha, double beta_1, double be
                     double epsilon):
     """adam_update of every (w, g, m, v, vhat, grad_scale, clip_value, decay) in params,
     all checked first, then one C call whose threads share all of them."""
-    cdef long count = len(params), i, n
-    cdef pl_adam_param *c_params = <pl_adam_param *>PyMem_Malloc(
-        max(count, 1) * sizeof(pl_adam_param))
-    if c_params == NULL:
-        raise MemoryError()
-    cdef float[::1] w, m, v, vhat
-    cdef const float[::1] g
-    views = []   # holds the buffers while C reads them
-    try:
-        for i in range(count):
+    AdamStep(params).run(alpha, beta_1, beta_2, epsilon)
+
+
+cdef class AdamStep:
+    """adam_update_all's arguments checked once and kept: `run` makes the C call alone, so
+    a training loop that steps the same arrays every batch converts them once."""
+    cdef pl_adam_param *c_params
+    cdef long count
+    cdef list views   # holds the buffers while the step is kept
+
+    def __cinit__(self, list params not None):
+        self.count = len(params)
+        self.c_params = <pl_adam_param *>PyMem_Malloc(max(self.count, 1) * sizeof(pl_adam_param))
+        if self.c_params == NULL:
+            raise MemoryError()
+
+    def __init__(self, list params not None):
+        cdef float[::1] w, m, v, vhat
+        cdef const float[::1] g
+        cdef long i, n
+        self.views = []
+        for i in range(self.count):
             w, g, m, v, vhat, grad_scale, clip_value, decay = params[i]
             if m is None or v is None:
                 raise ValueError("adam kernel: momentum and velocity are required")
             n = checked_size(w, g)
-            c_params[i].n = n
-            c_params[i].w = &w[0] if n else NULL
-            c_params[i].g = &g[0] if n else NULL
-            c_params[i].m = slot_ptr(m, n, "momentum")
-            c_params[i].v = slot_ptr(v, n, "velocity")
-            c_params[i].vhat = slot_ptr(vhat, n, "velocity_hat")
-            c_params[i].prep = make_prep(grad_scale, clip_value, decay)
-            views.append((w, g, m, v, vhat))
+            self.c_params[i].n = n
+            self.c_params[i].w = &w[0] if n else NULL
+            self.c_params[i].g = &g[0] if n else NULL
+            self.c_params[i].m = slot_ptr(m, n, "momentum")
+            self.c_params[i].v = slot_ptr(v, n, "velocity")
+            self.c_params[i].vhat = slot_ptr(vhat, n, "velocity_hat")
+            self.c_params[i].prep = make_prep(grad_scale, clip_value, decay)
+            self.views.append((w, g, m, v, vhat))
+
+    def __dealloc__(self):
+        PyMem_Free(self.c_params)
+
+    def run(self, double alpha, double beta_1, double beta_2, double epsilon):
         with nogil:
-            pl_adam_update_all(ctx(), count, c_params, alpha, beta_1, beta_2, epsilon)
-    finally:
-        PyMem_Free(c_params)
+            pl_adam_update_all(ctx(), self.count, self.c_params, alpha, beta_1, beta_2,
+                               epsilon)
 
 
 def rmsprop_update(float[::1] w, const float[::1] g, float[::1] v, float[::1] mom,

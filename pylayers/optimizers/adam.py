@@ -31,13 +31,17 @@ class Adam(Optimizer):
         return learning_rate * math.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
 
     def _update_all(self, updates, learning_rate):
-        """One C call for all variables: its threads share them all, and the Python per
-        variable is one tuple."""
-        kernels.adam_update_all(
-            [(w, g, self._slot("momentum", index), self._slot("velocity", index),
-              self._slot("velocity_hat", index), prep["grad_scale"], prep["clip_value"],
-              prep["decay"]) for index, w, g, prep in updates],
-            self._step_size(learning_rate), self.beta_1, self.beta_2, self.epsilon)
+        """One C call for all variables: its threads share them all. Its arguments are
+        converted once per `updates` list: the base class hands the same list out again
+        while a step's arrays are those of the step before."""
+        kept = getattr(self, "_kept_step", None)
+        if kept is None or kept[0] is not updates:
+            step = kernels.AdamStep(
+                [(w, g, self._slot("momentum", index), self._slot("velocity", index),
+                  self._slot("velocity_hat", index), prep["grad_scale"], prep["clip_value"],
+                  prep["decay"]) for index, w, g, prep in updates])
+            kept = self._kept_step = (updates, step)
+        kept[1].run(self._step_size(learning_rate), self.beta_1, self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
