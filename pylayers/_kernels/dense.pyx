@@ -258,6 +258,7 @@ cdef class DenseTrainChain(DenseChain):
     cdef float **grads          # per link: kernel gradient, bias gradient (NULL: none)
     cdef int *accumulate        # per link: add to its gradients (else overwrite them)
     cdef list grad_buffers
+    cdef list seen_grads        # per gradient slot: the array grads[] points into, checked
 
     def __cinit__(self, list links, long rows, hidden_buffer):
         n = max(len(links), 1)
@@ -271,6 +272,7 @@ cdef class DenseTrainChain(DenseChain):
     def __init__(self, list links, long rows, hidden_buffer):
         super().__init__(links, rows, hidden_buffer)
         self.grad_buffers = []
+        self.seen_grads = [None] * (2 * self.n_links)
         for i in range(self.n_links):
             dz = hidden_buffer((rows, self.widths[i + 1]))
             self.dz[i] = _data_of(dz, rows, self.widths[i + 1])
@@ -295,8 +297,6 @@ cdef class DenseTrainChain(DenseChain):
         cdef int last = self.n_links - 1, i
         cdef const float[:, ::1] x_view = x, y_view = out, dy_view = dy
         cdef float[:, ::1] dx_view = dx
-        cdef float[:, ::1] dw_view
-        cdef float[::1] db_view
         cdef long rows = self.rows
         if len(targets) != self.n_links:
             raise ValueError(f"DenseTrainChain: {len(targets)} gradient targets for "
@@ -309,31 +309,43 @@ cdef class DenseTrainChain(DenseChain):
             raise ValueError(f"Dense layers '{self.names[0]}' to '{self.names[last]}': "
                              "backward arrays of other shapes than the forward's")
         self._read_weights()
-        held = []   # the gradient views, held while C writes them
         for i in range(self.n_links):
             kernel_grad, bias_grad, adds = targets[i]
             self.accumulate[i] = adds
-            self.grads[2 * i] = self.grads[2 * i + 1] = NULL
-            if kernel_grad is not None:
-                dw_view = kernel_grad
-                _check(f"Dense layer '{self.names[i]}': kernel gradient", dw_view,
-                       self.widths[i], self.widths[i + 1])
-                self.grads[2 * i] = &dw_view[0, 0]
-                held.append(dw_view)
-            if bias_grad is not None:
-                db_view = bias_grad
-                _check_1d(f"Dense layer '{self.names[i]}': bias gradient", db_view,
-                          self.widths[i + 1])
-                self.grads[2 * i + 1] = &db_view[0]
-                held.append(db_view)
-        for i in range(2 * self.n_links):
-            require_aligned("DenseTrainChain", "a gradient", self.grads[i], sizeof(float))
+            self._read_gradient(2 * i, kernel_grad)
+            self._read_gradient(2 * i + 1, bias_grad)
         require_aligned("DenseTrainChain", "dy", &dy_view[0, 0], sizeof(float))
         if dx is not None:
             require_aligned("DenseTrainChain", "dx", &dx_view[0, 0], sizeof(float))
         with nogil:
             self._backward(&x_view[0, 0], &y_view[0, 0], &dy_view[0, 0],
                            &dx_view[0, 0] if dx is not None else NULL, from_preactivation)
+
+    cdef int _read_gradient(self, int slot, array) except -1:
+        """grads[slot] from a layer's gradient target (None: frozen, NULL); an array not
+        met before is checked first (shape, writable, aligned) and kept."""
+        cdef float[:, ::1] kernel_view
+        cdef float[::1] bias_view
+        cdef int link = slot // 2
+        if array is self.seen_grads[slot] and array is not None:
+            return 0
+        self.seen_grads[slot] = None
+        self.grads[slot] = NULL
+        if array is None:
+            return 0
+        if slot % 2 == 0:
+            kernel_view = array
+            _check(f"Dense layer '{self.names[link]}': kernel gradient", kernel_view,
+                   self.widths[link], self.widths[link + 1])
+            self.grads[slot] = &kernel_view[0, 0]
+        else:
+            bias_view = array
+            _check_1d(f"Dense layer '{self.names[link]}': bias gradient", bias_view,
+                      self.widths[link + 1])
+            self.grads[slot] = &bias_view[0]
+        require_aligned("DenseTrainChain", "a gradient", self.grads[slot], sizeof(float))
+        self.seen_grads[slot] = array
+        return 0
 
     cdef void _backward(self, const float *x, const float *out, const float *dy, float *dx,
                         bint from_preactivation) noexcept nogil:

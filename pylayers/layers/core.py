@@ -195,11 +195,13 @@ class Dense(Layer):
         frozen weights; the kernel overwrites both when both were just zeroed."""
         if not self.trainable:
             return None, None, True
-        variables = [self.kernel] + ([self.bias] if self.use_bias else [])
-        targets = [v.gradient_target() for v in variables]
-        accumulate = any(add for _, add in targets)
-        arrays = [grad_buffer(v) for v in variables] if accumulate else [a for a, _ in targets]
-        return arrays[0], (arrays[1] if self.use_bias else None), accumulate
+        kernel_grad, kernel_adds = self.kernel.gradient_target()
+        if not self.use_bias:
+            return grad_buffer(self.kernel) if kernel_adds else kernel_grad, None, kernel_adds
+        bias_grad, bias_adds = self.bias.gradient_target()
+        if kernel_adds or bias_adds:
+            return grad_buffer(self.kernel), grad_buffer(self.bias), True
+        return kernel_grad, bias_grad, False
 
     def _gradients_written(self, accumulate):
         """After a backward kernel wrote the gradients of _gradient_targets (accumulate

@@ -147,6 +147,43 @@ def test_a_chain_backward_refuses_arrays_of_other_shapes_by_layer():
     assert backprop(dy).shape == x.shape
 
 
+def test_a_chain_backward_writes_the_gradient_arrays_each_call_hands_it():
+    """The chain keeps the gradient arrays it has checked. Arrays handed in their place
+    are checked and written, with the bits the first ones got, and the first ones are
+    left alone; a frozen layer's arrays are not written; a bad array is refused by layer
+    name after good ones were met."""
+    stack = [layers.Dense(4, activation="relu"), layers.Dense(3)]
+    for layer, width in zip(stack, (6, 4)):
+        layer.build((None, width))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    y, _ = dense_runs.dense_run_forward(stack, x)
+    chain = stack[0]._dense_chains[next(iter(stack[0]._dense_chains))]
+    dy = rng.standard_normal((5, 3)).astype(np.float32)
+
+    def unwritten():
+        return [(np.full(layer.kernel.shape, np.nan, np.float32),
+                 np.full(layer.bias.shape, np.nan, np.float32), False) for layer in stack]
+    first, second = unwritten(), unwritten()
+    chain.backward(x, y, dy, first, False, None)
+    kept = [array.copy() for kernel, bias, _ in first for array in (kernel, bias)]
+    assert not any(np.isnan(array).any() for array in kept)
+    chain.backward(x, y, dy * 0.5, second, False, None)   # other gradients, other arrays
+    for array, was in zip((a for kernel, bias, _ in first for a in (kernel, bias)), kept):
+        np.testing.assert_array_equal(array, was)
+    assert not np.array_equal(second[1][0], kept[2])
+    chain.backward(x, y, dy, second, False, None)
+    for array, want in zip((a for kernel, bias, _ in second for a in (kernel, bias)), kept):
+        np.testing.assert_array_equal(array, want)
+    frozen = unwritten()
+    chain.backward(x, y, dy, [frozen[0], (None, None, True)], False, None)
+    assert np.isnan(frozen[1][0]).all() and np.isnan(frozen[1][1]).all()
+    bad = [second[0], (np.zeros((3, 4), np.float32), second[1][1], False)]
+    with pytest.raises(ValueError, match=f"Dense layer '{stack[1].name}': kernel gradient has "
+                                         "shape \\(3, 4\\); expected \\(4, 3\\)"):
+        chain.backward(x, y, dy, bad, False, None)
+
+
 def test_a_penalty_removed_after_a_step_leaves_nothing_behind_in_a_chain():
     keras.utils.set_random_seed(2)
     model = keras.Sequential([layers.InputLayer(shape=(6,)),
