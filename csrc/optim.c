@@ -15,7 +15,12 @@
  * 1,000 steps). */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include "optim.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* The block loops are compiled twice, for AVX2 and for any x86-64, and the loader picks
  * one for the CPU. The arithmetic is the same (no contraction into FMA under -std=c99;
@@ -136,54 +141,108 @@ static void adam_block(long len, float *w, const float *g, float *m, float *v, f
  * contiguous parts: a weight gradient's GEMM threads each write one contiguous half of
  * its rows, so each thread then steps the rows its own core wrote. */
 #define ADAM_OWN_SPLIT_MIN_BLOCKS 64L
+/* Blocks a thread claims at a time from a share (one atomic add each). */
+#define ADAM_CLAIM_BLOCKS 4L
+/* Counters of the shares a cache line apart. */
+#define COUNTER_STRIDE 8
 
-static void adam_blocks(const pl_adam_param *q, long b_begin, long b_end, adam_f a) {
-    const prep_f p = prep_float(q->prep);
-    for (long b = b_begin; b < b_end; b++) {
-        long o = b * PL_OPTIM_BLOCK;
-        adam_block(block_length(q->n, b), q->w + o, q->g + o, q->m + o, q->v + o,
-                   q->vhat != NULL ? q->vhat + o : NULL, a, p);
-    }
-}
+typedef struct {
+    long param, block;
+} adam_block_ref;
 
 static int split_alone(const pl_adam_param *q) {
     return n_blocks(q->n) >= ADAM_OWN_SPLIT_MIN_BLOCKS;
 }
 
-/* Each large parameter's blocks are shared by the team; the smaller parameters' blocks
- * are numbered across all of them, in order, and that range is shared, so a thread's
- * blocks may span several of them. */
+/* Share `share` of nt into out: its contiguous part of each large parameter, then its
+ * part of the smaller parameters' blocks numbered across all of them. Returns the count. */
+static long list_share(long count, const pl_adam_param *params, long small_blocks, int share,
+                       int nt, adam_block_ref *out) {
+    long written = 0, first = 0;   // first: the number of a small parameter's first block
+    for (long i = 0; i < count; i++) {
+        long blocks = n_blocks(params[i].n);
+        if (!split_alone(&params[i])) continue;
+        for (long b = blocks * share / nt; b < blocks * (share + 1) / nt; b++)
+            out[written++] = (adam_block_ref){i, b};
+    }
+    long begin = small_blocks * share / nt, end = small_blocks * (share + 1) / nt;
+    for (long i = 0; i < count; i++) {
+        long blocks = n_blocks(params[i].n);
+        if (split_alone(&params[i])) continue;
+        for (long b = begin > first ? begin - first : 0; b < blocks && first + b < end; b++)
+            out[written++] = (adam_block_ref){i, b};
+        first += blocks;
+    }
+    return written;
+}
+
+static void adam_ref(const pl_adam_param *params, adam_block_ref ref, adam_f a) {
+    const pl_adam_param *q = &params[ref.param];
+    long o = ref.block * PL_OPTIM_BLOCK;
+    adam_block(block_length(q->n, ref.block), q->w + o, q->g + o, q->m + o, q->v + o,
+               q->vhat != NULL ? q->vhat + o : NULL, a, prep_float(q->prep));
+}
+
+/* The thread's own share first, then what the others have not yet claimed of theirs. */
+static void claim_blocks(const pl_adam_param *params, const adam_block_ref *order,
+                         long *next, const long *share_end, int tid, int nt, adam_f a) {
+    for (int k = 0; k < nt; k++) {
+        int share = (tid + k) % nt;
+        long *counter = &next[share * COUNTER_STRIDE];
+        for (;;) {
+            long i = __atomic_fetch_add(counter, ADAM_CLAIM_BLOCKS, __ATOMIC_RELAXED);
+            if (i >= share_end[share]) break;
+            long stop = i + ADAM_CLAIM_BLOCKS < share_end[share] ? i + ADAM_CLAIM_BLOCKS
+                                                                 : share_end[share];
+            for (; i < stop; i++) adam_ref(params, order[i], a);
+        }
+    }
+}
+
 void pl_adam_update_all(const pl_ctx *ctx, long count, const pl_adam_param *params,
-                        double alpha, double beta_1, double beta_2, double epsilon) {
+                        double alpha, double beta_1, double beta_2, double epsilon,
+                        void (*alongside)(void *), void *alongside_arg) {
     const adam_f a = {(float)alpha, (float)(1.0 - beta_1), (float)(1.0 - beta_2),
                       (float)epsilon};
-    long elements = 0, small_blocks = 0;
+    long elements = 0, small_blocks = 0, blocks = 0;
     for (long i = 0; i < count; i++) {
         elements += params[i].n;
+        blocks += n_blocks(params[i].n);
         if (!split_alone(&params[i])) small_blocks += n_blocks(params[i].n);
     }
     int nt = threads_for(ctx, elements);
+    adam_block_ref *order = malloc((size_t)(blocks > 0 ? blocks : 1) * sizeof *order);
+    long *next = malloc((size_t)nt * COUNTER_STRIDE * sizeof *next);
+    long *share_end = malloc((size_t)nt * sizeof *share_end);
+    if (order == NULL || next == NULL || share_end == NULL) nt = 1;   // one share, no lists
+    if (nt > 1) {
+        long listed = 0;
+        for (int share = 0; share < nt; share++) {
+            next[share * COUNTER_STRIDE] = listed;
+            listed += list_share(count, params, small_blocks, share, nt, order + listed);
+            share_end[share] = listed;
+        }
+    }
     #pragma omp parallel num_threads(nt) if(nt > 1)
     {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        if (tid == 0 && alongside != NULL) alongside(alongside_arg);
         unsigned fp_mode = pl_flush_subnormals();
-        long begin, end, first = 0;   // first: the number of a small parameter's first block
-        pl_team_share(small_blocks, &begin, &end);
-        for (long i = 0; i < count; i++) {
-            const pl_adam_param *q = &params[i];
-            long blocks = n_blocks(q->n);
-            if (split_alone(q)) {
-                long own_begin, own_end;
-                pl_team_share(blocks, &own_begin, &own_end);
-                adam_blocks(q, own_begin, own_end, a);
-                continue;
-            }
-            long b_begin = begin > first ? begin - first : 0;
-            long b_end = blocks < end - first ? blocks : end - first;
-            adam_blocks(q, b_begin, b_end, a);
-            first += blocks;
+        if (nt > 1) {
+            claim_blocks(params, order, next, share_end, tid, nt, a);
+        } else {
+            for (long i = 0; i < count; i++)
+                for (long b = 0; b < n_blocks(params[i].n); b++)
+                    adam_ref(params, (adam_block_ref){i, b}, a);
         }
         pl_restore_fp_mode(fp_mode);
     }
+    free(order);
+    free(next);
+    free(share_end);
 }
 
 typedef struct {

@@ -41,9 +41,13 @@ typedef struct {
 } pl_adam_param;
 
 /* The Adam step of each of the count parameters, in one parallel region whose threads
- * share the blocks of all of them (each element computed the same whatever the split). */
+ * share the blocks of all of them (each element computed the same whatever the split).
+ * alongside (or NULL), called with alongside_arg on the calling thread before it takes
+ * any block: work that reads none of the parameters' arrays, done while the other
+ * threads step them; they take over its blocks until it is back. */
 void pl_adam_update_all(const pl_ctx *ctx, long count, const pl_adam_param *params,
-                        double alpha, double beta_1, double beta_2, double epsilon);
+                        double alpha, double beta_1, double beta_2, double epsilon,
+                        void (*alongside)(void *), void *alongside_arg);
 
 /* RMSprop.  v = rho*v + (1-rho)*g^2; centered (avg != NULL): avg = rho*avg + (1-rho)*g,
  * denominator v - avg^2 + eps, else v + eps; inc = lr*g/sqrt(denominator);

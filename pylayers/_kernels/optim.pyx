@@ -7,6 +7,8 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 
 from pylayers._kernels._runtime cimport ctx, pl_ctx
 
+ctypedef void (*alongside_fn)(void *) noexcept nogil
+
 cdef extern from "optim.h":
     ctypedef struct pl_grad_prep:
         float grad_scale
@@ -24,7 +26,8 @@ cdef extern from "optim.h":
         float *vhat
         pl_grad_prep prep
     void pl_adam_update_all(const pl_ctx *ctx, long count, const pl_adam_param *params,
-                            double alpha, double beta_1, double beta_2, double epsilon) nogil
+                            double alpha, double beta_1, double beta_2, double epsilon,
+                            alongside_fn alongside, void *alongside_arg) nogil
     void pl_rmsprop_update(const pl_ctx *ctx, long n, float *w, const float *g, float *v,
                            float *mom, float *avg, double lr, double rho, double momentum,
                            double epsilon, pl_grad_prep prep) nogil
@@ -130,10 +133,33 @@ cdef class AdamStep:
     def __dealloc__(self):
         PyMem_Free(self.c_params)
 
-    def run(self, double alpha, double beta_1, double beta_2, double epsilon):
+    def run(self, double alpha, double beta_1, double beta_2, double epsilon,
+            alongside=None):
+        """The step. alongside: a callable of no argument, or None, that reads none of
+        the step's arrays: this thread calls it while the others step the arrays (they
+        take over this thread's share until it is back). Its exception, if any, is
+        raised once the step is complete."""
+        outcome = [alongside, None]   # the callable, then its exception
+        cdef alongside_fn call = NULL
+        if alongside is not None:
+            call = _call_alongside
         with nogil:
             pl_adam_update_all(ctx(), self.count, self.c_params, alpha, beta_1, beta_2,
-                               epsilon)
+                               epsilon, call, <void *>outcome)
+        if outcome[1] is not None:
+            raise outcome[1]
+
+
+cdef void _call_alongside(void *arg) noexcept nogil:
+    with gil:
+        _run_outcome(<list>arg)
+
+
+cdef void _run_outcome(list outcome) noexcept:
+    try:
+        outcome[0]()
+    except BaseException as error:
+        outcome[1] = error
 
 
 def rmsprop_update(float[::1] w, const float[::1] g, float[::1] v, float[::1] mom,

@@ -37,6 +37,14 @@ def _one_failing_rank_aborts_all(method):
     return guarded
 
 
+def _runs_only_pylayers_code(metric):
+    """Whether updating and reading the metric runs pylayers' code alone: its class and,
+    for a metric wrapping a function, the function are pylayers' own."""
+    function = getattr(metric, "_fn", None)
+    return type(metric).__module__.startswith("pylayers.") and \
+        (function is None or getattr(function, "__module__", "").startswith("pylayers."))
+
+
 class Model(Layer):
     _paths_run_call = True   # a subclassed model's forward runs its own call
 
@@ -342,8 +350,11 @@ class Model(Layer):
 
     # ---- one step -----------------------------------------------------------------
 
-    def _train_batch(self, xs, ys, sample_weight):
-        """Forward, loss, backward, optimizer step. Returns the predictions."""
+    def _train_batch(self, xs, ys, sample_weight, alongside=None):
+        """Forward, loss, backward, optimizer step, metrics. Returns the predictions.
+        alongside (or None): work after the metrics that reads no weights. When the
+        metrics are pylayers' own, they and alongside run while the optimizer steps the
+        weights (Optimizer._apply_alongside); else after the step."""
         if self._distribution is not None and not self._distribution.prepare_step(xs):
             return self._distribution.step_without_samples()
         y_preds, backward = self._forward_for_loss(xs, training=True)
@@ -365,8 +376,18 @@ class Model(Layer):
         if self._distribution is not None:
             self._distribution.average_gradients(variables, len(y_preds[0]))
         total += self._regularization_step(variables)
-        self.optimizer.apply([v.grad for v in variables], variables)
-        self._update_metrics(total, per_output, ys, y_preds, sample_weight)
+        grads = [v.grad for v in variables]
+        if alongside is None or not all(map(_runs_only_pylayers_code, self.metrics)):
+            self.optimizer.apply(grads, variables)
+            self._update_metrics(total, per_output, ys, y_preds, sample_weight)
+            if alongside is not None:
+                alongside()
+            return y_preds
+
+        def bookkeeping():
+            self._update_metrics(total, per_output, ys, y_preds, sample_weight)
+            alongside()
+        self.optimizer._apply_alongside(grads, variables, bookkeeping)
         return y_preds
 
     def _masked_sample_weight(self, sample_weight):
@@ -469,17 +490,42 @@ class Model(Layer):
         return self.history
 
     def _fit_epoch(self, xs, ys, sample_weight, batch_size, shuffle, callback_list):
-        logs = {}
         batches = self._batches if self._distribution is None else self._distribution.shard_batches
-        for step, index in enumerate(batches(len(xs[0]), batch_size, shuffle)):
-            callback_list.on_train_batch_begin(step)
-            batch_weight = None if sample_weight is None else sample_weight[index]
-            self._train_batch([a[index] for a in xs], [t[index] for t in ys], batch_weight)
-            logs = self._training_logs()
-            callback_list.on_train_batch_end(step, logs)
-            if self.stop_training:
-                break
+        steps = enumerate(batches(len(xs[0]), batch_size, shuffle))
+
+        def begin_next():
+            """The next step's begin hook, then (step, inputs, targets, weights), or None."""
+            for step, index in steps:
+                callback_list.on_train_batch_begin(step)
+                weights = None if sample_weight is None else sample_weight[index]
+                return step, [a[index] for a in xs], [t[index] for t in ys], weights
+            return None
+
+        logs, batch = {}, begin_next()
+        while batch is not None:
+            step, batch_xs, batch_ys, batch_weight = batch
+            ended = {}
+
+            def end_step():
+                """This step's logs and end hook, then the next step's begin and batch."""
+                ended["logs"] = self._training_logs()
+                callback_list.on_train_batch_end(step, ended["logs"])
+                ended["next"] = None if self.stop_training else begin_next()
+            if self._steps_overlap(callback_list):
+                self._train_batch(batch_xs, batch_ys, batch_weight, alongside=end_step)
+            else:
+                self._train_batch(batch_xs, batch_ys, batch_weight)
+                end_step()
+            logs, batch = ended["logs"], ended["next"]
         return logs
+
+    def _steps_overlap(self, callback_list):
+        """Whether a step's end and the next step's beginning may run while the optimizer
+        steps the weights: when nothing they call can read the weights, that is, when
+        the callbacks are pylayers' History and progress bar (and no distribution)."""
+        from pylayers.callbacks import History, ProgbarLogger
+        return self._distribution is None and \
+            all(type(callback) in (History, ProgbarLogger) for callback in callback_list.callbacks)
 
     def _training_logs(self):
         """The logs of a training step; under a distribution, over every rank's samples."""

@@ -30,10 +30,11 @@ class Adam(Optimizer):
         beta_1, beta_2 = float(np.float32(self.beta_1)), float(np.float32(self.beta_2))
         return learning_rate * math.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
 
-    def _update_all(self, updates, learning_rate):
-        """One C call for all variables: its threads share them all. Its arguments are
-        converted once per `updates` list: the base class hands the same list out again
-        while a step's arrays are those of the step before."""
+    def _update_all(self, updates, learning_rate, alongside):
+        """One C call for all variables: its threads share them all, this one running
+        alongside() first. Its arguments are converted once per `updates` list: the base
+        class hands the same list out again while a step's arrays are those of the step
+        before."""
         kept = getattr(self, "_kept_step", None)
         if kept is None or kept[0] is not updates:
             step = kernels.AdamStep(
@@ -41,7 +42,8 @@ class Adam(Optimizer):
                   self._slot("velocity_hat", index), prep["grad_scale"], prep["clip_value"],
                   prep["decay"]) for index, w, g, prep in updates])
             kept = self._kept_step = (updates, step)
-        kept[1].run(self._step_size(learning_rate), self.beta_1, self.beta_2, self.epsilon)
+        kept[1].run(self._step_size(learning_rate), self.beta_1, self.beta_2, self.epsilon,
+                    alongside)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

@@ -93,7 +93,7 @@ class Optimizer:
     """Base of SGD, Adam, AdamW, RMSprop, Adagrad. Subclasses define `_slot_groups()`
     (the names of their per-variable state, in Keras' creation order) and
     `_update(index, w, g, lr, prep)` (one C kernel call on flat float32 views), or
-    `_update_all(updates, lr)` for all variables of a step at once."""
+    `_update_all(updates, lr, alongside)` for all variables of a step at once."""
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name=None, ema_momentum=0.99, **kwargs):
@@ -276,18 +276,34 @@ class Optimizer:
     def apply(self, grads, trainable_variables=None):
         """Update `trainable_variables` (built lazily on the first call) in place. Every
         gradient is checked before any state changes."""
+        self._apply_alongside(grads, trainable_variables, None)
+
+    def _apply_alongside(self, grads, trainable_variables, alongside):
+        """apply, and alongside() (or None): work that reads none of the variables,
+        gradients and slots, run on this thread while the update's other threads step
+        the variables where the optimizer can (Adam), else just before the update. Its
+        exception is raised once the step is complete."""
         grads = list(grads)
         if not grads:
             return
         variables = self._variables_for(grads, trainable_variables)
         learning_rate = self.learning_rate
         updates, stepped = self._step_updates(grads, variables, learning_rate)
+        failed = []   # alongside's exception, raised once the step is complete
+
+        def guarded():
+            try:
+                alongside()
+            except BaseException as error:
+                failed.append(error)
         with _sigint_deferred():
-            self._update_all(updates, learning_rate)
+            self._update_all(updates, learning_rate, guarded if alongside else None)
             for variable in stepped:
                 if variable.constraint is not None:
                     variable.value[...] = variable.constraint(variable.value)
             self._iterations += 1
+        if failed:
+            raise failed[0]
 
     def _step_updates(self, grads, variables, learning_rate):
         """(updates (index, flat value, flat gradient, prep) for _update_all, the
@@ -380,9 +396,11 @@ class Optimizer:
     def _update(self, index, w, g, learning_rate, prep):
         raise NotImplementedError
 
-    def _update_all(self, updates, learning_rate):
-        """Every (index, w, g, prep) of one step; an optimizer with a fused kernel over
-        all variables overrides this."""
+    def _update_all(self, updates, learning_rate, alongside):
+        """Every (index, w, g, prep) of one step, alongside() first; an optimizer with a
+        fused kernel over all variables overrides this."""
+        if alongside is not None:
+            alongside()
         for index, w, g, prep in updates:
             self._update(index, w, g, learning_rate, prep)
 
