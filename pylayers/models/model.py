@@ -501,6 +501,7 @@ class Model(Layer):
                 return step, [a[index] for a in xs], [t[index] for t in ys], weights
             return None
 
+        overlap = self._steps_overlap(callback_list)
         logs, batch = {}, begin_next()
         while batch is not None:
             step, batch_xs, batch_ys, batch_weight = batch
@@ -511,7 +512,7 @@ class Model(Layer):
                 ended["logs"] = self._training_logs()
                 callback_list.on_train_batch_end(step, ended["logs"])
                 ended["next"] = None if self.stop_training else begin_next()
-            if self._steps_overlap(callback_list):
+            if overlap:
                 self._train_batch(batch_xs, batch_ys, batch_weight, alongside=end_step)
             else:
                 self._train_batch(batch_xs, batch_ys, batch_weight)
