@@ -20,6 +20,7 @@
 #define SHARE_MIN_WORK (64L * 64 * 64)
 
 const pl_rnn_steps *pl_rnn_steps_for(const pl_ctx *ctx) {
+    if (ctx->isa >= PL_ISA_AVX512) return &pl_rnn_steps_avx512;
     return ctx->isa >= PL_ISA_AVX2 ? &pl_rnn_steps_avx2 : &pl_rnn_steps_generic;
 }
 

@@ -1,7 +1,7 @@
 /* One time step of each recurrent cell over all batch rows: the elementwise part
  * (activations, cell update, masking) that follows the step's recurrent GEMM.
  * Written once in rnn_steps_body.h and compiled per instruction set
- * (rnn_steps_generic.c, rnn_steps_avx2.c); rnn.c picks a table with pl_rnn_steps_for.
+ * (rnn_steps_generic.c, rnn_steps_avx2.c, rnn_steps_avx512.c); rnn.c picks a table with pl_rnn_steps_for.
  *
  * Shapes: B batch rows, U units. Activation codes are enum pl_act values LINEAR, RELU,
  * SIGMOID, TANH (their derivatives are taken from the outputs). mask is (B) bytes,
@@ -76,6 +76,7 @@ typedef struct {
 
 extern const pl_rnn_steps pl_rnn_steps_generic;
 extern const pl_rnn_steps pl_rnn_steps_avx2;
+extern const pl_rnn_steps pl_rnn_steps_avx512;
 
 /* The step table for ctx->isa. */
 const pl_rnn_steps *pl_rnn_steps_for(const pl_ctx *ctx);

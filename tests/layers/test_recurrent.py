@@ -292,15 +292,16 @@ def test_fast_activations_are_accurate():
         assert abs(rnn_kernels.fast_sigmoid(value) - sigmoid(np.float64(np.float32(value)))) < 4e-7
 
 
-@pytest.mark.parametrize("path", ["generic", "avx2"])
+@pytest.mark.parametrize("path", ["generic", "avx2", "avx512"])
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
 def test_step_activations_are_accurate_on_every_path(path, activation):
-    """The step kernels' own tanh and sigmoid (AVX2: 8 at a time, then a short vector),
-    reached through a SimpleRNN whose step is act(x) in every unit: one feature, a kernel
-    of ones, zero recurrence. Saturated values are exact, infinities saturate and NaN
-    stays NaN."""
-    if path == "avx2" and keras.show_config(False)["detected_kernel_path"] == "generic":
-        pytest.skip("this CPU has no AVX2")   # the generic case still runs
+    """The step kernels' own tanh and sigmoid (AVX2: 8 at a time, AVX-512: 16, then a
+    short vector), reached through a SimpleRNN whose step is act(x) in every unit: one
+    feature, a kernel of ones, zero recurrence. Saturated values are exact, infinities
+    saturate and NaN stays NaN."""
+    paths = ["generic", "avx2", "avx512"]
+    if paths.index(path) > paths.index(keras.show_config(False)["detected_kernel_path"]):
+        pytest.skip(f"this CPU has no {path}")   # the generic case still runs
     units = 19   # two full vectors and a short one per row
     values = np.concatenate([np.linspace(-20, 20, 4001), [0.0, 1e-8, -3e-5, 7.9, 8.1, 100.0,
                                                           -100.0, np.inf, -np.inf, np.nan]])
