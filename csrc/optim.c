@@ -211,10 +211,14 @@ void pl_adam_update_all(const pl_ctx *ctx, long count, const pl_adam_param *para
         if (!split_alone(&params[i])) small_blocks += n_blocks(params[i].n);
     }
     int nt = threads_for(ctx, elements);
-    adam_block_ref *order = malloc((size_t)(blocks > 0 ? blocks : 1) * sizeof *order);
-    long *next = malloc((size_t)nt * COUNTER_STRIDE * sizeof *next);
-    long *share_end = malloc((size_t)nt * sizeof *share_end);
-    if (order == NULL || next == NULL || share_end == NULL) nt = 1;   // one share, no lists
+    adam_block_ref *order = NULL;   // the shares' blocks, one share after another
+    long *next = NULL, *share_end = NULL;
+    if (nt > 1) {
+        order = malloc((size_t)blocks * sizeof *order);
+        next = malloc((size_t)nt * COUNTER_STRIDE * sizeof *next);
+        share_end = malloc((size_t)nt * sizeof *share_end);
+        if (order == NULL || next == NULL || share_end == NULL) nt = 1;   // one thread, in order
+    }
     if (nt > 1) {
         long listed = 0;
         for (int share = 0; share < nt; share++) {

@@ -19,6 +19,7 @@ class Adam(Optimizer):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.amsgrad = amsgrad
+        self._kept_step = None   # (the updates list, its optim.AdamStep)
 
     def _slot_groups(self):
         groups = [("momentum", "velocity")]
@@ -35,7 +36,7 @@ class Adam(Optimizer):
         alongside() first. Its arguments are converted once per `updates` list: the base
         class hands the same list out again while a step's arrays are those of the step
         before."""
-        kept = getattr(self, "_kept_step", None)
+        kept = self._kept_step
         if kept is None or kept[0] is not updates:
             step = kernels.AdamStep(
                 [(w, g, self._slot("momentum", index), self._slot("velocity", index),

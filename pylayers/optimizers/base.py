@@ -285,6 +285,8 @@ class Optimizer:
         exception is raised once the step is complete."""
         grads = list(grads)
         if not grads:
+            if alongside is not None:
+                alongside()
             return
         variables = self._variables_for(grads, trainable_variables)
         learning_rate = self.learning_rate

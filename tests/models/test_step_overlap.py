@@ -164,3 +164,19 @@ def test_adam_step_calls_alongside_once_on_the_calling_thread(threads, restore_t
     with pytest.raises(RuntimeError, match="alongside failed"):
         optim_kernels.AdamStep(with_alongside).run(1e-3, 0.9, 0.999, 1e-7, fails)
     assert all(not np.array_equal(p[0], b) for p, b in zip(with_alongside, before))
+
+
+def test_a_model_with_nothing_to_train_still_ends_its_steps():
+    """No trainable weights, no optimizer update: the step's end and the next step's
+    beginning still run, once per step."""
+    model = mlp("adam")
+    for layer in model.layers:
+        layer.trainable = False
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    before = model.get_weights()
+    x, y = data()
+    history = model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    for got, want in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
