@@ -1,5 +1,6 @@
 /* The recurrent step kernels vectorised for AVX2 + FMA (selected at run time). */
 #include <immintrin.h>
+#include "rnn_tanh.h"
 
 #define RNN_TARGET __attribute__((target("avx2,fma")))
 #define RNN_TABLE pl_rnn_steps_avx2
@@ -11,24 +12,17 @@
  * NaN occurs), and exactly +-1 from the clamps on: the multiply-adds give 1 - 2.4e-7
  * there, so sigmoid(-inf) would be 1.2e-7, not 0, and 0 * inf no NaN. */
 RNN_TARGET static inline __m256 tanh8(__m256 x) {
-    const __m256 clamp = _mm256_set1_ps(7.90531110763549805f);
+    const __m256 clamp = _mm256_set1_ps(PL_TANH_CLAMP);
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 saturated = _mm256_cmp_ps(_mm256_andnot_ps(sign, x), clamp, _CMP_GE_OQ);
     __m256 unit = _mm256_or_ps(_mm256_and_ps(sign, x), _mm256_set1_ps(1.0f));   /* +-1 */
     x = _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), clamp), x);
     x = _mm256_min_ps(clamp, x);
     __m256 x2 = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(-2.76076847742355e-16f);
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(2.00018790482477e-13f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-8.60467152213735e-11f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(5.12229709037114e-08f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(1.48572235717979e-05f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(6.37261928875436e-04f));
-    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(4.89352455891786e-03f));
-    __m256 q = _mm256_set1_ps(1.19825839466702e-06f);
-    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(1.18534705686654e-04f));
-    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(2.26843463243900e-03f));
-    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(4.89352518554385e-03f));
+    __m256 p = _mm256_set1_ps(pl_tanh_p[0]);
+    for (int i = 1; i < 7; i++) p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(pl_tanh_p[i]));
+    __m256 q = _mm256_set1_ps(pl_tanh_q[0]);
+    for (int i = 1; i < 4; i++) q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(pl_tanh_q[i]));
     return _mm256_blendv_ps(_mm256_div_ps(_mm256_mul_ps(x, p), q), unit, saturated);
 }
 

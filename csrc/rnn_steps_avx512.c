@@ -4,6 +4,7 @@
  * arithmetic, which the compiler does not contract, so both paths give the same bits. */
 #include "gemm_kernels.h"   /* PL_HAVE_X86_KERNELS */
 #include "rnn_steps.h"
+#include "rnn_tanh.h"
 
 #ifdef PL_HAVE_X86_KERNELS
 #include <immintrin.h>
@@ -15,7 +16,7 @@
 /* tanh8 of rnn_steps_avx2.c on 16 floats (the sign bit handled as integers: AVX-512F
  * has no float and/or). */
 RNN_TARGET static inline __m512 tanh16(__m512 x) {
-    const __m512 clamp = _mm512_set1_ps(7.90531110763549805f);
+    const __m512 clamp = _mm512_set1_ps(PL_TANH_CLAMP);
     const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
     const __m512i bits = _mm512_castps_si512(x);
     __m512 magnitude = _mm512_castsi512_ps(_mm512_andnot_si512(sign, bits));
@@ -25,17 +26,10 @@ RNN_TARGET static inline __m512 tanh16(__m512 x) {
     x = _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), clamp), x);
     x = _mm512_min_ps(clamp, x);
     __m512 x2 = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_set1_ps(-2.76076847742355e-16f);
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(2.00018790482477e-13f));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-8.60467152213735e-11f));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(5.12229709037114e-08f));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(1.48572235717979e-05f));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(6.37261928875436e-04f));
-    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(4.89352455891786e-03f));
-    __m512 q = _mm512_set1_ps(1.19825839466702e-06f);
-    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(1.18534705686654e-04f));
-    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(2.26843463243900e-03f));
-    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(4.89352518554385e-03f));
+    __m512 p = _mm512_set1_ps(pl_tanh_p[0]);
+    for (int i = 1; i < 7; i++) p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(pl_tanh_p[i]));
+    __m512 q = _mm512_set1_ps(pl_tanh_q[0]);
+    for (int i = 1; i < 4; i++) q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(pl_tanh_q[i]));
     return _mm512_mask_blend_ps(saturated, _mm512_div_ps(_mm512_mul_ps(x, p), q), unit);
 }
 

@@ -12,27 +12,18 @@
 #include <string.h>
 #include "activations.h"
 #include "rnn_steps.h"
+#include "rnn_tanh.h"
 
 #define INLINE static inline __attribute__((always_inline))
-#define TANH_CLAMP 7.90531110763549805f
-
-/* Rational minimax approximation of tanh on [-7.9, 7.9] (odd degree-13 numerator,
- * even degree-6 denominator); beyond the clamp tanh rounds to +-1 in float. */
+/* See pl_tanh_p in rnn_steps.h. */
 INLINE float fast_tanh(float x) {
-    x = x < -TANH_CLAMP ? -TANH_CLAMP : x;
-    x = x > TANH_CLAMP ? TANH_CLAMP : x;
+    x = x < -PL_TANH_CLAMP ? -PL_TANH_CLAMP : x;
+    x = x > PL_TANH_CLAMP ? PL_TANH_CLAMP : x;
     float x2 = x * x;
-    float p = -2.76076847742355e-16f;
-    p = p * x2 + 2.00018790482477e-13f;
-    p = p * x2 - 8.60467152213735e-11f;
-    p = p * x2 + 5.12229709037114e-08f;
-    p = p * x2 + 1.48572235717979e-05f;
-    p = p * x2 + 6.37261928875436e-04f;
-    p = p * x2 + 4.89352455891786e-03f;
-    float q = 1.19825839466702e-06f;
-    q = q * x2 + 1.18534705686654e-04f;
-    q = q * x2 + 2.26843463243900e-03f;
-    q = q * x2 + 4.89352518554385e-03f;
+    float p = pl_tanh_p[0];
+    for (int i = 1; i < 7; i++) p = p * x2 + pl_tanh_p[i];
+    float q = pl_tanh_q[0];
+    for (int i = 1; i < 4; i++) q = q * x2 + pl_tanh_q[i];
     return x * p / q;
 }
 

@@ -173,6 +173,7 @@ class Model(Layer):
                 if multi:
                     metric.name = f"{names[i]}_{metric.name}"
                 self._compiled_metrics.append((i, metric))
+        self._metrics_run_only_pylayers_code = all(map(_runs_only_pylayers_code, self.metrics))
 
     def _reset_metrics(self):
         for metric in self.metrics:
@@ -377,17 +378,16 @@ class Model(Layer):
             self._distribution.average_gradients(variables, len(y_preds[0]))
         total += self._regularization_step(variables)
         grads = [v.grad for v in variables]
-        if alongside is None or not all(map(_runs_only_pylayers_code, self.metrics)):
-            self.optimizer.apply(grads, variables)
-            self._update_metrics(total, per_output, ys, y_preds, sample_weight)
-            if alongside is not None:
-                alongside()
-            return y_preds
 
         def bookkeeping():
             self._update_metrics(total, per_output, ys, y_preds, sample_weight)
-            alongside()
-        self.optimizer._apply_alongside(grads, variables, bookkeeping)
+            if alongside is not None:
+                alongside()
+        if alongside is not None and self._metrics_run_only_pylayers_code:
+            self.optimizer._apply_alongside(grads, variables, bookkeeping)
+        else:
+            self.optimizer.apply(grads, variables)
+            bookkeeping()
         return y_preds
 
     def _masked_sample_weight(self, sample_weight):
