@@ -353,9 +353,8 @@ class Model(Layer):
 
     def _train_batch(self, xs, ys, sample_weight, alongside=None):
         """Forward, loss, backward, optimizer step, metrics. Returns the predictions.
-        alongside (or None): work after the metrics that reads no weights. When the
-        metrics are pylayers' own, they and alongside run while the optimizer steps the
-        weights (Optimizer._apply_alongside); else after the step."""
+        alongside (or None): work after the metrics that reads no weights (see
+        _step_variables)."""
         if self._distribution is not None and not self._distribution.prepare_step(xs):
             return self._distribution.step_without_samples()
         y_preds, backward = self._forward_for_loss(xs, training=True)
@@ -364,6 +363,23 @@ class Model(Layer):
             variable.zero_grad()
         self._resolve_metrics(ys, y_preds)
         sample_weight = self._masked_sample_weight(sample_weight)
+        total, per_output, d_preds, fused_flags = self._losses_and_gradients(ys, y_preds,
+                                                                              sample_weight)
+        backward(d_preds, fused_flags)
+        if self._distribution is not None:
+            self._distribution.average_gradients(variables, len(y_preds[0]))
+        total += self._regularization_step(variables)
+        self._step_variables(variables, total, per_output, ys, y_preds, sample_weight, alongside)
+        return y_preds
+
+    def _epoch_train_batch(self, xs, ys):
+        """_train_batch, or a faster step with its bits, for the batches of an epoch of
+        fit in which no code but pylayers' own runs between steps (Sequential's)."""
+        return self._train_batch
+
+    def _losses_and_gradients(self, ys, y_preds, sample_weight):
+        """(total loss, each output's loss, d(loss)/d(each output), whether that gradient
+        is through the output's activation, fused with the loss)."""
         total, per_output, d_preds, fused_flags = 0.0, [], [], []
         for loss, weight, activation, y, y_pred in zip(
                 self._output_losses, self._loss_weights, self._output_activations(), ys, y_preds):
@@ -373,10 +389,13 @@ class Model(Layer):
             per_output.append(value)
             d_preds.append(d_pred * np.float32(weight) if weight != 1.0 else d_pred)
             fused_flags.append(fused is not None)
-        backward(d_preds, fused_flags)
-        if self._distribution is not None:
-            self._distribution.average_gradients(variables, len(y_preds[0]))
-        total += self._regularization_step(variables)
+        return total, per_output, d_preds, fused_flags
+
+    def _step_variables(self, variables, total, per_output, ys, y_preds, sample_weight,
+                        alongside):
+        """The optimizer step from the variables' gradients, then the metrics and
+        alongside(). When the metrics are pylayers' own, they and alongside run while the
+        optimizer steps the weights (Optimizer._apply_alongside); else after the step."""
         grads = [v.grad for v in variables]
 
         def bookkeeping():
@@ -388,7 +407,6 @@ class Model(Layer):
         else:
             self.optimizer.apply(grads, variables)
             bookkeeping()
-        return y_preds
 
     def _masked_sample_weight(self, sample_weight):
         """Keras weights the loss by the output mask (e.g. padded time steps count 0)."""
@@ -502,6 +520,7 @@ class Model(Layer):
             return None
 
         overlap = self._steps_overlap(callback_list)
+        train_batch = self._epoch_train_batch(xs, ys) if overlap else self._train_batch
         logs, batch = {}, begin_next()
         while batch is not None:
             step, batch_xs, batch_ys, batch_weight = batch
@@ -513,9 +532,9 @@ class Model(Layer):
                 callback_list.on_train_batch_end(step, ended["logs"])
                 ended["next"] = None if self.stop_training else begin_next()
             if overlap:
-                self._train_batch(batch_xs, batch_ys, batch_weight, alongside=end_step)
+                train_batch(batch_xs, batch_ys, batch_weight, alongside=end_step)
             else:
-                self._train_batch(batch_xs, batch_ys, batch_weight)
+                train_batch(batch_xs, batch_ys, batch_weight)
                 end_step()
             logs, batch = ended["logs"], ended["next"]
         return logs

@@ -11,6 +11,7 @@ from pylayers.layers.inference import make_plan
 from pylayers.layers.input_layer import InputLayer
 from pylayers.layers.keras_tensor import KerasTensor
 from pylayers.layers.layer import Layer
+from pylayers.models.dense_steps import DenseStackSteps
 from pylayers.models.model import Model
 from pylayers.ops.mode import floatx, reference_mode_on
 from pylayers.ops.tape import current_tape
@@ -276,6 +277,15 @@ class Sequential(Model):
 
     def _hands_on_masks(self):
         return any(type(layer).compute_mask is not Layer.compute_mask for layer in self._stack)
+
+    def _epoch_train_batch(self, xs, ys):
+        """A model of Dense layers only (its step neither overridden) steps through
+        DenseStackSteps; any other, Model._train_batch."""
+        steps = None
+        if type(self)._train_batch is Model._train_batch and \
+                type(self)._forward_for_loss is Sequential._forward_for_loss:
+            steps = DenseStackSteps.of(self, xs, ys)
+        return self._train_batch if steps is None else steps.train_batch
 
     def _forward(self, inputs, training=False, mask=None):
         """This model used as a layer: one input, one output."""
