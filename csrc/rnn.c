@@ -215,16 +215,95 @@ typedef struct {
     float *grad;
 } grad_part;
 
-/* The weight gradients of one dgates (rows, G) in one product, so that dgates, the
- * largest operand, is packed once: out (cols, G) = [src_0 .. src_n | 1]^T dgates,
- * then each grad (width, G) += its rows of out, and dbias (G) += the last row (the
- * column sums of dgates) when dbias is not NULL. Parts with a NULL grad are skipped.
+/* Batch rows per group whose weight-gradient sums are taken apart (gate_weight_grads),
+ * and the most groups. */
+#define GRAD_GROUP_MIN_ROWS 64L
+#define GRAD_MAX_GROUPS 8L
+
+/* The groups of a batch of B rows: fixed by B alone, so that the sums are the same on
+ * any number of threads; 1 (no groups) below two groups' rows. */
+static long grad_groups(long B) {
+    long groups = B / GRAD_GROUP_MIN_ROWS;
+    return groups < 1 ? 1 : groups > GRAD_MAX_GROUPS ? GRAD_MAX_GROUPS : groups;
+}
+
+/* Rows [r0, r1) of the operand (rows, cols) = [src_0 .. src_n | 1] (the parts with a
+ * grad, then a column of ones when ones). */
+static void assemble_rows(const grad_part *parts, int n_parts, int ones, long cols, long r0,
+                          long r1, float *operand) {
+    for (long r = r0; r < r1; r++) {
+        float *to = operand + r * cols;
+        for (int q = 0; q < n_parts; q++) {
+            if (!parts[q].grad) continue;
+            memcpy(to, parts[q].src + r * parts[q].width, parts[q].width * sizeof(float));
+            to += parts[q].width;
+        }
+        if (ones) *to = 1.0f;
+    }
+}
+
+/* Group g of `groups` (its batch rows at every step, time-major rows (T, B)): its
+ * operand rows assembled, then out (cols, G) = operand^T dgates over its rows, one
+ * product per step, the steps' summed in order, on the calling thread. */
+static void group_weight_grads(const pl_ctx *serial, pl_rnn_dims d, long groups, long g,
+                               const grad_part *parts, int n_parts, int ones, long cols,
+                               long G, const float *dgates, float *operand, float *out) {
+    const long B = d.batch, b0 = B * g / groups, b1 = B * (g + 1) / groups;
+    for (long t = 0; t < d.steps; t++) {
+        const long r = t * B + b0;
+        assemble_rows(parts, n_parts, ones, cols, r, r + b1 - b0, operand);
+        pl_sgemm(serial, 1, 0, cols, G, b1 - b0, 1.0f, operand + r * cols, cols, dgates + r * G,
+                 G, t ? 1.0f : 0.0f, out, G);
+    }
+}
+
+/* out (cols, G) = [src_0 .. src_n | 1]^T dgates, operand (rows, cols) assembled on the
+ * way. A batch of several groups (grad_groups) sums each group apart, each on the thread
+ * whose rows the time loop gave it (its dgates, inputs and states still in that core's
+ * cache), then adds the groups' sums in order; one group is one product over all rows.
+ * False when memory is short. */
+static int gate_products(const pl_ctx *ctx, pl_rnn_dims d, long G, const float *dgates,
+                         const grad_part *parts, int n_parts, int ones, long cols,
+                         float *operand, float *out) {
+    const long rows = d.steps * d.batch, groups = grad_groups(d.batch), size = cols * G;
+    if (groups == 1) {
+        assemble_rows(parts, n_parts, ones, cols, 0, rows, operand);
+        pl_sgemm(ctx, 1, 0, cols, G, rows, 1.0f, operand, cols, dgates, G, 0.0f, out, G);
+        return 1;
+    }
+    float *sums = malloc((size_t)(groups * size) * sizeof(float));   /* (groups, cols, G) */
+    if (!sums) return 0;
+    pl_ctx serial = *ctx;
+    serial.n_threads = 1;
+    const int nt = ctx->n_threads < groups ? ctx->n_threads : (int)groups;
+    #pragma omp parallel num_threads(nt) if(nt > 1)
+    {
+        long first, end;
+        pl_team_share(groups, &first, &end);
+        for (long g = first; g < end; g++)
+            group_weight_grads(&serial, d, groups, g, parts, n_parts, ones, cols, G, dgates,
+                               operand, sums + g * size);
+    }
+    for (long i = 0; i < size; i++) {
+        float sum = sums[i];
+        for (long g = 1; g < groups; g++) sum += sums[g * size + i];
+        out[i] = sum;
+    }
+    free(sums);
+    return 1;
+}
+
+/* The weight gradients of one dgates (rows, G) in one product (gate_products), so that
+ * dgates, the largest operand, is read once: out (cols, G) = [src_0 .. src_n | 1]^T
+ * dgates, then each grad (width, G) += its rows of out, and dbias (G) += the last row
+ * (the column sums of dgates) when dbias is not NULL. Parts with a NULL grad are skipped.
  * The operand goes into work when it holds work_floats >= rows * cols, else into a
  * fresh buffer. False, with nothing written, when memory is short or when the operand
  * is wider than dgates (copying it would then cost more than packing dgates again). */
-static int gate_weight_grads(const pl_ctx *ctx, long rows, long G, const float *dgates,
+static int gate_weight_grads(const pl_ctx *ctx, pl_rnn_dims d, long G, const float *dgates,
                              const grad_part *parts, int n_parts, float *dbias, float *work,
                              long work_floats) {
+    const long rows = d.steps * d.batch;
     long cols = dbias ? 1 : 0;
     for (int q = 0; q < n_parts; q++) cols += parts[q].grad ? parts[q].width : 0;
     if (cols == 0) return 1;
@@ -233,21 +312,12 @@ static int gate_weight_grads(const pl_ctx *ctx, long rows, long G, const float *
                                               : malloc((size_t)(rows * cols) * sizeof(float));
     float *operand = fresh ? fresh : work;                            /* (rows, cols) */
     float *out = malloc((size_t)(cols * G) * sizeof(float));          /* (cols, G) */
-    if (!operand || !out) {
+    if (!operand || !out ||
+        !gate_products(ctx, d, G, dgates, parts, n_parts, dbias != NULL, cols, operand, out)) {
         free(fresh);
         free(out);
         return 0;
     }
-    for (long r = 0; r < rows; r++) {
-        float *to = operand + r * cols;
-        for (int q = 0; q < n_parts; q++) {
-            if (!parts[q].grad) continue;
-            memcpy(to, parts[q].src + r * parts[q].width, parts[q].width * sizeof(float));
-            to += parts[q].width;
-        }
-        if (dbias) *to = 1.0f;
-    }
-    pl_sgemm(ctx, 1, 0, cols, G, rows, 1.0f, operand, cols, dgates, G, 0.0f, out, G);
     const float *from = out;
     for (int q = 0; q < n_parts; q++) {
         if (!parts[q].grad) continue;
@@ -272,12 +342,13 @@ long pl_rnn_grad_work_floats(pl_rnn_dims d, long G, int split) {
 /* The weight gradients of a cell whose input and recurrent terms share dgates (rows, G):
  * dkernel (I, G) += x^T dgates, drecurrent (U, G) += h_prev^T dgates, dbias (G) +=
  * column sums; any may be NULL. work: see gate_weight_grads. */
-static void weight_gradients(const pl_ctx *ctx, long rows, long I, long U, long G,
+static void weight_gradients(const pl_ctx *ctx, pl_rnn_dims d, long I, long U, long G,
                              const float *x, const float *h_prev, const float *dgates,
                              float *dkernel, float *drecurrent, float *dbias, float *work,
                              long work_floats) {
+    const long rows = d.steps * d.batch;
     grad_part parts[2] = {{x, I, dkernel}, {h_prev, U, drecurrent}};
-    if (gate_weight_grads(ctx, rows, G, dgates, parts, 2, dbias, work, work_floats)) return;
+    if (gate_weight_grads(ctx, d, G, dgates, parts, 2, dbias, work, work_floats)) return;
     if (dkernel) pl_sgemm(ctx, 1, 0, I, G, rows, 1.0f, x, I, dgates, G, 1.0f, dkernel, G);
     if (drecurrent)
         pl_sgemm(ctx, 1, 0, U, G, rows, 1.0f, h_prev, U, dgates, G, 1.0f, drecurrent, G);
@@ -348,7 +419,7 @@ void pl_lstm_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                    .h = (float *)h, .c = (float *)c, .dh = dh, .dc = dc, .dgates = dgates};
     set_output_grad(ctx, &job, dy_seq, dy_time_major, work, work_floats);
     run_time_loop(ctx, &job, 1, G, lstm_backward_rows);
-    weight_gradients(ctx, rows, d.inputs, U, G, x_tm, h, dgates, dkernel, drecurrent, dbias,
+    weight_gradients(ctx, d, d.inputs, U, G, x_tm, h, dgates, dkernel, drecurrent, dbias,
                      work, work_floats);
     input_gradient(ctx, rows, d.inputs, G, kernel, dgates, dx_tm);
 }
@@ -454,14 +525,14 @@ void pl_gru_backward(const pl_ctx *ctx, pl_rnn_dims d, int reset_after,
                   reset_after ? gru_reset_after_backward_rows : gru_reset_before_backward_rows);
     if (reset_after) {
         /* recurrent side: its own gate gradients and bias row */
-        weight_gradients(ctx, rows, 0, U, G, NULL, h, drec_gates, NULL, drecurrent,
+        weight_gradients(ctx, d, 0, U, G, NULL, h, drec_gates, NULL, drecurrent,
                          dbias ? dbias + G : NULL, work, work_floats);
     } else if (drecurrent) {
         pl_sgemm(ctx, 1, 0, U, 2 * U, rows, 1.0f, h, U, dx_gates, G, 1.0f, drecurrent, G);
         pl_sgemm(ctx, 1, 0, U, U, rows, 1.0f, aux, U, dx_gates + 2 * U, G, 1.0f,
                  drecurrent + 2 * U, G);
     }
-    weight_gradients(ctx, rows, d.inputs, 0, G, x_tm, NULL, dx_gates, dkernel, NULL, dbias,
+    weight_gradients(ctx, d, d.inputs, 0, G, x_tm, NULL, dx_gates, dkernel, NULL, dbias,
                      work, work_floats);
     input_gradient(ctx, rows, d.inputs, G, kernel, dx_gates, dx_tm);
 }
@@ -515,7 +586,7 @@ void pl_simple_rnn_backward(const pl_ctx *ctx, pl_rnn_dims d, const float *x_tm,
                    .h = (float *)h, .dh = dh, .dgates = dpre};
     set_output_grad(ctx, &job, dy_seq, dy_time_major, work, work_floats);
     run_time_loop(ctx, &job, 1, U, simple_backward_rows);
-    weight_gradients(ctx, rows, d.inputs, U, U, x_tm, h, dpre, dkernel, drecurrent, dbias,
+    weight_gradients(ctx, d, d.inputs, U, U, x_tm, h, dpre, dkernel, drecurrent, dbias,
                      work, work_floats);
     input_gradient(ctx, rows, d.inputs, U, kernel, dpre, dx_tm);
 }

@@ -107,6 +107,20 @@ def test_compiled_kernels_match_float64_reference(name):
     check_layer_native_matches_reference(factory(), x, training=training)
 
 
+@pytest.mark.parametrize("factory", [
+    lambda: layers.LSTM(8, return_sequences=True),
+    lambda: layers.GRU(8, return_sequences=True, bias_initializer="random_normal"),
+    lambda: layers.GRU(8, reset_after=False)])
+@pytest.mark.parametrize("batch", [130, 200])
+def test_weight_gradients_summed_by_row_groups_match_float64_reference(factory, batch):
+    """Batches of 128 rows or more sum their weight gradients by groups of batch rows
+    (rnn.c: grad_groups; 130 rows: 65 + 65, 200: 66 + 67 + 67), each group one product
+    per step, then the groups in order: against the float64 reference."""
+    set_random_seed(4)
+    x = rng.normal(size=(batch, 6, 5)).astype(np.float32)
+    check_layer_native_matches_reference(factory(), x, rtol=1e-4, atol=1e-5)
+
+
 # ---- masks and several outputs: checks of our own -----------------------------------
 
 def _forward(layer, x, training, mask):
