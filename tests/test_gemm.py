@@ -401,6 +401,32 @@ def test_column_split_threads_own_their_packed_panels_across_column_blocks(kerne
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_claimed_column_panels_give_the_bits_of_one_thread(kernel_path, threads, trans_a,
+                                                           trans_b):
+    """Threads splitting the columns with op(A) in place claim the panels of their ranges
+    one at a time and take over what another has left (gemm.c: gemm_thread_claiming):
+    whoever computes a panel, it is the one thread's bits, on 2, 3 and 4 threads and
+    repeatedly (which thread takes which panel varies from run to run). m = 200 is two
+    row blocks, n = 300 ends in a 12-column panel, k = 700 three depth blocks."""
+    m, n, k = 200, 300, 700
+    rng = np.random.default_rng(16)
+    a = random_matrix(rng, (k, m) if trans_a else (m, k))
+    b = random_matrix(rng, (n, k) if trans_b else (k, n))
+    c0 = random_matrix(rng, (m, n))
+
+    def product():
+        c = c0.copy()
+        return gemm.sgemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=0.7, beta=0.3)
+    threads(1)
+    one = product()
+    assert_close(one, a.T if trans_a else a, b.T if trans_b else b, 0.7, 0.3, c0)
+    for n_threads in (2, 3, 4):
+        threads(n_threads)
+        assert all(np.array_equal(one, product()) for _ in range(20))
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("narrow", [64, 50, 128, 256])
 def test_narrow_products_read_a_in_place_with_the_bits_of_packed_a(kernel_path, threads,
                                                                    trans_a, narrow):
