@@ -1,10 +1,11 @@
 """Training steps of a Sequential model whose layers all train as one Dense chain
-(pylayers.layers.dense_runs), for the batches of one epoch of fit in which no code but
-pylayers' own runs between steps. Model._train_batch works out at every step which
-layers chain, the chain for the batch, the variables and their regularization; none of
-these can change inside such an epoch, so here they are worked out once, and a step is
-the chain's forward, the loss, the chain's backward and the optimizer step: the calls
-Model._train_batch makes, with the same arguments, so the same bits."""
+(pylayers.layers.dense_runs), for the batches of one epoch of fit whose callbacks are
+pylayers' own. Model._train_batch works out at every step which layers chain, the
+chain for the batch, the variables and their regularization. Nothing pylayers runs
+between the steps of such an epoch changes them (Keras itself fixes them when it traces
+its train step), so here they are worked out once, and a step is the chain's forward,
+the loss, the chain's backward and the optimizer step: the calls Model._train_batch
+makes, with the same arguments, so the same bits."""
 from pylayers.layers import dense_runs
 from pylayers.layers.buffers import empty_buffer
 from pylayers.layers.core import as_rows
