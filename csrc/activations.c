@@ -78,15 +78,20 @@ static void act_row(long n, float *row, int act, float alpha) {
     }
 }
 
+void pl_bias_act_block(long rows, long cols, float *y, long ldy, const float *bias, int act,
+                       float alpha) {
+    for (long i = 0; i < rows; i++) {
+        float *row = y + i * ldy;
+        if (bias) add_bias_row(cols, row, bias);
+        act_row(cols, row, act, alpha);
+    }
+}
+
 void pl_bias_act_forward(const pl_ctx *ctx, long m, long n, float *y,
                          const float *bias, int act, float alpha) {
     int nt = pl_elementwise_threads(ctx, m * n);
     #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
-    for (long i = 0; i < m; i++) {
-        float *row = y + i * n;
-        if (bias) add_bias_row(n, row, bias);
-        act_row(n, row, act, alpha);
-    }
+    for (long i = 0; i < m; i++) pl_bias_act_block(1, n, y + i * n, n, bias, act, alpha);
 }
 
 /* dz (n) = dy * act'(z), written in terms of the output y (a NaN in dy stays NaN, as

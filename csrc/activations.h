@@ -15,6 +15,13 @@ enum pl_act {
 void pl_bias_act_forward(const pl_ctx *ctx, long m, long n, float *y,
                          const float *bias, int act, float alpha);
 
+/* The rows x cols block y (row stride ldy) = act(y + bias) in place on the calling
+ * thread, bias (cols) or NULL; softmax over the block's rows. Each element gets
+ * pl_bias_act_forward's arithmetic, so a matrix finished block by block (whole rows for
+ * softmax) has its bits. */
+void pl_bias_act_block(long rows, long cols, float *y, long ldy, const float *bias, int act,
+                       float alpha);
+
 /* dz = dy * act'(.) evaluated from the output y, all (m, n); dz may alias dy.
  * Softmax: dz = y * (dy - sum_row(dy * y)). */
 void pl_act_backward(const pl_ctx *ctx, long m, long n, const float *y,

@@ -673,6 +673,66 @@ static void skinny_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, i
 #endif
 }
 
+/* A product of a rows chain as thread tid of team runs it: its share of the depth slices
+ * and then of the columns when `split` (as skinny_sgemm would split it), else the whole
+ * product on tid 0; then the finish of the columns it wrote, unless whole rows. */
+static void rows_chain_product(const pl_ctx *ctx, long m, const pl_rows_product *p,
+                               int split, float *partial, int tid, int team) {
+    const pl_gemm_arch *arch = arch_for(ctx->isa, p->n);
+    if (!split && tid != 0) return;
+    long j_begin = 0, j_end = p->n;
+    if (p->n <= PL_NARROW_N) {
+        arch->narrow(m, p->n, p->k, 1.0f, p->a, p->k, p->b, p->n, 0.0f, p->c, p->n);
+    } else {
+        skinny_job job = {arch, 0, m, p->n, p->k, depth_slices(0, p->n, p->k), 1.0f, 0.0f,
+                          p->a, p->b, p->k, p->n, p->n, p->c, partial};
+        if (!split) team = 1;
+        skinny_thread(&job, tid, team);
+        long units = (p->n + SKINNY_COLUMN_UNIT - 1) / SKINNY_COLUMN_UNIT;
+        split_range(units, tid, team, SKINNY_COLUMN_UNIT, p->n, &j_begin, &j_end);
+    }
+    if (p->finish && !p->whole_rows && j_begin < j_end)
+        p->finish(p->c + j_begin, p->n, m, j_end - j_begin, j_begin, p->finish_arg);
+}
+
+int pl_sgemm_rows_chain(const pl_ctx *ctx, long m, int count,
+                        const pl_rows_product *products) {
+    if (m <= 0 || m > SKINNY_MAX_M || count < 1) return 0;
+    long partial_floats = 0;
+    int team = 1;
+    char split[count];   // whether each product splits among the threads
+    for (int i = 0; i < count; i++) {
+        const pl_rows_product *p = &products[i];
+        if (p->n <= 0 || p->k <= 0) return 0;
+        int threads = threads_for(ctx, (double)p->n * p->k, SKINNY_B_PER_THREAD);
+        split[i] = p->n > PL_NARROW_N && threads > 1;
+        if (p->n <= PL_NARROW_N) continue;
+        long slices = depth_slices(0, p->n, p->k);
+        if (slices > 1 && slices * m * p->n > partial_floats) partial_floats = slices * m * p->n;
+        if (threads > team) team = threads;
+    }
+    float *partial = partial_floats ? pl_thread_scratch((size_t)partial_floats) : NULL;
+    if (partial_floats && !partial) return 0;
+#pragma omp parallel num_threads(team) if(team > 1)
+    {
+        int tid = 0, size = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        size = omp_get_num_threads();
+#endif
+        for (int i = 0; i < count; i++) {
+            const pl_rows_product *p = &products[i];
+            rows_chain_product(ctx, m, p, split[i], partial, tid, size);
+            if (p->finish && p->whole_rows) {
+                team_barrier(size);
+                if (tid == 0) p->finish(p->c, p->n, m, p->n, 0, p->finish_arg);
+            }
+            if (i + 1 < count) team_barrier(size);   // the next product reads this c
+        }
+    }
+    return 1;
+}
+
 void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
               long m, long n, long k, float alpha,
               const float *a, long lda, const float *b, long ldb,

@@ -13,6 +13,25 @@ void pl_sgemm(const pl_ctx *ctx, int trans_a, int trans_b,
               const float *a, long lda, const float *b, long ldb,
               float beta, float *c, long ldc);
 
+/* One product of pl_sgemm_rows_chain: c (m, n) = a (m, k) @ b (k, n), rows k, n and n
+ * floats apart, then finish(c + col, n, m, cols, col, arg) on blocks of whole columns
+ * (finish NULL: none), or on all of c at once when whole_rows. */
+typedef struct {
+    long n, k;
+    const float *a, *b;
+    float *c;
+    void (*finish)(float *c, long ldc, long rows, long cols, long col, const void *arg);
+    const void *finish_arg;
+    int whole_rows;
+} pl_rows_product;
+
+/* Products of m rows one after the other, each free to read the c of those before, in
+ * one parallel region for products of at most 8 rows (batch-1 inference): the bits of
+ * pl_sgemm (alpha 1, beta 0) followed by finish for each. False, with nothing done, for
+ * more rows or when memory is short. */
+int pl_sgemm_rows_chain(const pl_ctx *ctx, long m, int count,
+                        const pl_rows_product *products);
+
 /* op(B) (k, n) packed once for many products with the same B (a layer's weights):
  * b stored (k, n) with row stride ldb, or (n, k) when trans_b.  Returns a new buffer
  * to release with free(), or NULL when memory is short or n, k <= 0.  Its layout

@@ -14,6 +14,10 @@ cdef extern from "dense.h":
     void pl_dense_forward(const pl_ctx *ctx, long m, long n, long k, const float *x,
                           const float *w, const float *bias, int act, float alpha,
                           float *y) nogil
+    void pl_dense_chain_forward(const pl_ctx *ctx, long m, int n_links, const long *widths,
+                                const float *const *weights, const int *acts,
+                                const float *alphas, const float *x, float *const *hidden,
+                                float *y) nogil
     void pl_dense_backward(const pl_ctx *ctx, long m, long n, long k, const float *x,
                            const float *w, const float *y, const float *dy, int act,
                            float alpha, float *dz, float *dw, float *dbias, int accumulate,
@@ -212,7 +216,7 @@ cdef class DenseChain:
         features); returns out."""
         cdef const float[:, ::1] x_view
         cdef float[:, ::1] out_view
-        cdef long rows = self.rows, i
+        cdef long rows = self.rows
         cdef int last = self.n_links - 1
         try:
             x_view = x
@@ -236,15 +240,10 @@ cdef class DenseChain:
             raise ValueError(f"Dense layers '{self.names[0]}' to '{self.names[last]}': the "
                              "input or output data is not aligned; pass aligned copies")
         self._read_weights()
-        cdef const float *layer_in = &x_view[0, 0]
-        cdef float *layer_out
         with nogil:
-            for i in range(last + 1):
-                layer_out = &out_view[0, 0] if i == last else self.hidden[i]
-                pl_dense_forward(ctx(), rows, self.widths[i + 1], self.widths[i], layer_in,
-                                 self.weights[2 * i], self.weights[2 * i + 1], self.acts[i],
-                                 self.alphas[i], layer_out)
-                layer_in = layer_out
+            pl_dense_chain_forward(ctx(), rows, self.n_links, self.widths, self.weights,
+                                   self.acts, self.alphas, &x_view[0, 0], self.hidden,
+                                   &out_view[0, 0])
         return out
 
 
