@@ -244,7 +244,7 @@ static void assemble_rows(const grad_part *parts, int n_parts, int ones, long co
 
 /* Group g of `groups` (its batch rows at every step, time-major rows (T, B)): its
  * operand rows assembled, then out (cols, G) = operand^T dgates over its rows, one
- * product per step, the steps' summed in order, on the calling thread. */
+ * product per step, the steps' products summed in order, on the calling thread. */
 static void group_weight_grads(const pl_ctx *serial, pl_rnn_dims d, long groups, long g,
                                const grad_part *parts, int n_parts, int ones, long cols,
                                long G, const float *dgates, float *operand, float *out) {

@@ -1,7 +1,8 @@
 /* Recurrent layers over whole sequences: one GEMM projects the inputs of all time
  * steps, then each step runs one recurrent GEMM and one fused elementwise kernel
  * (rnn_steps.h); backward through time likewise, with the weight gradients
- * accumulated by one GEMM each at the end.
+ * accumulated at the end: by one GEMM each, or for a batch of 128 rows or more by
+ * products per step over fixed groups of its rows, whose sums are added in order.
  *
  * Shapes: B batch, T steps, I input features, U units, G gate columns (4U LSTM,
  * 3U GRU, U SimpleRNN). Sequence buffers are time-major: x_tm (T, B, I).
