@@ -695,6 +695,26 @@ static void rows_chain_product(const pl_ctx *ctx, long m, const pl_rows_product 
         p->finish(p->c + j_begin, p->n, m, j_end - j_begin, j_begin, p->finish_arg);
 }
 
+/* Whether, on a team of `team`, every thread of a rows chain reads in product `next`
+ * (depth-sliced) only the columns of `prev`'s c that it summed and finished itself:
+ * then it goes on without waiting for the others. */
+static int reads_own_columns(const pl_rows_product *prev, const pl_rows_product *next,
+                             int team) {
+    if (prev->whole_rows || prev->n != next->k) return 0;
+    const long slices = depth_slices(0, next->n, next->k);
+    const long units = (prev->n + SKINNY_COLUMN_UNIT - 1) / SKINNY_COLUMN_UNIT;
+    if (slices == 1) return 0;
+    for (int t = 0; t < team; t++) {
+        long first, last, j_begin, j_end;
+        split_range(slices, t, team, 1, slices, &first, &last);
+        split_range(units, t, team, SKINNY_COLUMN_UNIT, prev->n, &j_begin, &j_end);
+        if (first < last && (slice_start(first, slices, next->k) < j_begin ||
+                             slice_start(last, slices, next->k) > j_end))
+            return 0;
+    }
+    return 1;
+}
+
 int pl_sgemm_rows_chain(const pl_ctx *ctx, long m, int count,
                         const pl_rows_product *products) {
     if (m <= 0 || m > SKINNY_MAX_M || count < 1) return 0;
@@ -711,7 +731,10 @@ int pl_sgemm_rows_chain(const pl_ctx *ctx, long m, int count,
         if (slices > 1 && slices * m * p->n > partial_floats) partial_floats = slices * m * p->n;
         if (threads > team) team = threads;
     }
-    float *partial = partial_floats ? pl_thread_scratch((size_t)partial_floats) : NULL;
+    // two partial buffers, products alternating: a thread that goes on to the next
+    // product without a barrier must not write the partial sums another still reads
+    partial_floats = round_up(partial_floats, ALIGN_FLOATS);
+    float *partial = partial_floats ? pl_thread_scratch((size_t)(2 * partial_floats)) : NULL;
     if (partial_floats && !partial) return 0;
 #pragma omp parallel num_threads(team) if(team > 1)
     {
@@ -722,12 +745,17 @@ int pl_sgemm_rows_chain(const pl_ctx *ctx, long m, int count,
 #endif
         for (int i = 0; i < count; i++) {
             const pl_rows_product *p = &products[i];
-            rows_chain_product(ctx, m, p, split[i], partial, tid, size);
+            rows_chain_product(ctx, m, p, split[i], partial + i % 2 * partial_floats, tid,
+                               size);
             if (p->finish && p->whole_rows) {
-                team_barrier(size);
+                if (split[i]) team_barrier(size);
                 if (tid == 0) p->finish(p->c, p->n, m, p->n, 0, p->finish_arg);
             }
-            if (i + 1 < count) team_barrier(size);   // the next product reads this c
+            // the next product reads this c: a barrier, unless each thread reads only
+            // what it wrote (a sliced product's barrier then guards the partials)
+            if (i + 1 < count && !(split[i] && split[i + 1] &&
+                                   reads_own_columns(p, &products[i + 1], size)))
+                team_barrier(size);
         }
     }
     return 1;

@@ -25,10 +25,10 @@ typedef struct {
     int whole_rows;
 } pl_rows_product;
 
-/* Products of m rows one after the other, each free to read the c of those before, in
- * one parallel region for products of at most 8 rows (batch-1 inference): the bits of
- * pl_sgemm (alpha 1, beta 0) followed by finish for each. False, with nothing done, for
- * more rows or when memory is short. */
+/* Products of m rows one after the other, each free to read the c of those before
+ * (each product's c its own), in one parallel region for products of at most 8 rows
+ * (batch-1 inference): the bits of pl_sgemm (alpha 1, beta 0) followed by finish for
+ * each. False, with nothing done, for more rows or when memory is short. */
 int pl_sgemm_rows_chain(const pl_ctx *ctx, long m, int count,
                         const pl_rows_product *products);
 
