@@ -31,7 +31,8 @@ if [ ${#tests[@]} -eq 0 ]; then
     tests=(tests/test_gemm.py tests/reliability/test_fuzz_kernels.py tests/layers/test_conv.py
            tests/layers/test_pooling.py tests/layers/test_normalization.py
            tests/layers/test_recurrent.py tests/layers/test_embedding.py
-           tests/layers/test_core_layers.py tests/test_optimizers.py)
+           tests/layers/test_core_layers.py tests/test_optimizers.py
+           tests/models/test_inference_plan.py)
 fi
 
 echo "== kernel tests under the sanitizers: ${tests[*]}"
