@@ -24,10 +24,6 @@
 #include "gemm.h"
 #include "gemm_kernels.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 /* Floats of unfolded rows per chunk: big enough for efficient GEMMs, small enough
  * to stay in the last-level cache between unfolding and multiplying. */
 #define COL_BUDGET (1L << 20)
@@ -893,11 +889,8 @@ static int implicit_weight(const pl_ctx *ctx, const pl_conv_geom *g, const conv_
     if (!all_runs) return -1;
     #pragma omp parallel num_threads(nt) if(nt > 1)
     {
-        int team = 1, tid = 0;
-#ifdef _OPENMP
-        team = omp_get_num_threads();
-        tid = omp_get_thread_num();
-#endif
+        int team, tid;
+        pl_team_position(&tid, &team);
         pl_tile_run *runs = all_runs + tid * runs_per_chunk;
         const long first_tile = tiles * tid / team, end_tile = tiles * (tid + 1) / team;
         for (long first = 0; first < lines; first += lines_per_chunk) {

@@ -380,6 +380,22 @@ static int threads_split_rows(const gemm_job *job, int n_threads) {
     return job->m >= job->n;
 }
 
+/* Where op(A)'s block at (row ic, depth pc) starts. */
+static const float *a_block_at(const gemm_job *job, long ic, long pc) {
+    return job->trans_a ? job->a + pc * job->lda + ic : job->a + ic * job->lda + pc;
+}
+
+/* op(A)'s block at (ic, pc) as the micro-kernels read it in place. */
+static a_block_view a_in_place_at(const gemm_job *job, long ic, long pc) {
+    return (a_block_view){a_block_at(job, ic, pc), job->trans_a ? 1 : job->lda,
+                          job->trans_a ? job->lda : 1, 1};
+}
+
+/* Where op(B)'s block at (depth pc, column col) starts. */
+static const float *b_block_at(const gemm_job *job, long pc, long col) {
+    return job->trans_b ? job->b + col * job->ldb + pc : job->b + pc * job->ldb + col;
+}
+
 /* The five loops as run by thread tid of n_threads. */
 static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
     const pl_gemm_arch *arch = job->arch;
@@ -411,24 +427,19 @@ static void gemm_thread(const gemm_job *job, int tid, int n_threads) {
                 long block = jc / job->nc * pc_blocks(job->k, job->kc) + pc / job->kc;
                 b_packed = job->prepacked + block * block_floats;
             } else {   // op(B) block (kc, nc - origin) at (pc, jc + origin)
-                long b_col = jc + origin;
-                const float *b_block = job->trans_b ? job->b + b_col * job->ldb + pc
-                                                    : job->b + pc * job->ldb + b_col;
+                const float *b_block = b_block_at(job, pc, jc + origin);
                 pack_b(arch, job->trans_b, pack_begin - origin, pack_end - origin, nc - origin,
                        kc, job->kc, b_block, job->ldb, own_panels);
             }
             if (shared_b) team_barrier(n_threads);
             for (long ic = m_begin; ic < m_end; ic += job->mc) {
                 long mc = min_long(job->mc, m_end - ic);
-                // op(A) block (mc, kc) at (ic, pc)
-                const float *a_block = job->trans_a ? job->a + pc * job->lda + ic
-                                                    : job->a + ic * job->lda + pc;
                 a_block_view a_view = {a_packed, 0, 0, 0};
                 if (job->a_in_place)
-                    a_view = (a_block_view){a_block, job->trans_a ? 1 : job->lda,
-                                            job->trans_a ? job->lda : 1, 1};
+                    a_view = a_in_place_at(job, ic, pc);
                 else
-                    pack_a(arch, job->trans_a, mc, kc, a_block, job->lda, a_packed);
+                    pack_a(arch, job->trans_a, mc, kc, a_block_at(job, ic, pc), job->lda,
+                           a_packed);
                 macro_kernel(arch, mc, nc - origin, kc, job->kc, j_begin - origin, j_end - origin,
                              &a_view, b_packed, job->alpha, beta,
                              job->c + ic * job->ldc + jc + origin, job->ldc);
@@ -448,14 +459,10 @@ static void run_panel(const gemm_job *job, long p, float *panel) {
     for (long pc = 0; pc < job->k; pc += job->kc) {
         long kc = min_long(job->kc, job->k - pc);
         float beta = pc == 0 ? job->beta : 1.0f;
-        const float *b_block = job->trans_b ? job->b + j0 * job->ldb + pc
-                                            : job->b + pc * job->ldb + j0;
-        pack_b(arch, job->trans_b, 0, cols, cols, kc, job->kc, b_block, job->ldb, panel);
+        pack_b(arch, job->trans_b, 0, cols, cols, kc, job->kc, b_block_at(job, pc, j0),
+               job->ldb, panel);
         for (long ic = 0; ic < job->m; ic += job->mc) {
-            const float *a_block = job->trans_a ? job->a + pc * job->lda + ic
-                                                : job->a + ic * job->lda + pc;
-            a_block_view a_view = {a_block, job->trans_a ? 1 : job->lda,
-                                   job->trans_a ? job->lda : 1, 1};
+            a_block_view a_view = a_in_place_at(job, ic, pc);
             macro_kernel(arch, min_long(job->mc, job->m - ic), cols, kc, job->kc, 0, cols,
                          &a_view, panel, job->alpha, beta, job->c + ic * job->ldc + j0,
                          job->ldc);
@@ -534,7 +541,7 @@ static int packed_sgemm(const pl_gemm_arch *arch, int n_threads, int trans_a, in
         // columns split with op(A) in place: panels claimed (gemm_thread_claiming)
         const int claiming = !split_rows && job.a_in_place && !prepacked;
         long next_panel[n_threads * COUNTER_STRIDE];
-        for (int t = 0; t < n_threads; t++)
+        for (int t = 0; claiming && t < n_threads; t++)
             next_panel[t * COUNTER_STRIDE] = (job.n + arch->nr - 1) / arch->nr * t / n_threads;
 #pragma omp parallel num_threads(n_threads)
         {   // the pack space is laid out for n_threads: a smaller team (OMP_DYNAMIC,
@@ -738,11 +745,8 @@ int pl_sgemm_rows_chain(const pl_ctx *ctx, long m, int count,
     if (partial_floats && !partial) return 0;
 #pragma omp parallel num_threads(team) if(team > 1)
     {
-        int tid = 0, size = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        size = omp_get_num_threads();
-#endif
+        int tid, size;
+        pl_team_position(&tid, &size);
         for (int i = 0; i < count; i++) {
             const pl_rows_product *p = &products[i];
             rows_chain_product(ctx, m, p, split[i], partial + i % 2 * partial_floats, tid,

@@ -67,12 +67,18 @@ int pl_default_threads(void) {
 #endif
 }
 
-void pl_team_share(long total, long *begin, long *end) {
-    int tid = 0, team = 1;
+void pl_team_position(int *tid, int *team) {
+    *tid = 0;
+    *team = 1;
 #ifdef _OPENMP
-    tid = omp_get_thread_num();
-    team = omp_get_num_threads();
+    *tid = omp_get_thread_num();
+    *team = omp_get_num_threads();
 #endif
+}
+
+void pl_team_share(long total, long *begin, long *end) {
+    int tid, team;
+    pl_team_position(&tid, &team);
     *begin = total * tid / team;
     *end = total * (tid + 1) / team;
 }

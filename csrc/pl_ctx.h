@@ -20,6 +20,10 @@ int pl_openmp_enabled(void);
 /* Threads OpenMP would use by default (honours OMP_NUM_THREADS); 1 without OpenMP. */
 int pl_default_threads(void);
 
+/* The calling thread's number in its OpenMP team and the team's size: 0 and 1 outside a
+ * parallel region or without OpenMP. */
+void pl_team_position(int *tid, int *team);
+
 /* Share [begin, end) of `total` items that the calling thread takes in its OpenMP team:
  * contiguous, in thread order, as even as whole items allow; all of them outside a
  * parallel region or without OpenMP. */
